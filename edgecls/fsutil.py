@@ -14,12 +14,13 @@ from typing import Iterator
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it over ``target`` only on success.
 
-    The temporary file lives in the same folder so the final ``os.replace`` is atomic.
-    The suffix is kept because some writers (Keras, matplotlib) choose a format by it.
+    The temporary file lives in the same folder so the final ``os.replace`` is atomic. Its name
+    ends with the target's whole name because writers choose a format by it (Keras tells
+    ``.weights.h5`` from ``.h5``; matplotlib reads ``.png``).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=f"-{target.name}", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:

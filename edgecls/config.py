@@ -1,0 +1,166 @@
+"""Run configuration: dataclasses, read from YAML recipes, overridden by CLI flags, written resolved.
+
+A run folder's ``config.yaml`` is the fully resolved configuration, so ``--resume`` and every
+later stage read exactly what training used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edgecls.errors import EdgeclsError
+
+
+@dataclasses.dataclass
+class DataConfig:
+    path: str = ""
+    img_size: int | None = None  # None: the architecture's native size
+    val_fraction: float = 0.2
+    test_fraction: float = 0.1
+    seed: int = 0
+    cache_dir: str | None = None  # None: $EDGECLS_CACHE or ~/.cache/edgecls
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    arch: str = "mobilenet_v3_small"
+    weights: str = "imagenet"  # imagenet | none | path to a weights file
+    alpha: float = 1.0
+    dropout: float = 0.2
+
+
+@dataclasses.dataclass
+class AugmentConfig:
+    flip: bool = True
+    rotation: float = 0.05  # fraction of a full turn
+    zoom: float = 0.1
+    translate: float = 0.1
+    brightness: float = 0.1  # fraction of the 0–255 range
+    contrast: float = 0.1
+    saturation: float = 0.1
+    mixup: float = 0.0  # Beta(alpha, alpha) parameter; 0 turns MixUp off
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    epochs: int = 20  # all phases together
+    head_epochs: int | None = None  # phase 1 with a frozen base; None: a third of epochs
+    batch_size: int = 32
+    optimizer: str = "adamw"  # adam | adamw
+    lr: float = 1e-3
+    fine_tune_lr: float = 1e-4
+    fine_tune_layers: int | None = None  # None: the architecture's default
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    early_stopping_patience: int = 5  # 0 turns early stopping off
+    reduce_lr_on_plateau: bool = False
+    monitor: str = "val_accuracy"
+    mixed_precision: bool = False
+    seed: int = 0
+
+
+@dataclasses.dataclass
+class RunConfig:
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def from_dict(data: dict[str, Any] | None, source: str = "config") -> RunConfig:
+    config = RunConfig()
+    return apply_overrides(config, data or {}, source)
+
+
+def apply_overrides(config: RunConfig, data: dict[str, Any], source: str = "overrides") -> RunConfig:
+    """Set ``{"train": {"epochs": 3}}``-shaped values on ``config``; unknown keys are errors."""
+    if not isinstance(data, dict):
+        raise EdgeclsError(f"{source}: expected a mapping of sections, got {type(data).__name__}")
+    for section_name, values in data.items():
+        section = getattr(config, section_name, None)
+        if section is None or not dataclasses.is_dataclass(section):
+            raise EdgeclsError(f"{source}: unknown section '{section_name}'")
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise EdgeclsError(f"{source}: section '{section_name}' must be a mapping")
+        fields = {f.name: f for f in dataclasses.fields(section)}
+        for key, value in values.items():
+            if key not in fields:
+                raise EdgeclsError(f"{source}: unknown option '{section_name}.{key}'")
+            setattr(section, key, _coerce(value, fields[key], f"{section_name}.{key}", source))
+    return config
+
+
+def _coerce(value, field: dataclasses.Field, name: str, source: str):
+    if value is None:
+        return None
+    kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
+    try:
+        if kind.startswith("bool"):
+            if isinstance(value, str):
+                return value.lower() in ("1", "true", "yes", "on")
+            return bool(value)
+        if kind.startswith("int"):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if kind.startswith("float"):
+            return float(value)
+        if kind.startswith("str"):
+            return str(value)
+    except (TypeError, ValueError):
+        raise EdgeclsError(f"{source}: '{name}' must be {kind.split(' ')[0]}, got {value!r}") from None
+    return value
+
+
+def recipe_names() -> list[str]:
+    return sorted(p.name[: -len(".yaml")] for p in resources.files("edgecls.configs").iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def load_yaml(path_or_recipe: str) -> dict[str, Any]:
+    """Read a recipe file, or a recipe shipped with edgecls by name (``edgecls train --config NAME``)."""
+    path = Path(path_or_recipe)
+    if path.is_file():
+        text = path.read_text(encoding="utf-8")
+    else:
+        shipped = resources.files("edgecls.configs") / f"{path_or_recipe}.yaml"
+        if not shipped.is_file():
+            raise EdgeclsError(
+                f"config not found: {path_or_recipe} (not a file, nor a shipped recipe: {', '.join(recipe_names())})"
+            )
+        text = shipped.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise EdgeclsError(f"cannot parse config {path_or_recipe}: {str(err).splitlines()[0]}") from None
+    return data or {}
+
+
+def load_run_config(run_dir: Path) -> RunConfig:
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise EdgeclsError(f"not a run folder (no config.yaml): {run_dir}")
+    return from_dict(load_yaml(str(path)), source=str(path))
+
+
+def load_recipe_header(name: str) -> str:
+    """The first comment line of a shipped recipe: what it is for."""
+    text = (resources.files("edgecls.configs") / f"{name}.yaml").read_text(encoding="utf-8")
+    for line in text.splitlines():
+        if line.startswith("#") and line.strip("# "):
+            return line.strip("# ").strip()
+    return ""

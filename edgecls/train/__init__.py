@@ -1,0 +1,1 @@
+"""Training: model building, fitting and the reports written after it."""

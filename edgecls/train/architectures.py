@@ -1,0 +1,157 @@
+"""Model builders. Every model takes RGB pixels 0–255 and normalises inside the graph.
+
+Graphs are flat (no model nested in a model): tfmot's pruning and quantization wrappers refuse
+nested models, and a flat graph freezes and unfreezes layer by layer for transfer learning.
+Keras application bases are built on our own input tensor (``input_tensor=``), which keeps their
+layer names, so their ImageNet weight files load unchanged.
+"""
+
+from __future__ import annotations
+
+from edgecls.errors import EdgeclsError
+from edgecls.tf import keras
+from edgecls.train.layers import ChannelNormalize
+from edgecls.train.registry import register_model
+
+HEAD_PREFIX = "head_"
+INPUT_NAME = "image"
+
+
+def is_head_layer(layer) -> bool:
+    return layer.name.startswith(HEAD_PREFIX)
+
+
+def _classifier_head(features, num_classes: int, dropout: float):
+    x = keras.layers.GlobalAveragePooling2D(name="head_pool")(features)
+    if dropout > 0:
+        x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+    x = keras.layers.Dense(num_classes, name="head_logits")(x)
+    # float32 so the probabilities stay exact under a mixed-precision policy.
+    return keras.layers.Activation("softmax", dtype="float32", name="head_probs")(x)
+
+
+def _application(app_fn, name, input_shape, num_classes, weights, dropout, preprocess=None, **app_kwargs):
+    inputs = keras.Input(shape=input_shape, name=INPUT_NAME)
+    x = preprocess(inputs) if preprocess else inputs
+    try:
+        base = app_fn(input_tensor=x, input_shape=input_shape, include_top=False, weights=weights, **app_kwargs)
+    except ValueError as err:  # Keras' own checks: size too small, alpha without weights, ...
+        raise EdgeclsError(f"{name}: {err}") from None
+    return keras.Model(inputs, _classifier_head(base.output, num_classes, dropout), name=name)
+
+
+@register_model(
+    "mobilenet_v3_small",
+    description="MobileNetV3-Small: the default edge model (alpha = width multiplier)",
+    pretrained=True,
+    fine_tune_layers=60,
+)
+def mobilenet_v3_small(input_shape, num_classes, *, weights=None, alpha=1.0, dropout=0.2):
+    return _application(
+        keras.applications.MobileNetV3Small, "mobilenet_v3_small", input_shape, num_classes, weights, dropout,
+        alpha=alpha, include_preprocessing=True,
+    )
+
+
+@register_model(
+    "mobilenet_v3_large",
+    description="MobileNetV3-Large: more accurate, ~3x the MACs of Small",
+    pretrained=True,
+    fine_tune_layers=80,
+)
+def mobilenet_v3_large(input_shape, num_classes, *, weights=None, alpha=1.0, dropout=0.2):
+    return _application(
+        keras.applications.MobileNetV3Large, "mobilenet_v3_large", input_shape, num_classes, weights, dropout,
+        alpha=alpha, include_preprocessing=True,
+    )
+
+
+def _register_efficientnet(variant: str, app_fn, default_size: int):
+    name = f"efficientnet_{variant}"
+
+    @register_model(
+        name,
+        description=f"EfficientNet-{variant.upper()} (native size {default_size})",
+        pretrained=True,
+        default_size=default_size,
+        fine_tune_layers=60,
+    )
+    def build(input_shape, num_classes, *, weights=None, alpha=1.0, dropout=0.2):
+        # alpha does not apply: EfficientNet's width is fixed per variant.
+        return _application(app_fn, name, input_shape, num_classes, weights, dropout)
+
+    return build
+
+
+for _variant, _fn, _size in (
+    ("b0", keras.applications.EfficientNetB0, 224),
+    ("b1", keras.applications.EfficientNetB1, 240),
+    ("b2", keras.applications.EfficientNetB2, 260),
+    ("b3", keras.applications.EfficientNetB3, 300),
+):
+    _register_efficientnet(_variant, _fn, _size)
+
+
+@register_model(
+    "resnet50",
+    description="ResNet50: large and slow on edge devices; a transfer-learning baseline",
+    pretrained=True,
+    fine_tune_layers=40,
+)
+def resnet50(input_shape, num_classes, *, weights=None, alpha=1.0, dropout=0.2):
+    # The ImageNet weights expect Caffe-style input: BGR with the ImageNet mean subtracted.
+    caffe = ChannelNormalize(mean=(103.939, 116.779, 123.68), std=(1.0, 1.0, 1.0), reverse_channels=True,
+                             name="normalize")
+    return _application(keras.applications.ResNet50, "resnet50", input_shape, num_classes, weights, dropout,
+                        preprocess=caffe)
+
+
+def _conv_bn_relu(x, filters, name, strides=1):
+    x = keras.layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    # momentum 0.9: the moving statistics must settle within the few hundred steps of a small dataset.
+    x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+    return keras.layers.ReLU(name=f"{name}_relu")(x)
+
+
+@register_model(
+    "simple_cnn",
+    description="Small VGG-style CNN (the seeds' baseline): good from scratch on small images",
+    pretrained=False,
+    default_size=32,
+)
+def simple_cnn(input_shape, num_classes, *, weights=None, alpha=1.0, dropout=0.3):
+    inputs = keras.Input(shape=input_shape, name=INPUT_NAME)
+    x = keras.layers.Rescaling(1.0 / 255.0, name="normalize")(inputs)
+    for stage, filters in enumerate((32, 64, 128), start=1):
+        width = max(8, int(round(filters * alpha)))
+        x = _conv_bn_relu(x, width, f"block{stage}a")
+        x = _conv_bn_relu(x, width, f"block{stage}b")
+        x = keras.layers.MaxPooling2D(name=f"block{stage}_pool")(x)
+    model = keras.Model(inputs, _classifier_head(x, num_classes, dropout), name="simple_cnn")
+    return _load_local_weights(model, weights)
+
+
+@register_model(
+    "tiny_cnn",
+    description="Two-convolution model for tests and smoke runs; not for real use",
+    pretrained=False,
+    default_size=32,
+)
+def tiny_cnn(input_shape, num_classes, *, weights=None, alpha=1.0, dropout=0.0):
+    inputs = keras.Input(shape=input_shape, name=INPUT_NAME)
+    x = keras.layers.Rescaling(1.0 / 255.0, name="normalize")(inputs)
+    x = _conv_bn_relu(x, 8, "block1", strides=2)
+    x = _conv_bn_relu(x, 16, "block2", strides=2)
+    model = keras.Model(inputs, _classifier_head(x, num_classes, dropout), name="tiny_cnn")
+    return _load_local_weights(model, weights)
+
+
+def _load_local_weights(model, weights):
+    if weights is None:
+        return model
+    if weights == "imagenet":
+        raise EdgeclsError(f"{model.name} has no ImageNet weights; use --weights none or a weights file")
+    # A weights file from an earlier run of the same architecture; layers are matched by name
+    # so a different number of classes only skips the head.
+    model.load_weights(weights, by_name=True, skip_mismatch=True)
+    return model

@@ -1,0 +1,139 @@
+"""Keras callbacks: per-epoch checkpoint + resumable state + early stopping, and resource use."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+import psutil
+
+from edgecls.fsutil import atomic_path
+from edgecls.tf import keras, tf
+from edgecls.train.run_state import RunState
+from edgecls.train.schedules import current_lr
+
+CHECKPOINT_DIR = "checkpoints"
+BEST_WEIGHTS = f"{CHECKPOINT_DIR}/best.weights.h5"
+
+
+def save_model(model, path: Path) -> None:
+    """Save a whole model (with its optimizer state when compiled), atomically."""
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+
+
+def save_weights(model, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        model.save_weights(tmp)
+
+
+def save_inference_model(model, path: Path) -> None:
+    """Save weights and architecture only: the .keras format has no switch to leave the optimizer out."""
+    from edgecls.tf import keras
+
+    bare = keras.models.clone_model(model)
+    bare.set_weights(model.get_weights())
+    save_model(bare, path)
+
+
+class ResourceMonitor(keras.callbacks.Callback):
+    """Measures CPU, RAM (and GPU memory, where there is one) each epoch for history.csv.
+
+    Kept out of Keras' logs so the progress bar shows only the training metrics.
+    """
+
+    def __init__(self, verbose: bool = True):
+        super().__init__()
+        self.process = psutil.Process(os.getpid())
+        self.gpus = tf.config.list_logical_devices("GPU")
+        self.verbose = verbose
+        self.last: dict = {}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.process.cpu_percent(None)  # starts the measuring interval
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        usage = {
+            "epoch_seconds": round(time.perf_counter() - self.started, 2),
+            "cpu_percent": round(self.process.cpu_percent(None), 1),
+            "rss_mb": round(self.process.memory_info().rss / 2**20, 1),
+            "system_ram_percent": psutil.virtual_memory().percent,
+        }
+        for index, device in enumerate(self.gpus):
+            try:
+                info = tf.config.experimental.get_memory_info(device.name)
+                usage[f"gpu{index}_peak_mb"] = round(info["peak"] / 2**20, 1)
+            except (ValueError, RuntimeError):
+                pass
+        self.last = usage
+        if self.verbose:
+            gpu = "".join(f", GPU{k[3:-8]} peak {v:.0f} MB" for k, v in usage.items() if k.startswith("gpu"))
+            print(f"  {usage['epoch_seconds']:.1f} s, CPU {usage['cpu_percent']:.0f}%, "
+                  f"RSS {usage['rss_mb']:.0f} MB, system RAM {usage['system_ram_percent']:.0f}%{gpu}")
+
+
+class RunCheckpointer(keras.callbacks.Callback):
+    """After each epoch: best model, resumable checkpoint, history and state, then early stopping.
+
+    Order matters for crash safety: the epoch checkpoint is renamed into place before the state
+    that names it, and the previous checkpoint is removed only after that.
+    """
+
+    def __init__(self, run_dir: Path, state: RunState, phase: str, monitor: str, patience: int,
+                 resources: ResourceMonitor | None = None):
+        super().__init__()
+        self.resources = resources
+        self.run_dir = Path(run_dir)
+        self.state = state
+        self.phase = phase
+        self.monitor = monitor
+        self.mode_max = "acc" in monitor
+        self.patience = patience
+
+    def _better(self, value, reference) -> bool:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return False
+        if reference is None:
+            return True
+        return value > reference if self.mode_max else value < reference
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        row = {"epoch": epoch + 1, "phase": self.phase}
+        row.update({k: _plain(v) for k, v in logs.items()})
+        row["lr"] = current_lr(self.model.optimizer)
+        if self.resources is not None:
+            row.update(self.resources.last)
+        state = self.state
+        value = logs.get(self.monitor, logs.get(self.monitor.replace("val_", "")))
+
+        if self._better(value, state.best_value):
+            save_weights(self.model, self.run_dir / BEST_WEIGHTS)
+            state.best_value, state.best_epoch = float(value), epoch + 1
+        if self._better(value, state.phase_best):
+            state.phase_best, state.wait = float(value), 0
+        else:
+            state.wait += 1
+
+        previous = state.checkpoint
+        name = f"{CHECKPOINT_DIR}/epoch-{epoch + 1:04d}.keras"
+        save_model(self.model, self.run_dir / name)
+        state.history.append(row)
+        state.epoch, state.phase, state.checkpoint = epoch + 1, self.phase, name
+        state.save(self.run_dir)
+        if previous and previous != name:
+            (self.run_dir / previous).unlink(missing_ok=True)
+
+        if self.patience > 0 and state.wait >= self.patience:
+            print(f"early stopping: no {self.monitor} improvement in {self.patience} epochs")
+            self.model.stop_training = True
+
+
+def _plain(value):
+    try:
+        return round(float(value), 6)
+    except (TypeError, ValueError):
+        return value

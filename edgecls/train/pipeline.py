@@ -1,0 +1,123 @@
+"""tf.data input pipelines over decoded uint8 image arrays.
+
+Images are decoded and resized once (``edgecls.data.decode``) into a uint8 array that lives in
+memory when it fits and is memory-mapped from the cache otherwise; batches are gathered from it,
+so no JPEG is decoded twice and the pipeline keeps up with training.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import psutil
+
+from edgecls.config import AugmentConfig
+from edgecls.tf import keras, tf
+
+# Arrays larger than this share of the available memory stay memory-mapped from disk.
+IN_MEMORY_SHARE = 0.25
+
+
+def maybe_in_memory(images: np.ndarray) -> np.ndarray:
+    if images.nbytes <= IN_MEMORY_SHARE * psutil.virtual_memory().available:
+        return np.ascontiguousarray(images)
+    return images
+
+
+def make_dataset(images, labels, num_classes: int, batch_size: int, *, training: bool,
+                 augment: AugmentConfig | None = None, seed: int = 0):
+    """Batches of (float32 RGB 0–255, one-hot float32 labels)."""
+    images = maybe_in_memory(images)
+    labels = np.asarray(labels, dtype=np.int32)
+    count = len(labels)
+    height, width = images.shape[1:3]
+
+    def gather(index):
+        index = np.sort(index)  # sorted reads are sequential on a memory-mapped file
+        return images[index], labels[index]
+
+    def load(index):
+        x, y = tf.numpy_function(gather, [index], [tf.uint8, tf.int32], stateful=False)
+        x.set_shape([None, height, width, 3])
+        y.set_shape([None])
+        return tf.cast(x, tf.float32), tf.one_hot(y, num_classes)
+
+    ds = tf.data.Dataset.range(count)
+    if training:
+        ds = ds.shuffle(count, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=training and count >= batch_size)
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    if training and augment is not None:
+        augmenter = BatchAugmenter(augment, seed)
+        ds = ds.map(augmenter, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+class BatchAugmenter:
+    """Random flips, rotation, zoom, translation and colour jitter per image; then MixUp per batch."""
+
+    def __init__(self, cfg: AugmentConfig, seed: int = 0):
+        self.cfg = cfg
+        geometric = []
+        if cfg.flip:
+            geometric.append(keras.layers.RandomFlip("horizontal", seed=seed))
+        if cfg.rotation > 0:
+            geometric.append(keras.layers.RandomRotation(cfg.rotation, fill_mode="reflect", seed=seed))
+        if cfg.zoom > 0:
+            geometric.append(keras.layers.RandomZoom((-cfg.zoom, cfg.zoom), fill_mode="reflect", seed=seed))
+        if cfg.translate > 0:
+            geometric.append(keras.layers.RandomTranslation(cfg.translate, cfg.translate, fill_mode="reflect",
+                                                            seed=seed))
+        self.geometric = geometric
+
+    def __call__(self, images, labels):
+        for layer in self.geometric:
+            images = layer(images, training=True)
+        images = self._colour(images)
+        if self.cfg.mixup > 0:
+            images, labels = self._mixup(images, labels)
+        return images, labels
+
+    def _per_image(self, images, spread):
+        batch = tf.shape(images)[0]
+        return tf.random.uniform([batch, 1, 1, 1], -spread, spread)
+
+    def _colour(self, images):
+        cfg = self.cfg
+        if cfg.brightness > 0:
+            images = images + 255.0 * self._per_image(images, cfg.brightness)
+        if cfg.contrast > 0:
+            mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
+            images = (images - mean) * (1.0 + self._per_image(images, cfg.contrast)) + mean
+        if cfg.saturation > 0:
+            grey = tf.reduce_mean(images, axis=-1, keepdims=True)
+            images = (images - grey) * (1.0 + self._per_image(images, cfg.saturation)) + grey
+        return tf.clip_by_value(images, 0.0, 255.0)
+
+    def _mixup(self, images, labels):
+        batch = tf.shape(images)[0]
+        alpha = self.cfg.mixup
+        # Beta(a, a) from two Gamma(a) draws; tf has no Beta sampler of its own.
+        g1 = tf.random.gamma([batch], alpha)
+        g2 = tf.random.gamma([batch], alpha)
+        lam = g1 / (g1 + g2)
+        partner = tf.reverse(tf.range(batch), axis=[0])
+        lam_x = tf.reshape(lam, [-1, 1, 1, 1])
+        lam_y = tf.reshape(lam, [-1, 1])
+        mixed_images = lam_x * images + (1.0 - lam_x) * tf.gather(images, partner)
+        mixed_labels = lam_y * labels + (1.0 - lam_y) * tf.gather(labels, partner)
+        return mixed_images, mixed_labels
+
+
+def steps_per_epoch(count: int, batch_size: int) -> int:
+    return max(1, count // batch_size) if count >= batch_size else 1
+
+
+def predict_probs(model, images, batch_size: int = 64) -> np.ndarray:
+    """Class probabilities for a uint8 image array, batch by batch (bounded memory)."""
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        batch = np.asarray(images[start:start + batch_size], dtype=np.float32)
+        outputs.append(model(batch, training=False).numpy())
+    if not outputs:
+        return np.zeros((0, model.output_shape[-1]), dtype=np.float32)
+    return np.concatenate(outputs).astype(np.float32)

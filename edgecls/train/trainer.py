@@ -1,0 +1,230 @@
+"""Training a run: data → model → one or two phases → best model → evaluation, resumable."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from edgecls.config import RunConfig, load_run_config
+from edgecls.errors import EdgeclsError
+from edgecls.fsutil import write_json, write_text
+from edgecls.tf import keras, tf
+from edgecls.train import modeling
+from edgecls.train.callbacks import BEST_WEIGHTS, ResourceMonitor, RunCheckpointer, save_inference_model
+from edgecls.train.data_prep import PreparedData, prepare_data
+from edgecls.train.pipeline import make_dataset, steps_per_epoch
+from edgecls.train.registry import get_model_spec
+from edgecls.train.run_state import RunState
+from edgecls.train.schedules import WarmupCosine, make_optimizer
+
+RUN_MARKERS = ("config.yaml", "state.json", "model.keras", "history.csv")
+
+
+@dataclasses.dataclass
+class Phase:
+    name: str  # "head" (frozen base), "fine_tune" (top layers unfrozen) or "train" (from scratch)
+    end_epoch: int
+    lr: float
+
+
+@dataclasses.dataclass
+class TrainResult:
+    run_dir: Path
+    metrics: dict
+    train_seconds: float
+    epochs: int
+
+
+def plan_phases(config: RunConfig, pretrained: bool) -> list[Phase]:
+    t = config.train
+    if t.epochs < 1:
+        raise EdgeclsError(f"--epochs must be at least 1, got {t.epochs}")
+    if not pretrained or t.epochs == 1:
+        return [Phase("head" if pretrained else "train", t.epochs, t.lr)]
+    head = t.head_epochs if t.head_epochs is not None else max(1, round(t.epochs / 3))
+    head = min(max(1, head), t.epochs)
+    phases = [Phase("head", head, t.lr)]
+    if head < t.epochs:
+        phases.append(Phase("fine_tune", t.epochs, t.fine_tune_lr))
+    return phases
+
+
+def prepare_run_dir(out: Path, *, resume: bool, force: bool) -> None:
+    existing = [m for m in RUN_MARKERS if (out / m).exists()]
+    if resume:
+        if not (out / "config.yaml").is_file():
+            raise EdgeclsError(f"nothing to resume: {out} is not a run folder (no config.yaml)")
+        return
+    if existing:
+        if not force:
+            raise EdgeclsError(
+                f"{out} already holds a run ({', '.join(existing)}); use --resume to continue it "
+                "or --force to replace it"
+            )
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    tf.random.set_seed(seed)
+
+
+def train(config: RunConfig, out_dir, *, resume: bool = False, force: bool = False,
+          verbose: int = 1) -> TrainResult:
+    out = Path(out_dir)
+    prepare_run_dir(out, resume=resume, force=force)
+    state = RunState.load(out) if resume else None
+    if resume:
+        config = load_run_config(out)
+        if state is not None and state.finished:
+            print(f"{out} has already finished training; nothing to resume")
+            return TrainResult(out, _read_json(out / "metrics.json"), 0.0, state.epoch)
+    state = state or RunState()
+
+    spec = get_model_spec(config.model.arch)  # unknown architecture fails before any data work
+    config.data.img_size = int(config.data.img_size or spec.default_size)
+    modeling.resolve_weights(config.model.weights)
+    pretrained = spec.pretrained and modeling.resolve_weights(config.model.weights) is not None
+    phases = plan_phases(config, pretrained)
+
+    seed_everything(config.train.seed)
+    if config.train.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+
+    data = prepare_data(config, out, verbose=verbose)
+    write_text(out / "config.yaml", config.to_yaml())
+    write_text(out / "labels.txt", "\n".join(data.classes) + "\n")
+
+    model = _initial_model(config, data, state, out)
+    train_ds = make_dataset(data.train.images, data.train.labels, data.num_classes, config.train.batch_size,
+                            training=True, augment=config.augment, seed=config.train.seed)
+    val_ds = (make_dataset(data.val.images, data.val.labels, data.num_classes, config.train.batch_size,
+                           training=False) if len(data.val.labels) else None)
+    monitor = config.train.monitor if val_ds is not None else config.train.monitor.replace("val_", "")
+    steps = steps_per_epoch(len(data.train.labels), config.train.batch_size)
+
+    for index, phase in enumerate(phases):
+        if phase.name in state.phases_done:
+            continue
+        resuming_this_phase = state.phase == phase.name and state.checkpoint is not None
+        if not resuming_this_phase:
+            if index > 0:
+                # Fine-tuning starts from the best head, not from wherever phase 1 stopped.
+                _load_best_weights(model, out)
+            _set_trainable(model, phase, config, spec)
+            _compile(model, phase, config, steps, start_epoch=state.epoch)
+            state.phase, state.phase_best, state.wait = phase.name, None, 0
+        if state.epoch >= phase.end_epoch:
+            state.phases_done.append(phase.name)
+            continue
+        if verbose:
+            trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+            print(f"phase '{phase.name}': epochs {state.epoch + 1}-{phase.end_epoch}, lr {phase.lr:g}, "
+                  f"{trainable:,} trainable parameters")
+        resources = ResourceMonitor(verbose=bool(verbose))
+        callbacks = [resources, RunCheckpointer(out, state, phase.name, monitor,
+                                                config.train.early_stopping_patience, resources)]
+        if config.train.reduce_lr_on_plateau:
+            callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.3, patience=2,
+                                                               mode="max" if "acc" in monitor else "min"))
+        model.fit(train_ds, validation_data=val_ds, epochs=phase.end_epoch, initial_epoch=state.epoch,
+                  callbacks=callbacks, verbose=_keras_verbosity(verbose))
+        state.phases_done.append(phase.name)
+        state.save(out)
+
+    _load_best_weights(model, out)
+    save_inference_model(model, out / "model.keras")
+    best = model
+
+    from edgecls.train.evaluate import evaluate_arrays
+
+    metrics = evaluate_arrays(best, data.test.images, data.test.labels, data.test.paths, data.classes,
+                              out, title=f"{config.model.arch} — test split")
+    metrics.update({
+        "arch": config.model.arch,
+        "img_size": config.data.img_size,
+        "epochs_run": state.epoch,
+        "best_epoch": state.best_epoch,
+        # Summed over epochs, so time spent in interrupted sessions before --resume counts too.
+        "train_seconds": round(sum(float(r.get("epoch_seconds", 0) or 0) for r in state.history), 1),
+        "split_source": data.split_source,
+    })
+    write_json(out / "metrics.json", metrics)
+    from edgecls.train.report import plot_history
+
+    plot_history(state.history, out / "plots" / "history.png")
+    state.finished = True
+    state.save(out)
+    _remove_resume_checkpoints(out, state)
+    return TrainResult(out, metrics, metrics["train_seconds"], state.epoch)
+
+
+def _initial_model(config: RunConfig, data: PreparedData, state: RunState, out: Path):
+    if state.checkpoint:
+        path = out / state.checkpoint
+        if not path.is_file():
+            raise EdgeclsError(f"cannot resume: checkpoint {path} is missing")
+        print(f"resuming after epoch {state.epoch} from {state.checkpoint}")
+        return keras.models.load_model(path, safe_mode=True)
+    return modeling.build_model(config.model.arch, config.data.img_size, data.num_classes,
+                                weights=config.model.weights, alpha=config.model.alpha,
+                                dropout=config.model.dropout)
+
+
+def _set_trainable(model, phase: Phase, config: RunConfig, spec) -> None:
+    if phase.name == "head":
+        modeling.freeze_base(model)
+    elif phase.name == "fine_tune":
+        count = config.train.fine_tune_layers
+        modeling.unfreeze_top(model, spec.fine_tune_layers if count is None else count)
+    else:
+        for layer in model.layers:
+            layer.trainable = True
+
+
+def _compile(model, phase: Phase, config: RunConfig, steps: int, start_epoch: int) -> None:
+    t = config.train
+    epochs = max(1, phase.end_epoch - start_epoch)
+    if t.reduce_lr_on_plateau:
+        learning_rate = phase.lr  # ReduceLROnPlateau needs a plain value it can lower
+    else:
+        learning_rate = WarmupCosine(phase.lr, total_steps=epochs * steps,
+                                     warmup_steps=int(t.warmup_epochs * steps))
+    model.compile(
+        optimizer=make_optimizer(t.optimizer, learning_rate, t.weight_decay),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+    )
+
+
+def _load_best_weights(model, out: Path) -> None:
+    path = out / BEST_WEIGHTS
+    if path.is_file():
+        model.load_weights(path)
+
+
+def _remove_resume_checkpoints(out: Path, state: RunState) -> None:
+    # model.keras now holds the best weights; per-epoch optimizer state is no longer needed.
+    if state.checkpoint:
+        (out / state.checkpoint).unlink(missing_ok=True)
+
+
+def _keras_verbosity(verbose: int) -> int:
+    # Keras' live bar on a terminal; one line per epoch in logs, where the bar's redraws are noise.
+    import sys
+
+    if not verbose:
+        return 0
+    return 1 if sys.stdout.isatty() else 2
+
+
+def _read_json(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text()) if path.is_file() else {}

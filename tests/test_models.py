@@ -1,0 +1,106 @@
+"""Every registered architecture builds, is flat, trains a step and round-trips through a .keras file."""
+
+import numpy as np
+import pytest
+
+from edgecls.errors import EdgeclsError
+from edgecls.tf import keras, tf
+from edgecls.train import modeling
+from edgecls.train.registry import get_model_spec, model_names
+
+NUM_CLASSES = 3
+
+
+@pytest.fixture(autouse=True)
+def _fresh_session():
+    yield
+    keras.backend.clear_session()
+
+
+@pytest.mark.parametrize("arch", model_names())
+def test_every_model_builds_trains_and_reloads(arch, tmp_path):
+    spec = get_model_spec(arch)
+    size = spec.test_size
+    model = modeling.build_model(arch, size, NUM_CLASSES, weights="none", alpha=0.35 if "mobilenet" in arch else 1.0)
+    assert model.input_shape == (None, size, size, 3)
+    assert model.output_shape == (None, NUM_CLASSES)
+    assert not any(isinstance(layer, keras.Model) for layer in model.layers), "graphs must be flat for tfmot"
+
+    # Pixels 0–255 in, probabilities out: normalisation lives inside the model. Eager steps, because
+    # tracing a graph per architecture would cost minutes of the default test run.
+    x = tf.constant(np.random.default_rng(0).integers(0, 256, (4, size, size, 3)).astype("float32"))
+    y = tf.constant(keras.utils.to_categorical([0, 1, 2, 0], NUM_CLASSES))
+    optimizer = keras.optimizers.Adam(1e-3)
+    before = [w.copy() for w in model.get_weights()]
+    with tf.GradientTape() as tape:
+        loss = keras.losses.categorical_crossentropy(y, model(x, training=True))
+    grads = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    assert np.all(np.isfinite(loss.numpy()))
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    probs = model(x, training=False).numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-4)
+
+    path = tmp_path / "m.keras"
+    model.save(path)
+    again = keras.models.load_model(path, safe_mode=True, compile=False)
+    np.testing.assert_allclose(again(x, training=False).numpy(), probs, atol=1e-5)
+
+
+def test_macs_of_mobilenet_v3_small_match_the_paper():
+    # MobileNetV3-Small is ~56 M MACs at 224 (Howard et al. 2019); without the 1x1 top conv, a bit less.
+    model = modeling.build_model("mobilenet_v3_small", 224, 1000)
+    assert 50e6 < modeling.count_macs(model) < 62e6
+
+
+def test_two_phase_freezing_keeps_batchnorm_frozen():
+    model = modeling.build_model("mobilenet_v3_small", 32, NUM_CLASSES, alpha=0.35)
+    modeling.freeze_base(model)
+    trainable = [layer.name for layer in model.layers if layer.trainable and layer.weights]
+    assert trainable == ["head_logits"]
+    unfrozen = modeling.unfreeze_top(model, 10)
+    assert 0 < unfrozen <= 10
+    assert not any(layer.trainable for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization))
+
+
+def test_local_base_weights_file_loads_into_a_pretrained_architecture(tmp_path):
+    # The same file layout as Keras' downloadable ImageNet "no_top" weights, made offline.
+    donor = keras.applications.MobileNetV3Small(input_shape=(32, 32, 3), include_top=False, weights=None,
+                                               alpha=0.75)
+    weights_file = tmp_path / "mobilenet_v3_small_no_top.h5"
+    donor.save_weights(weights_file)
+    model = modeling.build_model("mobilenet_v3_small", 32, 3, weights=str(weights_file), alpha=0.75)
+    for name in ("Conv", "expanded_conv/project"):
+        np.testing.assert_array_equal(model.get_layer(name).get_weights()[0], donor.get_layer(name).get_weights()[0])
+
+
+def test_local_weights_file_from_a_run_of_the_same_architecture(tmp_path):
+    model = modeling.build_model("simple_cnn", 32, 3, weights="none")
+    weights_file = tmp_path / "simple.weights.h5"
+    model.save_weights(weights_file)
+    loaded = modeling.build_model("simple_cnn", 32, 7, weights=str(weights_file))  # other head: skipped
+    np.testing.assert_array_equal(loaded.get_layer("block1a_conv").get_weights()[0],
+                                  model.get_layer("block1a_conv").get_weights()[0])
+
+
+def test_user_errors_are_edgecls_errors(tmp_path):
+    with pytest.raises(EdgeclsError, match="unknown architecture 'nope'"):
+        modeling.build_model("nope", 32, 3)
+    with pytest.raises(EdgeclsError, match="at least 32"):
+        modeling.build_model("tiny_cnn", 16, 3)
+    with pytest.raises(EdgeclsError, match="weights file not found"):
+        modeling.build_model("tiny_cnn", 32, 3, weights=str(tmp_path / "missing.h5"))
+    with pytest.raises(EdgeclsError, match="no ImageNet weights"):
+        modeling.build_model("tiny_cnn", 32, 3, weights="imagenet")
+
+
+def test_imagenet_download_failure_is_one_clear_error(monkeypatch):
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -3]")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    import tf_keras.src.applications.mobilenet_v3 as mobilenet_v3_module
+
+    monkeypatch.setattr(mobilenet_v3_module.data_utils, "get_file", offline)
+    with pytest.raises(EdgeclsError, match="cannot download the ImageNet weights"):
+        modeling.build_model("mobilenet_v3_small", 32, 3, weights="imagenet")
