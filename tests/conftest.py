@@ -36,3 +36,49 @@ def make_images():
         return root
 
     return make
+
+
+SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+CIFAR10_MINI = SHARED_DATASETS / "cifar10-mini.tar.gz"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Decoded-image and archive caches go to a per-session folder, never to ~/.cache."""
+    import os
+
+    previous = os.environ.get("EDGECLS_CACHE")
+    os.environ["EDGECLS_CACHE"] = str(tmp_path_factory.mktemp("edgecls-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("EDGECLS_CACHE", None)
+    else:
+        os.environ["EDGECLS_CACHE"] = previous
+
+
+@pytest.fixture
+def cifar10_mini() -> Path:
+    if not CIFAR10_MINI.is_file():
+        pytest.skip(f"{CIFAR10_MINI} is absent (the shared datasets sit beside the repository in CI)")
+    return CIFAR10_MINI
+
+
+@pytest.fixture
+def tiny_config():
+    """A RunConfig that trains tiny_cnn at 32x32 in seconds."""
+    from edgecls.config import RunConfig
+
+    def make(data_path, **train_overrides):
+        config = RunConfig()
+        config.data.path = str(data_path)
+        config.data.img_size = 32
+        config.model.arch = "tiny_cnn"
+        config.model.weights = "none"
+        config.train.epochs = 2
+        config.train.batch_size = 8
+        config.train.early_stopping_patience = 0
+        for key, value in train_overrides.items():
+            setattr(config.train, key, value)
+        return config
+
+    return make

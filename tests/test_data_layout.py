@@ -132,7 +132,7 @@ def _error(path, tmp_path) -> str:
 
 
 def test_missing_path(tmp_path):
-    assert _error(tmp_path / "nowhere", tmp_path) == f"{tmp_path / 'nowhere'} does not exist"
+    assert _error(tmp_path / "nowhere", tmp_path) == f"dataset not found: {tmp_path / 'nowhere'} does not exist"
 
 
 def test_plain_file_is_neither_folder_nor_archive(tmp_path):

@@ -64,7 +64,7 @@ def find_dataset(
     path = Path(path).expanduser()
     archive_skipped: list = []
     if not path.exists():
-        raise DataError(f"{path} does not exist")
+        raise DataError(f"dataset not found: {path} does not exist")
     if path.is_dir():
         top = path
     elif path.is_file() and is_archive(path):

@@ -42,8 +42,10 @@ def evaluate(run_or_model, data: str | None = None, out: str | None = None, *, v
     target = Path(run_or_model)
     run_dir = target if target.is_dir() else None
     model_path = target / "model.keras" if run_dir else target
-    classes = read_labels(run_dir or model_path.parent)
+    if run_dir and not model_path.is_file():
+        raise EdgeclsError(f"not a run folder (no model.keras): {run_dir}")
     model = load_keras_model(model_path)
+    classes = read_labels(run_dir or model_path.parent)
     img_size = int(model.input_shape[1])
     config = load_run_config(run_dir) if run_dir and (run_dir / "config.yaml").is_file() else RunConfig()
 
