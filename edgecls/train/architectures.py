@@ -37,7 +37,18 @@ def _application(app_fn, name, input_shape, num_classes, weights, dropout, prepr
         base = app_fn(input_tensor=x, input_shape=input_shape, include_top=False, weights=weights, **app_kwargs)
     except ValueError as err:  # Keras' own checks: size too small, alpha without weights, ...
         raise EdgeclsError(f"{name}: {err}") from None
+    if weights is None:
+        _settle_batchnorm_quickly(base)
     return keras.Model(inputs, _classifier_head(base.output, num_classes, dropout), name=name)
+
+
+def _settle_batchnorm_quickly(model, momentum: float = 0.9) -> None:
+    # Keras' applications use BatchNorm momentum 0.99–0.999, tuned for ImageNet's million steps.
+    # Trained from scratch on a few thousand images, the moving statistics would still be near
+    # their initial values at the end, and evaluation (which uses them) would sit at chance.
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = momentum
 
 
 @register_model(

@@ -57,16 +57,19 @@ class BatchAugmenter:
 
     def __init__(self, cfg: AugmentConfig, seed: int = 0):
         self.cfg = cfg
+        # float32 whatever the global policy: under mixed precision the model casts on entry, and
+        # the input pipeline keeps full-precision pixels.
+        common = {"seed": seed, "dtype": "float32"}
         geometric = []
         if cfg.flip:
-            geometric.append(keras.layers.RandomFlip("horizontal", seed=seed))
+            geometric.append(keras.layers.RandomFlip("horizontal", **common))
         if cfg.rotation > 0:
-            geometric.append(keras.layers.RandomRotation(cfg.rotation, fill_mode="reflect", seed=seed))
+            geometric.append(keras.layers.RandomRotation(cfg.rotation, fill_mode="reflect", **common))
         if cfg.zoom > 0:
-            geometric.append(keras.layers.RandomZoom((-cfg.zoom, cfg.zoom), fill_mode="reflect", seed=seed))
+            geometric.append(keras.layers.RandomZoom((-cfg.zoom, cfg.zoom), fill_mode="reflect", **common))
         if cfg.translate > 0:
             geometric.append(keras.layers.RandomTranslation(cfg.translate, cfg.translate, fill_mode="reflect",
-                                                            seed=seed))
+                                                            **common))
         self.geometric = geometric
 
     def __call__(self, images, labels):

@@ -1,0 +1,41 @@
+"""The tf.data pipeline: batches, augmentation on the training split only, MixUp, label smoothing inputs."""
+
+import numpy as np
+
+from edgecls.config import AugmentConfig
+from edgecls.train.pipeline import make_dataset
+
+
+def _arrays(count=20, size=16, classes=4):
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (count, size, size, 3), dtype=np.uint8), np.arange(count) % classes
+
+
+def test_evaluation_batches_are_the_images_unchanged_in_order():
+    images, labels = _arrays()
+    batches = list(make_dataset(images, labels, 4, 8, training=False, augment=AugmentConfig()))
+    x = np.concatenate([b[0].numpy() for b in batches])
+    y = np.concatenate([b[1].numpy() for b in batches])
+    np.testing.assert_array_equal(x, images.astype(np.float32))
+    np.testing.assert_array_equal(y.argmax(1), labels)
+
+
+def test_training_batches_are_shuffled_augmented_and_stay_in_pixel_range():
+    images, labels = _arrays()
+    ds = make_dataset(images, labels, 4, 8, training=True, augment=AugmentConfig(), seed=1)
+    x, y = next(iter(ds))
+    assert x.shape == (8, 16, 16, 3) and y.shape == (8, 4)
+    x = x.numpy()
+    assert x.min() >= 0.0 and x.max() <= 255.0
+    assert not any(np.allclose(x[0], img) for img in images.astype(np.float32)), "augmentation changes pixels"
+    np.testing.assert_allclose(y.numpy().sum(1), 1.0)
+
+
+def test_mixup_mixes_labels_as_it_mixes_images():
+    images, labels = _arrays(count=64)
+    cfg = AugmentConfig(flip=False, rotation=0, zoom=0, translate=0, brightness=0, contrast=0, saturation=0,
+                        mixup=0.4)
+    x, y = next(iter(make_dataset(images, labels, 4, 32, training=True, augment=cfg)))
+    y = y.numpy()
+    np.testing.assert_allclose(y.sum(1), 1.0, rtol=1e-5)
+    assert (np.sort(y, axis=1)[:, -2] > 0.01).mean() > 0.5, "most samples carry two classes"
