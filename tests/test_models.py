@@ -63,15 +63,26 @@ def test_two_phase_freezing_keeps_batchnorm_frozen():
     assert not any(layer.trainable for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization))
 
 
-def test_local_base_weights_file_loads_into_a_pretrained_architecture(tmp_path):
-    # The same file layout as Keras' downloadable ImageNet "no_top" weights, made offline.
-    donor = keras.applications.MobileNetV3Small(input_shape=(32, 32, 3), include_top=False, weights=None,
-                                               alpha=0.75)
-    weights_file = tmp_path / "mobilenet_v3_small_no_top.h5"
+@pytest.mark.parametrize("arch, app, minimalistic", [
+    ("mobilenet_v3_small", "MobileNetV3Small", False),
+    ("mobilenet_v3_large", "MobileNetV3Large", False),
+    ("mobilenet_v3_small_minimalistic", "MobileNetV3Small", True),
+])
+def test_keras_weight_files_load_and_give_keras_outputs(arch, app, minimalistic, tmp_path):
+    """Our quantization-friendly MobileNetV3 computes exactly what Keras' does with the same file."""
+    donor = getattr(keras.applications, app)(input_shape=(64, 64, 3), include_top=False, weights=None,
+                                             alpha=0.75, minimalistic=minimalistic)
+    rng = np.random.default_rng(0)
+    for layer in donor.layers:  # non-trivial weights and BatchNorm statistics
+        layer.set_weights([rng.normal(0, 0.2, w.shape).astype("float32") + (1.0 if "variance" in w.name else 0.0)
+                           for w in layer.weights])
+    weights_file = tmp_path / "no_top.h5"  # the layout of Keras' downloadable "no_top" ImageNet files
     donor.save_weights(weights_file)
-    model = modeling.build_model("mobilenet_v3_small", 32, 3, weights=str(weights_file), alpha=0.75)
-    for name in ("Conv", "expanded_conv/project"):
-        np.testing.assert_array_equal(model.get_layer(name).get_weights()[0], donor.get_layer(name).get_weights()[0])
+    model = modeling.build_model(arch, 64, 3, weights=str(weights_file), alpha=0.75)
+    features = keras.Model(model.input, model.get_layer("head_pool").input)
+    x = rng.integers(0, 256, (2, 64, 64, 3)).astype("float32")
+    expected = donor(x, training=False).numpy()
+    np.testing.assert_allclose(features(x, training=False).numpy(), expected, atol=1e-4 * np.abs(expected).max())
 
 
 def test_local_weights_file_from_a_run_of_the_same_architecture(tmp_path):

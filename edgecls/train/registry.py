@@ -22,6 +22,7 @@ class ModelSpec:
     default_size: int = 224
     fine_tune_layers: int = 0  # base layers unfrozen in phase 2 (0 = phase 2 fine-tunes all)
     test_size: int = 32  # smallest size that still exercises the whole graph in fast tests
+    test_only: bool = False  # for fast tests and smoke runs; not a deployment architecture
 
 
 _MODELS: dict[str, ModelSpec] = {}

@@ -1,0 +1,1 @@
+"""Compression and export: pruning, quantization-aware training, post-training quantization, TFLite, ONNX."""

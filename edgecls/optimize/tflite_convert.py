@@ -1,0 +1,83 @@
+"""Keras model → TFLite flatbuffer: float32, float16, dynamic-range and full-integer int8.
+
+Conversions use a concrete function with a fixed batch of 1: edge inference is one image at a
+time, and a static batch lets the converter resolve shapes (EfficientNet's squeeze-excite
+reshape otherwise becomes SHAPE/PACK ops that no delegate takes, splitting the graph).
+Integer models end at the logits: XNNPACK has no int8 SOFTMAX, and the runtimes apply the softmax
+on the dequantized logits (the sidecar says so).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgecls.errors import EdgeclsError
+from edgecls.tf import keras, tf
+
+VARIANTS = ("float32", "float16", "dynamic", "int8")
+IO_TYPES = {"uint8": tf.uint8, "int8": tf.int8, "float": tf.float32}
+
+
+def logits_model(model):
+    """The same graph without its final softmax (an identity on the arg-max)."""
+    try:
+        logits = model.get_layer("head_logits").output
+    except ValueError:
+        return model
+    return keras.Model(model.input, logits, name=f"{model.name}_logits")
+
+
+def _concrete_function(model):
+    _, height, width, channels = model.input_shape
+    spec = tf.TensorSpec([1, height, width, channels], tf.float32, name="image")
+    return tf.function(lambda image: model(image, training=False)).get_concrete_function(spec)
+
+
+def calibration_samples(images: np.ndarray):
+    """Yield calibration inputs one by one, preceded by one that spans the whole 0–255 input range.
+
+    The converter sets the input tensor's quantization from the values it sees; pinning the range
+    to exactly 0–255 gives uint8 input scale 1 and zero point 0, so devices feed raw pixels.
+    """
+    first = np.array(images[0], dtype=np.float32, copy=True)
+    first.flat[0], first.flat[1] = 0.0, 255.0
+    yield [first[None]]
+    for image in images:
+        yield [np.asarray(image, dtype=np.float32)[None]]
+
+
+def convert(model, variant: str, *, calibration: np.ndarray | None = None, io: str = "uint8",
+            progress=None) -> bytes:
+    """Convert ``model`` (RGB 0–255 float input) to a TFLite flatbuffer of the given variant."""
+    if variant not in VARIANTS:
+        raise EdgeclsError(f"unknown TFLite variant '{variant}'; choose one of {', '.join(VARIANTS)}")
+    integer = variant == "int8"
+    graph = logits_model(model) if integer else model
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([_concrete_function(graph)], graph)
+    if variant == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif variant == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif integer:
+        if calibration is None or len(calibration) == 0:
+            raise EdgeclsError("int8 conversion needs calibration images")
+        if io not in IO_TYPES:
+            raise EdgeclsError(f"unknown --io '{io}'; choose uint8, int8 or float")
+
+        def representative():
+            for sample in calibration_samples(calibration):
+                if progress is not None:
+                    progress()
+                yield sample
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = IO_TYPES[io]
+        converter.inference_output_type = IO_TYPES[io]
+    try:
+        return converter.convert()
+    except Exception as err:  # noqa: BLE001 - the converter raises ConverterError and friends
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        raise EdgeclsError(f"TFLite conversion ({variant}) failed: {first}") from None
