@@ -147,6 +147,13 @@ def demo(
     _print_metrics(result.metrics, result.run_dir)
 
 
+from edgecls.deploy.cli_commands import bench_command, bundle_command, predict_command  # noqa: E402
+
+app.command("predict")(predict_command)
+app.command("bench")(bench_command)
+app.command("bundle")(bundle_command)
+
+
 def _print_metrics(metrics: dict, where) -> None:
     parts = [f"top-1 {metrics['accuracy']:.4f}"]
     if metrics.get("top5_accuracy") is not None:

@@ -7,7 +7,7 @@ import pytest
 
 from edgecls.cli import main
 
-COMMANDS = ("train", "evaluate", "models", "demo", "recipes")
+COMMANDS = ("train", "evaluate", "models", "demo", "recipes", "predict", "bench", "bundle")
 
 
 def run_main(args, capsys):

@@ -76,6 +76,9 @@ def convert(model, variant: str, *, calibration: np.ndarray | None = None, io: s
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = IO_TYPES[io]
         converter.inference_output_type = IO_TYPES[io]
+        # Per-tensor Dense weights: tflite-runtime 2.14 (Raspberry Pi OS Bookworm's) segfaults on
+        # aarch64 with the per-channel Dense weights newer converters write (seen under emulation).
+        converter._experimental_disable_per_channel_quantization_for_dense_layers = True  # noqa: SLF001
     try:
         return converter.convert()
     except Exception as err:  # noqa: BLE001 - the converter raises ConverterError and friends

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from edgecls.errors import EdgeclsError
 from edgecls.tf import keras
-from edgecls.train.layers import ChannelNormalize
+from edgecls.train.layers import ChannelShift
 from edgecls.train.mobilenet_v3 import copy_weights_by_name, mobilenet_v3_features
 from edgecls.train.registry import register_model
 
@@ -22,8 +22,10 @@ def is_head_layer(layer) -> bool:
     return layer.name.startswith(HEAD_PREFIX)
 
 
-def _classifier_head(features, num_classes: int, dropout: float):
+def _classifier_head(features, num_classes: int, dropout: float, feature_scale: float = 1.0):
     x = keras.layers.GlobalAveragePooling2D(name="head_pool")(features)
+    if feature_scale != 1.0:
+        x = keras.layers.Rescaling(1.0 / feature_scale, name="head_rescale")(x)
     if dropout > 0:
         x = keras.layers.Dropout(dropout, name="head_dropout")(x)
     x = keras.layers.Dense(num_classes, name="head_logits")(x)
@@ -54,9 +56,9 @@ def _settle_batchnorm_quickly(model, momentum: float = 0.9) -> None:
 
 def _mobilenet_v3(variant, name, input_shape, num_classes, weights, alpha, dropout, minimalistic=False):
     inputs = keras.Input(shape=input_shape, name=INPUT_NAME)
-    features, kernel_scales = mobilenet_v3_features(inputs, variant, alpha=alpha, minimalistic=minimalistic,
-                                                    bn_momentum=0.999 if weights is not None else 0.9)
-    model = keras.Model(inputs, _classifier_head(features, num_classes, dropout), name=name)
+    features, kernel_scales, feature_scale = mobilenet_v3_features(
+        inputs, variant, alpha=alpha, minimalistic=minimalistic, bn_momentum=0.999 if weights is not None else 0.9)
+    model = keras.Model(inputs, _classifier_head(features, num_classes, dropout, feature_scale), name=name)
     if weights is not None:
         # Keras' own builder downloads (or reads) the weight file; we copy its tensors by layer name.
         app_fn = keras.applications.MobileNetV3Small if variant == "small" else keras.applications.MobileNetV3Large
@@ -133,11 +135,17 @@ for _variant, _fn, _size in (
     fine_tune_layers=40,
 )
 def resnet50(input_shape, num_classes, *, weights=None, alpha=1.0, dropout=0.2):
-    # The ImageNet weights expect Caffe-style input: BGR with the ImageNet mean subtracted.
-    caffe = ChannelNormalize(mean=(103.939, 116.779, 123.68), std=(1.0, 1.0, 1.0), reverse_channels=True,
-                             name="normalize")
-    return _application(keras.applications.ResNet50, "resnet50", input_shape, num_classes, weights, dropout,
-                        preprocess=caffe)
+    # Keras' ImageNet weights expect BGR with the ImageNet mean subtracted. The mean is subtracted
+    # here (in RGB order); the channel order is handled by flipping the first kernel's input
+    # channels below — exact, and one op fewer than reversing every image.
+    shift = ChannelShift(offset=(-123.68, -116.779, -103.939), name="normalize")
+    model = _application(keras.applications.ResNet50, "resnet50", input_shape, num_classes, weights, dropout,
+                         preprocess=shift)
+    if weights is not None:
+        conv1 = model.get_layer("conv1_conv")
+        kernel, bias = conv1.get_weights()
+        conv1.set_weights([kernel[:, :, ::-1, :], bias])
+    return model
 
 
 def _conv_bn_relu(x, filters, name, strides=1):

@@ -1,4 +1,7 @@
-"""Custom Keras layers that must survive saving, safe-mode loading and conversion."""
+"""Custom Keras layers that must survive saving, safe-mode loading, QAT and conversion.
+
+Each is a single TFLite op, so quantization-aware training can give its output a range.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +9,15 @@ from edgecls.tf import keras, tf
 
 
 @keras.utils.register_keras_serializable(package="edgecls")
-class ChannelNormalize(keras.layers.Layer):
-    """``(x[..., order] - mean) / std`` per channel, inside the graph.
+class ChannelShift(keras.layers.Layer):
+    """``x + offset`` per channel: mean subtraction inside the graph, one ADD op."""
 
-    Models take RGB 0–255 so every runtime is fed the same uint8 image; architectures whose
-    ImageNet weights expect other inputs (ResNet50's BGR minus the mean) normalise here.
-    """
-
-    def __init__(self, mean, std, reverse_channels=False, **kwargs):
+    def __init__(self, offset, **kwargs):
         super().__init__(**kwargs)
-        self.mean = [float(m) for m in mean]
-        self.std = [float(s) for s in std]
-        self.reverse_channels = bool(reverse_channels)
+        self.offset = [float(v) for v in offset]
 
     def call(self, x):
-        if self.reverse_channels:
-            x = tf.reverse(x, axis=[-1])
-        mean = tf.constant(self.mean, dtype=x.dtype)
-        inv_std = tf.constant([1.0 / s for s in self.std], dtype=x.dtype)
-        return (x - mean) * inv_std
+        return x + tf.constant(self.offset, dtype=x.dtype)
 
     def get_config(self):
-        return {**super().get_config(), "mean": self.mean, "std": self.std, "reverse_channels": self.reverse_channels}
+        return {**super().get_config(), "offset": self.offset}

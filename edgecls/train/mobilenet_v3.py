@@ -16,40 +16,27 @@ Architecture: Howard et al., "Searching for MobileNetV3" (2019), tables 1 and 2.
 from __future__ import annotations
 
 from edgecls.tf import keras, tf
+from edgecls.train.layers import ChannelShift
 
 BN_EPSILON = 1e-3
 
 
 @keras.utils.register_keras_serializable(package="edgecls")
-class HardSigmoid(keras.layers.Layer):
-    """relu6(x + 3) / 6."""
+class ShiftedReLU6(keras.layers.Layer):
+    """relu6(x + 3) = 6 * hard_sigmoid(x): one TFLite op (ADD with a fused RELU6).
 
-    def call(self, x):
-        return tf.nn.relu6(x + 3.0) * (1.0 / 6.0)
-
-
-@keras.utils.register_keras_serializable(package="edgecls")
-class HardSwish(keras.layers.Layer):
-    """x * relu6(x + 3) / 6, ordered so the TFLite converter does not fuse it into HARD_SWISH."""
-
-    def call(self, x):
-        return (x * (1.0 / 6.0)) * tf.nn.relu6(x + 3.0)
-
-
-@keras.utils.register_keras_serializable(package="edgecls")
-class ScaledHardSwish(keras.layers.Layer):
-    """6 * hard_swish(x) = x * relu6(x + 3); the next convolution's kernel carries the 1/6."""
-
-    def call(self, x):
-        return x * tf.nn.relu6(x + 3.0)
-
-
-@keras.utils.register_keras_serializable(package="edgecls")
-class ScaledHardSigmoid(keras.layers.Layer):
-    """6 * hard_sigmoid(x) = relu6(x + 3); the next convolution's kernel carries the 1/6."""
+    Hard-swish is built from it and a Keras ``Multiply``, so every tensor in the converted graph is
+    the output of exactly one layer: quantization-aware training can then give each one a range.
+    """
 
     def call(self, x):
         return tf.nn.relu6(x + 3.0)
+
+
+def scaled_hard_swish(x, name: str):
+    """6 * hard_swish(x) = x * relu6(x + 3); the consumer's kernel (or a rescale) carries the 1/6."""
+    gate = ShiftedReLU6(name=f"{name}/hard_sigmoid6")(x)
+    return keras.layers.Multiply(name=f"{name}/hard_swish")([x, gate])
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -96,24 +83,25 @@ def mobilenet_v3_features(inputs, variant: str, alpha: float = 1.0, minimalistic
                           bn_momentum: float = 0.999):
     """The MobileNetV3 feature extractor (up to the last 1x1 convolution) on RGB 0–255 ``inputs``.
 
-    Returns ``(features, kernel_scales)``: ``kernel_scales[layer]`` is the factor by which that
-    layer's input is larger than in Keras' MobileNetV3, which its kernel must be divided by.
+    Returns ``(features, kernel_scales, feature_scale)``: ``kernel_scales[layer]`` is the factor by
+    which that layer's input is larger than in Keras' MobileNetV3 (its kernel is divided by it when
+    Keras weights are copied in), and the features themselves are ``feature_scale`` times larger.
     """
     blocks = SMALL_BLOCKS if variant == "small" else LARGE_BLOCKS
     kernel_scales: dict[str, float] = {}
 
-    def activation(x, hard_swish: bool, name: str, scaled: bool = True):
+    def activation(x, hard_swish: bool, name: str):
         """Returns the activation's output and how much larger than hard-swish/ReLU it is."""
         if hard_swish and not minimalistic:
-            if scaled:
-                return ScaledHardSwish(name=f"{name}/hard_swish")(x), 6.0
-            return HardSwish(name=f"{name}/hard_swish")(x), 1.0
+            return scaled_hard_swish(x, name), 6.0
         return keras.layers.ReLU(name=f"{name}/relu")(x), 1.0
 
     def batchnorm(x, name):
         return keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=bn_momentum, name=name)(x)
 
-    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescaling")(inputs)
+    # x / 127.5 - 1 as two single-op layers, so QAT can give the intermediate tensor a range.
+    x = keras.layers.Rescaling(1.0 / 127.5, name="rescaling")(inputs)
+    x = ChannelShift((-1.0, -1.0, -1.0), name="rescaling_offset")(x)
     x = keras.layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False, name="Conv")(x)
     x = batchnorm(x, "Conv/BatchNorm")
     x, scale = activation(x, True, "Conv")
@@ -127,9 +115,10 @@ def mobilenet_v3_features(inputs, variant: str, alpha: float = 1.0, minimalistic
     channels = make_divisible(x.shape[-1] * 6)
     x = keras.layers.Conv2D(channels, 1, padding="same", use_bias=False, name="Conv_1")(x)
     x = batchnorm(x, "Conv_1/BatchNorm")
-    # Exact hard-swish here: the classifier head after it is new and not rescaled.
-    x, _ = activation(x, True, "Conv_1", scaled=False)
-    return x, kernel_scales
+    # The last activation stays six times larger too (or plain ReLU when minimalistic); the caller
+    # rescales after global pooling, where it costs one multiply on a vector.
+    x, scale = activation(x, True, "Conv_1")
+    return x, kernel_scales, scale
 
 
 def _inverted_residual(x, scale, block_id, expansion, filters, kernel, stride, squeeze, activation, batchnorm,
@@ -165,7 +154,7 @@ def _squeeze_excite(inputs, scale, channels, prefix, kernel_scales):
     x = keras.layers.Conv2D(make_divisible(channels * 0.25), 1, padding="same", name=prefix + "squeeze_excite/Conv")(x)
     x = keras.layers.ReLU(name=prefix + "squeeze_excite/Relu")(x)
     x = keras.layers.Conv2D(channels, 1, padding="same", name=prefix + "squeeze_excite/Conv_1")(x)
-    x = ScaledHardSigmoid(name=prefix + "squeeze_excite/hard_sigmoid")(x)
+    x = ShiftedReLU6(name=prefix + "squeeze_excite/hard_sigmoid6")(x)
     return keras.layers.Multiply(name=prefix + "squeeze_excite/Mul")([inputs, x]), scale * 6.0
 
 

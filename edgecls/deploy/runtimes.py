@@ -1,0 +1,202 @@
+"""One runtime layer for .tflite, .onnx and .keras models, all fed the same resized uint8 images.
+
+Input spec, labels and quantization come from the sidecar; without one, what is assumed is said
+once on stderr. ``predict`` returns class probabilities; ``invoke`` runs the prepared input only,
+for the benchmark harness to time the model alone.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from edgecls.errors import EdgeclsError, ModelFileError
+from edgecls.sidecar import read_sidecar
+
+RUNTIMES = ("tflite", "onnx", "keras")
+SUFFIX_RUNTIME = {".tflite": "tflite", ".onnx": "onnx", ".keras": "keras"}
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+class Runtime:
+    name = "base"
+
+    def __init__(self, path: Path, sidecar: dict | None, threads: int):
+        self.path = Path(path)
+        self.sidecar = sidecar
+        self.threads = threads
+        self.output_kind = (sidecar or {}).get("output", {}).get("kind", "probabilities")
+
+    # Subclasses set: self.input_size (h, w), self.labels, and implement _run_batch(uint8) -> raw outputs.
+    @property
+    def labels(self) -> list[str]:
+        if self.sidecar:
+            return list(self.sidecar["labels"])
+        return [str(i) for i in range(self.num_classes)]
+
+    def prepare(self, images: np.ndarray):
+        raise NotImplementedError
+
+    def invoke(self, prepared):
+        raise NotImplementedError
+
+    def finish(self, raw) -> np.ndarray:
+        raw = np.asarray(raw, dtype=np.float32)
+        return softmax(raw) if self.output_kind == "logits" else raw
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities for a batch of resized uint8 RGB images (N, H, W, 3)."""
+        images = np.asarray(images)
+        if images.ndim == 3:
+            images = images[None]
+        outputs = [self.finish(self.invoke(self.prepare(images[i:i + self.batch])))
+                   for i in range(0, len(images), self.batch)]
+        return np.concatenate(outputs) if outputs else np.zeros((0, self.num_classes), np.float32)
+
+
+class TFLiteRuntime(Runtime):
+    name = "tflite"
+
+    def __init__(self, path, sidecar, threads):
+        super().__init__(path, sidecar, threads)
+        from edgecls.deploy.litert import tflite_interpreter
+
+        try:
+            self.interpreter = tflite_interpreter(model_path=path, num_threads=threads)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as err:
+            raise ModelFileError(f"cannot load TFLite model {path}: {_first_line(err)}") from None
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+        _, height, width, _ = self.input["shape"]
+        self.input_size = (int(height), int(width))
+        self.batch = 1
+        self.num_classes = int(self.output["shape"][-1])
+        if sidecar is None and np.issubdtype(self.output["dtype"], np.integer):
+            self.output_kind = "logits"  # edgecls' integer models end at the logits
+
+    def prepare(self, images):
+        detail = self.input
+        if detail["dtype"] == np.uint8 and detail["quantization"] == (1.0, 0):
+            return images.astype(np.uint8, copy=False)
+        if np.issubdtype(detail["dtype"], np.integer):
+            scale, zero = detail["quantization"]
+            info = np.iinfo(detail["dtype"])
+            return np.clip(np.round(images / scale + zero), info.min, info.max).astype(detail["dtype"])
+        return images.astype(np.float32)
+
+    def invoke(self, prepared):
+        self.interpreter.set_tensor(self.input["index"], prepared)
+        self.interpreter.invoke()
+        raw = self.interpreter.get_tensor(self.output["index"])
+        if np.issubdtype(self.output["dtype"], np.integer):
+            scale, zero = self.output["quantization"]
+            raw = (raw.astype(np.float32) - zero) * scale
+        return raw
+
+
+class OnnxRuntime(Runtime):
+    name = "onnx"
+
+    def __init__(self, path, sidecar, threads):
+        super().__init__(path, sidecar, threads)
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # noqa: BLE001 - onnxruntime raises its own Fail/InvalidProtobuf types
+            raise ModelFileError(f"cannot load ONNX model {path}: {_first_line(err)}") from None
+        self.input = self.session.get_inputs()[0]
+        self.output_name = self.session.get_outputs()[0].name
+        shape = self.input.shape
+        self.input_size = (int(shape[1]), int(shape[2]))
+        self.batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else 32
+        self.num_classes = int(self.session.get_outputs()[0].shape[-1])
+        self.input_dtype = np.uint8 if self.input.type == "tensor(uint8)" else np.float32
+
+    def prepare(self, images):
+        return images.astype(self.input_dtype, copy=False)
+
+    def invoke(self, prepared):
+        return self.session.run([self.output_name], {self.input.name: prepared})[0]
+
+
+class KerasRuntime(Runtime):
+    name = "keras"
+
+    def __init__(self, path, sidecar, threads):
+        super().__init__(path, sidecar, threads)
+        from edgecls.tf import tf
+        from edgecls.train.model_files import load_keras_model
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:
+            pass  # already initialised in this process; the setting cannot change any more
+        self.model = load_keras_model(path)
+        _, height, width, _ = self.model.input_shape
+        self.input_size = (int(height), int(width))
+        self.batch = 32
+        self.num_classes = int(self.model.output_shape[-1])
+        self._call = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
+
+    def prepare(self, images):
+        return images.astype(np.float32)
+
+    def invoke(self, prepared):
+        return self._call(prepared).numpy()
+
+
+_CLASSES = {"tflite": TFLiteRuntime, "onnx": OnnxRuntime, "keras": KerasRuntime}
+
+
+def runtime_for(path) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in SUFFIX_RUNTIME:
+        raise ModelFileError(f"unknown model type {path}: expected .tflite, .onnx or .keras")
+    return SUFFIX_RUNTIME[suffix]
+
+
+def open_model(path, *, threads: int = 1, quiet: bool = False) -> Runtime:
+    """Load a model file into the runtime its suffix calls for, with its sidecar when there is one."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file not found: {path}")
+    kind = runtime_for(path)
+    sidecar = read_sidecar(path)
+    if sidecar is None and kind == "keras":
+        sidecar = _run_folder_sidecar(path)
+    runtime = _CLASSES[kind](path, sidecar, threads)
+    if sidecar is None and not quiet:
+        print(f"note: no sidecar for {path.name}; assuming RGB 0-255 input resized with PIL bilinear, "
+              f"class indices as labels, {runtime.output_kind} output", file=sys.stderr)
+    return runtime
+
+
+def _run_folder_sidecar(path: Path) -> dict | None:
+    labels_file = path.parent / "labels.txt"
+    if not labels_file.is_file():
+        return None
+    labels = [line.strip() for line in labels_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return {"labels": labels, "input": {}, "output": {"kind": "probabilities"}}
+
+
+def _first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+
+
+def check_runtime_name(name: str) -> None:
+    if name not in RUNTIMES and name != "all":
+        raise EdgeclsError(f"unknown runtime '{name}'; choose tflite, onnx, keras or all")

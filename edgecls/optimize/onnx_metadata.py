@@ -1,0 +1,137 @@
+"""What an ONNX file says about itself: its input, its integer ops, and the embedded sidecar.
+
+Light on purpose (onnx and the stdlib, no TensorFlow, no onnxruntime), so the deploy side can
+read an exported model's sidecar from the model itself. ``embed_metadata`` stores the sidecar as
+JSON in ``metadata_props["edgecls_sidecar"]``; ``onnx_export`` stores its quantization settings
+under ``"edgecls_quantization"``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+
+from edgecls.errors import ModelFileError
+from edgecls.fsutil import atomic_path
+
+METADATA_KEY = "edgecls_sidecar"
+QUANT_METADATA_KEY = "edgecls_quantization"
+INTEGER_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "ConvInteger",
+                         "MatMulInteger", "QLinearConv", "QLinearMatMul", "QLinearAdd", "QLinearMul",
+                         "QLinearGlobalAveragePool", "QLinearSigmoid", "QLinearConcat", "QGemm"})
+
+
+def integer_op_types(model) -> set[str]:
+    """Integer-arithmetic op types in an ONNX model (a path or ModelProto); empty for float models."""
+    proto = model if isinstance(model, onnx.ModelProto) else load_onnx(model)
+    return {node.op_type for node in proto.graph.node if node.op_type in INTEGER_OPS}
+
+
+def onnx_sidecar_fields(onnx_path) -> dict:
+    """The ``build_sidecar`` keyword arguments an ONNX file determines by itself.
+
+    ``build_sidecar(model_file=path, labels=..., architecture=..., source_run=..., accuracy=...,
+    **onnx_sidecar_fields(path))``: the int8 model still takes float32 pixels 0–255 and returns
+    float probabilities, so input/output quantization stay at their defaults.
+    """
+    proto = load_onnx(onnx_path)
+    input_name, (height, width, _channels) = onnx_image_input(proto, onnx_path)
+    integer = sorted(integer_op_types(proto))
+    props = {prop.key: prop.value for prop in proto.metadata_props}
+    onnx_info = {
+        "opset": next((entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx")), None),
+        "input_name": input_name,
+        "output_name": proto.graph.output[0].name,
+        "integer_ops": integer,
+    }
+    if QUANT_METADATA_KEY in props:
+        try:
+            onnx_info["quantization"] = json.loads(props[QUANT_METADATA_KEY])
+        except ValueError:
+            pass  # informative only
+    if height != width:
+        onnx_info["input_hw"] = [height, width]
+    return {"fmt": "onnx", "variant": "int8" if integer else "float32", "img_size": height,
+            "input_dtype": "float32", "output_kind": "probabilities", "output_dtype": "float32",
+            "batch": None, "extra": {"onnx": onnx_info}}
+
+
+def embed_metadata(onnx_path, sidecar: dict) -> Path:
+    """Store ``sidecar`` as JSON under ``metadata_props["edgecls_sidecar"]``, re-saving atomically."""
+    proto = load_onnx(onnx_path)
+    set_metadata(proto, METADATA_KEY, sidecar)
+    with atomic_path(onnx_path) as tmp:
+        onnx.save(proto, str(tmp))
+    return Path(onnx_path)
+
+
+def read_embedded_metadata(onnx_path) -> dict | None:
+    """The sidecar embedded by ``embed_metadata``, or None when the file carries none."""
+    proto = load_onnx(onnx_path)
+    for prop in proto.metadata_props:
+        if prop.key == METADATA_KEY:
+            try:
+                data = json.loads(prop.value)
+            except ValueError as err:
+                raise ModelFileError(f"{onnx_path}: unreadable {METADATA_KEY} metadata: {err}") from None
+            if not isinstance(data, dict):
+                raise ModelFileError(f"{onnx_path}: {METADATA_KEY} metadata is not a JSON object")
+            return data
+    return None
+
+
+def write_onnx_sidecar(onnx_path, sidecar: dict) -> Path:
+    """Embed ``sidecar`` in the model, then write ``<model>.json`` with the final file's size.
+
+    A file cannot hold its own size, so the embedded copy goes without ``size``; the JSON
+    sidecar gets the size of the model as written, metadata included. Returns the JSON path.
+    """
+    from edgecls.sidecar import file_sizes, write_sidecar
+
+    embed_metadata(onnx_path, {key: value for key, value in sidecar.items() if key != "size"})
+    return write_sidecar(onnx_path, {**sidecar, "size": file_sizes(onnx_path)})
+
+
+def set_metadata(proto, key: str, value: dict) -> None:
+    text = json.dumps(value, default=_json_default)
+    for prop in proto.metadata_props:
+        if prop.key == key:
+            prop.value = text
+            return
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = key, text
+
+
+def _json_default(value):
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def onnx_image_input(proto, path) -> tuple[str, tuple[int, int, int]]:
+    initializers = {tensor.name for tensor in proto.graph.initializer}
+    inputs = [value for value in proto.graph.input if value.name not in initializers]
+    if len(inputs) != 1:
+        raise ModelFileError(f"{path}: expected one image input, found {len(inputs)}")
+    dims = [dim.dim_value if dim.HasField("dim_value") else None for dim in inputs[0].type.tensor_type.shape.dim]
+    if len(dims) != 4 or None in dims[1:]:
+        raise ModelFileError(f"{path}: expected a fixed-size (N, H, W, C) image input, found {dims}")
+    return inputs[0].name, (int(dims[1]), int(dims[2]), int(dims[3]))
+
+
+def load_onnx(path) -> onnx.ModelProto:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"ONNX model not found: {path}")
+    try:
+        return onnx.load(str(path))
+    except Exception as err:  # noqa: BLE001 - protobuf's DecodeError and friends
+        raise ModelFileError(f"cannot read ONNX model {path}: {_first_line(err)}") from None
+
+
+def _first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:300]

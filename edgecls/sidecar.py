@@ -1,0 +1,96 @@
+"""The sidecar: ``<variant>.json`` beside every exported model, so preprocessing travels with it.
+
+Everything a runtime needs to feed the model and read its answer — labels, input size and type,
+resize method, quantization, whether the output is logits or probabilities — plus where the model
+came from, its accuracy measured at export, and the tool versions that made it. Nothing here
+imports TensorFlow: the deploy side reads sidecars too.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import gzip
+import json
+from pathlib import Path
+
+from edgecls.errors import ModelFileError
+from edgecls.fsutil import write_json
+
+SCHEMA = "edgecls.sidecar/1"
+RESIZE_METHOD = "pil-bilinear-squash"  # edgecls.data.images.RESIZE_METHOD, kept importable without PIL
+
+
+def sidecar_path(model_path) -> Path:
+    return Path(model_path).with_suffix(".json")
+
+
+def read_sidecar(model_path) -> dict | None:
+    path = sidecar_path(model_path)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise ModelFileError(f"cannot read sidecar {path}: {err}") from None
+    if not isinstance(data, dict) or "labels" not in data or "input" not in data:
+        raise ModelFileError(f"{path} is not an edgecls sidecar (no labels/input)")
+    return data
+
+
+def file_sizes(path) -> dict:
+    data = Path(path).read_bytes()
+    return {"bytes": len(data), "gzip_bytes": len(gzip.compress(data, compresslevel=9))}
+
+
+def tool_versions() -> dict:
+    from importlib import metadata
+
+    versions = {}
+    for package in ("edgecls", "tensorflow", "tf_keras", "tensorflow-model-optimization", "tf2onnx", "onnx",
+                    "onnxruntime", "ai-edge-litert"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def build_sidecar(*, model_file, fmt: str, variant: str, labels, architecture: str, img_size: int,
+                  input_dtype: str, input_quant=(1.0, 0), output_kind: str, output_dtype: str = "float32",
+                  output_quant=(0.0, 0), source_run=None, accuracy: dict | None = None, batch: int | None = 1,
+                  extra: dict | None = None) -> dict:
+    return {
+        "schema": SCHEMA,
+        "model_file": Path(model_file).name,
+        "format": fmt,
+        "variant": variant,
+        "architecture": architecture,
+        "labels": list(labels),
+        "input": {
+            "shape": [batch, img_size, img_size, 3],
+            "dtype": input_dtype,
+            "layout": "NHWC",
+            "color": "RGB",
+            "pixel_range": [0, 255],
+            "resize": RESIZE_METHOD,
+            "normalization": "inside the model: feed RGB pixel values 0-255",
+            "scale": float(input_quant[0]),
+            "zero_point": int(input_quant[1]),
+        },
+        "output": {
+            "kind": output_kind,  # "logits": apply softmax after dequantizing
+            "dtype": output_dtype,
+            "scale": float(output_quant[0]),
+            "zero_point": int(output_quant[1]),
+        },
+        "source_run": str(source_run) if source_run else None,
+        "accuracy": accuracy,
+        "size": file_sizes(model_file),
+        "versions": tool_versions(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **(extra or {}),
+    }
+
+
+def write_sidecar(model_path, sidecar: dict) -> Path:
+    return write_json(sidecar_path(model_path), sidecar)

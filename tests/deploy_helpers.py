@@ -1,0 +1,153 @@
+"""Small models and run folders for the deploy/bench/pi tests, built once per test session.
+
+``tiny_run(tmp_path_factory)`` returns a run folder like ``edgecls train`` + ``edgecls quantize``
+leave it: model.keras, labels.txt, exports/int8.tflite + int8.json, exports/float32.tflite +
+float32.json (tiny_cnn, 32×32, 3 classes a/b/c, untrained). ``cli(args, capsys)`` runs
+``edgecls.cli.main`` with the deploy commands registered, returning (code, stdout, stderr).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+LABELS = ("a", "b", "c")
+_CACHE: dict = {}
+REPO = Path(__file__).resolve().parents[1]
+PI_INFER = REPO / "edgecls" / "deploy" / "pi_infer.py"
+
+# Run a script where importing TensorFlow or edgecls fails, as on the device.
+NO_TF_RUNNER = """
+import runpy, sys
+class _Blocked:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "tf_keras", "edgecls", "keras"):
+            raise ImportError("blocked on the device: " + name)
+        return None
+sys.meta_path.insert(0, _Blocked())
+script = sys.argv[1]
+sys.argv = sys.argv[1:]
+runpy.run_path(script, run_name="__main__")
+"""
+
+
+def export_tflite(model, path: Path, variant: str, *, labels=LABELS, source_run=None, arch="tiny_cnn"):
+    from edgecls.optimize.tflite_convert import convert
+    from edgecls.sidecar import build_sidecar, write_sidecar
+
+    size = int(model.input_shape[1])
+    calibration = np.random.default_rng(0).integers(0, 256, (8, size, size, 3), dtype=np.uint8)
+    data = convert(model, variant, calibration=calibration if variant == "int8" else None)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    integer = variant == "int8"
+    sidecar = build_sidecar(model_file=path, fmt="tflite", variant=variant, labels=labels, architecture=arch,
+                            img_size=size, input_dtype="uint8" if integer else "float32",
+                            output_kind="logits" if integer else "probabilities", source_run=source_run)
+    write_sidecar(path, sidecar)
+    return path
+
+
+def tiny_run(tmp_path_factory) -> Path:
+    """A run folder with model.keras and int8/float32 TFLite exports (built once per session)."""
+    if "run" not in _CACHE:
+        from edgecls.train.callbacks import save_inference_model
+        from edgecls.train.modeling import build_model
+
+        run = tmp_path_factory.mktemp("deploy") / "tinyrun"
+        (run / "exports").mkdir(parents=True)
+        model = build_model("tiny_cnn", 32, len(LABELS), weights="none")
+        # Non-trivial head weights so the classes are not tied on every image.
+        rng = np.random.default_rng(1)
+        model.set_weights([w + rng.normal(0, 0.3, w.shape).astype(w.dtype) if w.ndim > 1 else w
+                           for w in model.get_weights()])
+        save_inference_model(model, run / "model.keras")
+        (run / "labels.txt").write_text("".join(f"{c}\n" for c in LABELS))
+        export_tflite(model, run / "exports" / "int8.tflite", "int8", source_run=run)
+        export_tflite(model, run / "exports" / "float32.tflite", "float32", source_run=run)
+        _CACHE["run"] = run
+    return _CACHE["run"]
+
+
+def simple_cnn_int8(tmp_path_factory, size: int = 64) -> Path:
+    """simple_cnn at ``size``×``size``, int8: big enough that invoke dominates a timed call."""
+    key = f"simple{size}"
+    if key not in _CACHE:
+        from edgecls.train.modeling import build_model
+
+        folder = tmp_path_factory.mktemp("simple")
+        model = build_model("simple_cnn", size, len(LABELS), weights="none")
+        _CACHE[key] = export_tflite(model, folder / "int8.tflite", "int8", arch="simple_cnn")
+    return _CACHE[key]
+
+
+def cli(args, capsys):
+    """Run ``edgecls`` in-process with predict/bench/bundle registered; (exit code, stdout, stderr)."""
+    from edgecls import cli as cli_module
+    from edgecls.deploy.cli_commands import register
+
+    names = {c.name for c in cli_module.app.registered_commands}
+    if not {"predict", "bench", "bundle"} <= names:
+        register(cli_module.app)
+    code = 0
+    try:
+        cli_module.main([str(a) for a in args])
+    except SystemExit as exit_info:
+        code = exit_info.code or 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def cli_process_args(args) -> list[str]:
+    """argv running the real edgecls entry point in a fresh process, deploy commands registered."""
+    code = ("import sys\nfrom edgecls import cli\nfrom edgecls.deploy.cli_commands import register\n"
+            "if 'predict' not in {c.name for c in cli.app.registered_commands}:\n    register(cli.app)\n"
+            "cli.main(sys.argv[1:])\n")
+    return [sys.executable, "-c", code, *[str(a) for a in args]]
+
+
+def assert_one_error_line(code, out, err, fragment: str):
+    assert code == 2, (code, out, err)
+    lines = [line for line in err.strip().splitlines() if not line.startswith("note:")]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert fragment in lines[0], lines[0]
+    assert "Traceback" not in err + out
+
+
+def load_pi_infer():
+    import importlib.util
+
+    if "pi_infer" not in _CACHE:
+        spec = importlib.util.spec_from_file_location("pi_infer_under_test", PI_INFER)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _CACHE["pi_infer"] = module
+    return _CACHE["pi_infer"]
+
+
+
+def onnx_model(path: Path, size: int = 32, labels=LABELS) -> Path:
+    """A hand-built ONNX classifier (mean colour → linear → softmax) with its sidecar: no converter needed."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgecls.sidecar import build_sidecar, write_sidecar
+
+    weights = np.random.default_rng(3).normal(0, 0.05, (3, len(labels))).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["image"], ["mean"], axes=[1, 2], keepdims=0),
+         helper.make_node("MatMul", ["mean", "weights"], ["logits"]),
+         helper.make_node("Softmax", ["logits"], ["probs"], axis=-1)],
+        "mean_colour", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, size, size, 3])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, len(labels)])],
+        [numpy_helper.from_array(weights, "weights")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    write_sidecar(path, build_sidecar(model_file=path, fmt="onnx", variant="float32", labels=labels,
+                                      architecture="mean_colour", img_size=size, input_dtype="float32",
+                                      output_kind="probabilities"))
+    return path
