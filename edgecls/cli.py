@@ -149,6 +149,9 @@ def demo(
 
 from edgecls.deploy.cli_commands import bench_command, bundle_command, predict_command  # noqa: E402
 
+from edgecls.optimize.cli_commands import register as register_optimize  # noqa: E402
+
+register_optimize(app)
 app.command("predict")(predict_command)
 app.command("bench")(bench_command)
 app.command("bundle")(bundle_command)

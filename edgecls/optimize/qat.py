@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import re
 
-import tensorflow_model_optimization as tfmot
+from edgecls.tf import keras  # first: sets TF_USE_LEGACY_KERAS before tfmot imports TensorFlow  # isort: skip
+import tensorflow_model_optimization as tfmot  # noqa: E402  # isort: skip
+
 
 from edgecls.errors import EdgeclsError
 from edgecls.optimize.graph_rewrite import split_fused_activations
-from edgecls.tf import keras
 from edgecls.train.layers import ChannelShift
 from edgecls.train.mobilenet_v3 import ShiftedReLU6
 
@@ -81,3 +82,39 @@ def _unsupported(err: Exception, model) -> str:
     if match:
         return f"layer '{match.group(1)}' ({match.group(2).rsplit('.', 1)[-1]}) is not supported by tfmot"
     return text.splitlines()[0][:240] if text else type(err).__name__
+
+
+def train_quantization_aware(ctx, *, epochs: int, lr: float, batch_size: int | None, verbose: int = 1):
+    """Fine-tune the run's model with fake quantization; returns (QAT model, its test top-1)."""
+    import numpy as np
+
+    from edgecls.optimize.tflite_convert import logits_model
+    from edgecls.train.pipeline import make_dataset, steps_per_epoch
+    from edgecls.train.schedules import WarmupCosine
+
+    config = ctx.config
+    batch = batch_size or config.train.batch_size
+    classes = len(ctx.labels)
+    qat_model = quantize_aware_model(logits_model(ctx.model))
+    train = make_dataset(ctx.data.train.images, ctx.data.train.labels, classes, batch, training=True,
+                         augment=config.augment, seed=config.train.seed)
+    val = None
+    if len(ctx.data.val.labels):
+        val = make_dataset(ctx.data.val.images, ctx.data.val.labels, classes, batch, training=False)
+    steps = steps_per_epoch(len(ctx.data.train.labels), batch)
+    with scope():
+        qat_model.compile(
+            optimizer=keras.optimizers.Adam(WarmupCosine(lr, epochs * steps, warmup_steps=0)),
+            loss=keras.losses.CategoricalCrossentropy(from_logits=True,
+                                                      label_smoothing=config.train.label_smoothing),
+            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        )
+        if verbose:
+            print(f"quantization-aware training: {epochs} epoch(s) at lr {lr:g}")
+        qat_model.fit(train, validation_data=val, epochs=epochs, verbose=2 if verbose else 0)
+    logits = []
+    for start in range(0, len(ctx.test_labels), 64):
+        x = np.asarray(ctx.test_images[start:start + 64], dtype=np.float32)
+        logits.append(qat_model(x, training=False).numpy())
+    qat_top1 = float(np.mean(np.concatenate(logits).argmax(axis=1) == ctx.test_labels))
+    return qat_model, qat_top1

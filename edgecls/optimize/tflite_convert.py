@@ -84,3 +84,32 @@ def convert(model, variant: str, *, calibration: np.ndarray | None = None, io: s
     except Exception as err:  # noqa: BLE001 - the converter raises ConverterError and friends
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
         raise EdgeclsError(f"TFLite conversion ({variant}) failed: {first}") from None
+
+
+def convert_qat(qat_model, *, io: str = "uint8") -> bytes:
+    """Convert a quantization-aware-trained model: every range comes from its fake-quant ops."""
+    if io not in IO_TYPES:
+        raise EdgeclsError(f"unknown --io '{io}'; choose uint8, int8 or float")
+    _pin_input_range(qat_model)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([_concrete_function(qat_model)], qat_model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.inference_input_type = IO_TYPES[io]
+    converter.inference_output_type = IO_TYPES[io]
+    converter._experimental_disable_per_channel_quantization_for_dense_layers = True  # noqa: SLF001 (see convert)
+    try:
+        return converter.convert()
+    except Exception as err:  # noqa: BLE001
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        raise EdgeclsError(f"TFLite conversion of the QAT model failed: {first}") from None
+
+
+def _pin_input_range(qat_model) -> None:
+    # The input quantizer learned the range of the pixels it saw; the input domain is 0–255, and
+    # pinning it keeps uint8 input at scale 1, zero point 0 (raw pixels on the device).
+    for layer in qat_model.layers:
+        if layer.name == "quantize_layer":
+            for weight in layer.weights:
+                if weight.name.endswith("_min:0"):
+                    weight.assign(0.0)
+                elif weight.name.endswith("_max:0"):
+                    weight.assign(255.0)

@@ -1,0 +1,86 @@
+"""``edgecls quantize``: float16, dynamic-range, post-training int8 and quantization-aware int8."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgecls.errors import EdgeclsError
+from edgecls.optimize import tflite_convert
+from edgecls.optimize.exporting import (ExportRecord, calibration_progress, keras_accuracy, print_table,
+                                        write_tflite)
+from edgecls.optimize.run_context import RunContext, load_run
+
+DEFAULT_CALIBRATION = 300
+
+
+def variant_prefix(ctx: RunContext) -> str:
+    # Variants of a derived model (exports/pruned.keras) are named after it: pruned_int8.tflite.
+    stem = ctx.model_path.stem
+    return "" if stem == "model" else f"{stem}_"
+
+
+def quantize_run(run_dir, *, int8=False, qat=False, float16=False, dynamic=False, io="uint8",
+                 calibration=DEFAULT_CALIBRATION, epochs=3, lr=1e-4, batch_size=None, model=None,
+                 verbose=1) -> list[ExportRecord]:
+    if not (int8 or qat or float16 or dynamic):
+        raise EdgeclsError("choose at least one of --int8, --qat, --float16, --dynamic")
+    ctx = load_run(run_dir, model, verbose=verbose)
+    float_top1 = keras_accuracy(ctx.model, ctx)
+    prefix = variant_prefix(ctx)
+    records = []
+    if float16:
+        records.append(write_tflite(ctx, f"{prefix}float16", tflite_convert.convert(ctx.model, "float16"),
+                                    reference_top1=float_top1))
+    if dynamic:
+        records.append(write_tflite(ctx, f"{prefix}dynamic", tflite_convert.convert(ctx.model, "dynamic"),
+                                    reference_top1=float_top1))
+    if int8 and not qat:
+        records.append(post_training_int8(ctx, io=io, calibration=calibration, reference_top1=float_top1,
+                                          prefix=prefix, verbose=verbose))
+    if qat:
+        records.append(quantization_aware_int8(ctx, io=io, epochs=epochs, lr=lr, batch_size=batch_size,
+                                               reference_top1=float_top1, prefix=prefix, verbose=verbose))
+    if verbose:
+        print_table(records, float_top1, title=f"{ctx.run_dir} — test split, {len(ctx.test_labels)} images")
+    return records
+
+
+def post_training_int8(ctx: RunContext, *, io: str, calibration: int, reference_top1: float, prefix: str = "",
+                       verbose: int = 1) -> ExportRecord:
+    images = ctx.calibration_images(calibration)
+    progress, advance = calibration_progress(len(images) + 1, f"calibrating int8 on {len(images)} train images")
+    with progress if verbose else _nullcontext():
+        blob = tflite_convert.convert(ctx.model, "int8", calibration=images, io=io,
+                                      progress=advance if verbose else None)
+    variant = f"{prefix}int8" if io == "uint8" else f"{prefix}int8_io{io}"
+    return write_tflite(ctx, variant, blob, reference_top1=reference_top1,
+                        extra={"calibration_images": int(len(images))})
+
+
+def quantization_aware_int8(ctx: RunContext, *, io: str, epochs: int, lr: float, batch_size: int | None,
+                            reference_top1: float, prefix: str = "", verbose: int = 1) -> ExportRecord:
+    from edgecls.optimize.qat import train_quantization_aware
+
+    if epochs < 1:
+        raise EdgeclsError(f"--epochs must be at least 1 for --qat, got {epochs}")
+    qat_model, qat_top1 = train_quantization_aware(ctx, epochs=epochs, lr=lr, batch_size=batch_size,
+                                                   verbose=verbose)
+    blob = tflite_convert.convert_qat(qat_model, io=io)
+    variant = f"{prefix}qat_int8" if io == "uint8" else f"{prefix}qat_int8_io{io}"
+    record = write_tflite(ctx, variant, blob, reference_top1=reference_top1,
+                          extra={"qat": {"epochs": epochs, "lr": lr, "keras_top1": qat_top1}})
+    gap = (record.accuracy - qat_top1) * 100
+    record.notes = f"QAT Keras top-1 {qat_top1:.4f}, TFLite {gap:+.2f} pt; " + record.notes
+    return record
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def top1(probs: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(np.asarray(probs).argmax(axis=1) == labels))
