@@ -81,6 +81,13 @@ def _unsupported(err: Exception, model) -> str:
     match = re.search(r"Layer (\S+?):<class '([\w.]+)'> is not supported", text)
     if match:
         return f"layer '{match.group(1)}' ({match.group(2).rsplit('.', 1)[-1]}) is not supported by tfmot"
+    # A custom layer tfmot cannot even clone: "... [Layer Mystery supplied to wrapper is not ..."
+    match = re.search(r"Layer (\w+) supplied to wrapper", text)
+    if match:
+        names = [layer.name for layer in model.layers if type(layer).__name__ == match.group(1)]
+        shown = ", ".join(f"'{n}'" for n in names) or match.group(1)
+        return (f"layer {shown} ({match.group(1)}) is a custom layer tfmot cannot quantize; give it a "
+                "QuantizeConfig or build it from Keras layers")
     return text.splitlines()[0][:240] if text else type(err).__name__
 
 

@@ -1,0 +1,146 @@
+"""Optimize stage: int8 with no float islands, QAT for every family, pruning, sidecars, errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from edgecls.errors import EdgeclsError
+from edgecls.optimize import tflite_convert
+from edgecls.optimize.qat import quantize_aware_model
+from edgecls.optimize.tflite_inspect import inspect_tflite
+from edgecls.tf import keras
+from edgecls.train.modeling import build_model
+
+SIZE = 32
+FAMILIES = ["tiny_cnn", "mobilenet_v3_small", "efficientnet_b0"]
+SIDECAR_KEYS = {"schema", "model_file", "format", "variant", "architecture", "labels", "input", "output",
+                "source_run", "accuracy", "size", "versions"}
+
+
+def _model(arch):
+    return build_model(arch, SIZE, 3, weights="none", alpha=0.35 if "mobilenet" in arch else 1.0)
+
+
+def _images(count=12):
+    return np.random.default_rng(0).integers(0, 256, (count, SIZE, SIZE, 3)).astype(np.uint8)
+
+
+def _assert_integer_graph(info):
+    assert info["float_ops"] == [], f"float islands: {info['float_ops']}"
+    assert info["boundary_quantize_ops"] <= 2
+    assert info["input"]["dtype"] == "uint8" and info["input"]["scale"] == 1.0 and info["input"]["zero_point"] == 0
+    assert info["output"]["dtype"] == "uint8"
+    assert info["xnnpack_partitions"] == 1
+
+
+@pytest.mark.parametrize("arch", FAMILIES)
+def test_post_training_int8_is_integer_from_input_to_logits(arch):
+    info = inspect_tflite(tflite_convert.convert(_model(arch), "int8", calibration=_images()))
+    _assert_integer_graph(info)
+
+
+@pytest.mark.parametrize("arch", FAMILIES + [pytest.param("resnet50", marks=pytest.mark.slow)])
+def test_quantization_aware_model_converts_to_a_pure_int8_graph(arch):
+    model = tflite_convert.logits_model(_model(arch))
+    qat = quantize_aware_model(model)
+    # Training-mode calls let every fake-quant op learn a range (eager: no graph tracing to wait for).
+    for _ in range(2):
+        qat(_images(8).astype("float32"), training=True)
+    _assert_integer_graph(inspect_tflite(tflite_convert.convert_qat(qat)))
+
+
+def test_int8_io_options():
+    model, images = _model("tiny_cnn"), _images()
+    assert inspect_tflite(tflite_convert.convert(model, "int8", calibration=images, io="int8"))["input"]["dtype"] == "int8"
+    info = inspect_tflite(tflite_convert.convert(model, "int8", calibration=images, io="float"))
+    assert info["input"]["dtype"] == "float32"
+
+
+def test_unsupported_layer_in_a_users_model_is_named():
+    class Mystery(keras.layers.Layer):
+        def call(self, x):
+            return x * 2.0
+
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Conv2D(4, 3)(inputs)
+    x = Mystery(name="my_mystery_layer")(x)
+    outputs = keras.layers.Dense(3, name="head_logits")(keras.layers.GlobalAveragePooling2D()(x))
+    with pytest.raises(EdgeclsError, match="my_mystery_layer"):
+        quantize_aware_model(keras.Model(inputs, outputs))
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A tiny_cnn run with a real test split, trained for two epochs."""
+    from PIL import Image
+
+    from edgecls.config import RunConfig
+    from edgecls.train.trainer import train
+
+    root = tmp_path_factory.mktemp("optimize")
+    rng = np.random.default_rng(0)
+    for index, colour in enumerate([(220, 40, 40), (40, 200, 40), (40, 40, 220)]):
+        folder = root / "data" / f"class{index}"
+        folder.mkdir(parents=True)
+        for i in range(30):
+            pixels = np.clip(np.array(colour) + rng.integers(-40, 41, (24, 24, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"{i}.png")
+    config = RunConfig()
+    config.data.path, config.data.img_size = str(root / "data"), SIZE
+    config.model.arch, config.model.weights = "tiny_cnn", "none"
+    config.train.epochs, config.train.batch_size, config.train.lr = 4, 8, 0.01
+    config.train.early_stopping_patience = 0
+    train(config, root / "run", verbose=0)
+    return root / "run"
+
+
+def test_quantize_writes_variants_with_complete_sidecars(trained_run):
+    from edgecls.optimize.quantize import quantize_run
+
+    records = quantize_run(trained_run, int8=True, float16=True, dynamic=True, calibration=20, verbose=0)
+    assert [r.variant for r in records] == ["float16", "dynamic", "int8"]
+    for record in records:
+        sidecar = json.loads(record.path.with_suffix(".json").read_text())
+        assert SIDECAR_KEYS <= set(sidecar), SIDECAR_KEYS - set(sidecar)
+        assert sidecar["labels"] == ["class0", "class1", "class2"]
+        assert sidecar["input"]["resize"] == "pil-bilinear-squash"
+        assert sidecar["accuracy"]["top1"] == pytest.approx(record.accuracy)
+        assert sidecar["size"]["bytes"] == record.path.stat().st_size
+        assert "tensorflow" in sidecar["versions"]
+    int8 = json.loads((trained_run / "exports" / "int8.json").read_text())
+    assert int8["output"]["kind"] == "logits" and int8["input"]["dtype"] == "uint8"
+    assert int8["tflite"]["float_ops"] == []
+    assert abs(int8["accuracy"]["top1"] - int8["accuracy"]["float_top1"]) <= 0.1
+
+
+def test_qat_tflite_matches_the_qat_keras_model(trained_run):
+    from edgecls.optimize.quantize import quantize_run
+
+    (record,) = quantize_run(trained_run, qat=True, epochs=1, verbose=0)
+    sidecar = json.loads(record.path.with_suffix(".json").read_text())
+    assert abs(record.accuracy - sidecar["qat"]["keras_top1"]) <= 0.005 + 1e-9
+
+
+def test_pruning_reaches_its_sparsity_and_the_result_quantizes(trained_run):
+    from edgecls.optimize.prune import prune_run
+    from edgecls.optimize.quantize import quantize_run
+
+    report = prune_run(trained_run, target=0.5, epochs=2, verbose=0)
+    pruned = {name: s for name, s in report["layer_sparsity"].items() if s > 0}
+    assert pruned and all(s == pytest.approx(0.5, abs=0.02) for s in pruned.values())
+    assert (trained_run / "exports" / "pruned.keras").is_file()
+    (record,) = quantize_run(trained_run, int8=True, model="exports/pruned.keras", calibration=20, verbose=0)
+    assert record.variant == "pruned_int8"
+
+
+def test_export_formats_and_errors(trained_run, tmp_path):
+    from edgecls.optimize.export import export_run
+
+    records = export_run(trained_run, formats=["tflite", "saved_model"], verbose=0)
+    assert [r.variant for r in records] == ["float32", "saved_model"]
+    assert (trained_run / "exports" / "saved_model" / "saved_model.pb").is_file()
+    with pytest.raises(EdgeclsError, match="not a run folder"):
+        export_run(tmp_path, verbose=0)
+    with pytest.raises(EdgeclsError, match="unknown --format"):
+        export_run(trained_run, formats=["caffe"], verbose=0)
