@@ -1,0 +1,178 @@
+"""Is int8 faster than float? Every registered architecture at 224x224, 1 thread, batch 1.
+
+    python benchmarks/int8_speed.py [--size 224] [--archs a,b] [--runs 200] [--rounds 5]
+
+For each architecture, side by side in one process (timing loops interleaved round by round, so
+machine drift hits every model alike): the fp32 TFLite export of the *stock* Keras architecture
+(the reference users have today), the same stock model converted naively to int8, and edgecls'
+int8 model — its XNNPACK partitions and latency against the stock fp32 export.
+
+Weights: random, with BatchNorm statistics estimated on 24 smooth synthetic images (a stand-in for
+trained weights, which these offline machines cannot download). With raw random initialisation
+the activations grow layer after layer without bound, which no trained network does, and XNNPACK's
+int8 ADD refuses the resulting scale ratios — a measurement artefact, not a property of the model.
+Writes benchmarks/results/int8_speed.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from edgecls.tf import keras, tf  # noqa: E402
+from edgecls.deploy.litert import tflite_interpreter  # noqa: E402
+from edgecls.optimize.tflite_convert import convert  # noqa: E402
+from edgecls.optimize.tflite_inspect import inspect_tflite  # noqa: E402
+from edgecls.train.architectures import _classifier_head  # noqa: E402
+from edgecls.train.modeling import build_model  # noqa: E402
+from edgecls.train.registry import get_model_spec, model_names  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+STOCK = {
+    "mobilenet_v3_small": lambda t: keras.applications.MobileNetV3Small(input_tensor=t, include_top=False, weights=None),
+    "mobilenet_v3_small_minimalistic": lambda t: keras.applications.MobileNetV3Small(
+        input_tensor=t, include_top=False, weights=None, minimalistic=True),
+    "mobilenet_v3_large": lambda t: keras.applications.MobileNetV3Large(input_tensor=t, include_top=False, weights=None),
+    "resnet50": lambda t: keras.applications.ResNet50(input_tensor=t, include_top=False, weights=None),
+}
+
+
+def stock_model(arch: str, size: int):
+    """The architecture as Keras ships it (keras.applications), with the same classifier head."""
+    if arch.startswith("efficientnet_"):
+        app = getattr(keras.applications, "EfficientNet" + arch.split("_")[1].upper())
+        builder = lambda t: app(input_tensor=t, include_top=False, weights=None)  # noqa: E731
+    elif arch in STOCK:
+        builder = STOCK[arch]
+    else:
+        return None  # edgecls' own architectures have no other "stock" form
+    inputs = keras.Input((size, size, 3))
+    return keras.Model(inputs, _classifier_head(builder(inputs).output, 10, 0.2))
+
+
+def smooth_images(count: int, size: int, seed: int = 0) -> np.ndarray:
+    small = np.random.default_rng(seed).integers(0, 256, (count, 8, 8, 3)).astype("float32")
+    return tf.image.resize(small, (size, size), "bilinear").numpy().clip(0, 255).astype(np.uint8)
+
+
+def calibrate_batchnorm(model, images: np.ndarray) -> None:
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.0
+    for start in range(0, len(images), 8):
+        model(images[start:start + 8].astype("float32"), training=True)
+
+
+def latencies(blobs: dict[str, bytes], runs: int, rounds: int) -> dict[str, dict]:
+    interpreters = {}
+    for name, blob in blobs.items():
+        it = tflite_interpreter(model_content=blob, num_threads=1)
+        it.allocate_tensors()
+        detail = it.get_input_details()[0]
+        it.set_tensor(detail["index"], np.random.default_rng(1).integers(0, 255, detail["shape"]).astype(detail["dtype"]))
+        for _ in range(10):
+            it.invoke()
+        interpreters[name] = it
+    samples = {name: [] for name in blobs}
+    round_medians = {name: [] for name in blobs}
+    for _ in range(rounds):
+        for name, it in interpreters.items():
+            batch = []
+            for _ in range(runs // rounds):
+                start = time.perf_counter_ns()
+                it.invoke()
+                batch.append(time.perf_counter_ns() - start)
+            samples[name].extend(batch)
+            round_medians[name].append(float(np.median(batch)) / 1e6)
+    out = {}
+    for name, values in samples.items():
+        ms = np.asarray(values) / 1e6
+        rm = round_medians[name]
+        out[name] = {"p50": float(np.median(ms)), "p90": float(np.percentile(ms, 90)),
+                     "round_spread_pct": float((max(rm) - min(rm)) / np.median(rm) * 100)}
+    return out
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    import ai_edge_litert
+
+    return {"cpu": cpu, "cores": __import__("os").cpu_count(), "python": platform.python_version(),
+            "tensorflow": tf.__version__, "ai_edge_litert": getattr(ai_edge_litert, "__version__", "?"),
+            "threads": 1, "batch": 1}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--archs", default=",".join(n for n in model_names()))
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=RESULTS / "int8_speed")
+    args = parser.parse_args(argv)
+    images = smooth_images(48, args.size)
+    rows = []
+    for arch in args.archs.split(","):
+        spec = get_model_spec(arch)
+        ours = build_model(arch, args.size, 10)
+        calibrate_batchnorm(ours, images[:24])
+        blobs = {"edgecls_int8": convert(ours, "int8", calibration=images[24:]), "edgecls_fp32": convert(ours, "float32")}
+        stock = stock_model(arch, args.size)
+        if stock is not None:
+            calibrate_batchnorm(stock, images[:24])
+            blobs["stock_fp32"] = convert(stock, "float32")
+            blobs["stock_int8_naive"] = convert(stock, "int8", calibration=images[24:])
+        times = latencies(blobs, args.runs, args.rounds)
+        reference = "stock_fp32" if "stock_fp32" in times else "edgecls_fp32"
+        info = inspect_tflite(blobs["edgecls_int8"])
+        row = {
+            "arch": arch, "test_only": spec.test_only, "size": args.size, "reference": reference,
+            "latency_ms": {k: v["p50"] for k, v in times.items()}, "detail": times,
+            "int8_vs_reference": times["edgecls_int8"]["p50"] / times[reference]["p50"],
+            "int8_partitions": info["xnnpack_partitions"], "int8_float_ops": info["float_ops"],
+        }
+        if "stock_int8_naive" in blobs:
+            row["naive_int8_partitions"] = inspect_tflite(blobs["stock_int8_naive"])["xnnpack_partitions"]
+        rows.append(row)
+        print(f"{arch:34s} int8 {times['edgecls_int8']['p50']:.2f} ms vs {reference} {times[reference]['p50']:.2f} ms "
+              f"= {row['int8_vs_reference']:.2f}x, {info['xnnpack_partitions']} partition(s)", flush=True)
+        keras.backend.clear_session()
+    result = {"machine": machine(), "method": __doc__.strip().split("\n\n", 2)[2].split("Writes")[0].strip(),
+              "command": "python benchmarks/int8_speed.py " + " ".join(argv or sys.argv[1:]), "rows": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(markdown(result))
+    return 0
+
+
+def markdown(result: dict) -> str:
+    m = result["machine"]
+    lines = [f"# int8 vs float latency, {result['rows'][0]['size']}x{result['rows'][0]['size']}, 1 thread, batch 1", "",
+             f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, TensorFlow {m['tensorflow']}, "
+             f"ai-edge-litert {m['ai_edge_litert']} (XNNPACK). Command: `{result['command']}`.", "",
+             result["method"], "",
+             "p50 latency in ms, all models timed side by side in one process (interleaved rounds).", "",
+             "| architecture | stock fp32 | stock int8 (naive) | edgecls fp32 | edgecls int8 | int8 / stock fp32 | int8 XNNPACK partitions (naive) |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for r in result["rows"]:
+        lat = r["latency_ms"]
+        fmt = lambda k: f"{lat[k]:.2f}" if k in lat else "—"  # noqa: E731
+        name = r["arch"] + (" (test-only)" if r["test_only"] else "")
+        naive = f" ({r['naive_int8_partitions']})" if "naive_int8_partitions" in r else ""
+        lines.append(f"| {name} | {fmt('stock_fp32')} | {fmt('stock_int8_naive')} | {fmt('edgecls_fp32')} | "
+                     f"{fmt('edgecls_int8')} | **{r['int8_vs_reference']:.2f}×** | {r['int8_partitions']}{naive} |")
+    lines += ["", "Where there is no stock form (edgecls' own CNNs), the reference is edgecls' fp32 export."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
