@@ -287,7 +287,7 @@ def main(argv=None) -> int:
         summary["qemu"] = run([qemu_bin, "--version"]).stdout.splitlines()[0]
         summary["setup_seconds"] = round(time.time() - started, 1)
         summary["work_mb"] = round(sum(f.lstat().st_size for f in args.work.rglob("*") if not f.is_symlink() and f.is_file()) / 2**20)
-        summary["dense_weights"] = "per-tensor" if args.dense_per_tensor else "per-channel (converter default)"
+        summary["dense_weights"] = "per-tensor (edgecls' int8 export default since tflite-runtime 2.14 crashes on per-channel Dense on aarch64)"
         if args.dense_per_tensor:
             _per_tensor_dense_layers()
         with tempfile.TemporaryDirectory() as tmp:
