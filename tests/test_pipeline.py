@@ -31,11 +31,25 @@ def test_training_batches_are_shuffled_augmented_and_stay_in_pixel_range():
     np.testing.assert_allclose(y.numpy().sum(1), 1.0)
 
 
-def test_mixup_mixes_labels_as_it_mixes_images():
-    images, labels = _arrays(count=64)
+def test_mixup_mixes_labels_exactly_as_it_mixes_images():
+    from edgecls.train.pipeline import BatchAugmenter
+    from edgecls.tf import tf
+
     cfg = AugmentConfig(flip=False, rotation=0, zoom=0, translate=0, brightness=0, contrast=0, saturation=0,
-                        mixup=0.4)
-    x, y = next(iter(make_dataset(images, labels, 4, 32, training=True, augment=cfg)))
-    y = y.numpy()
-    np.testing.assert_allclose(y.sum(1), 1.0, rtol=1e-5)
-    assert (np.sort(y, axis=1)[:, -2] > 0.01).mean() > 0.5, "most samples carry two classes"
+                        mixup=1.0)
+    values = np.array([10.0, 60.0, 130.0, 220.0], dtype=np.float32)  # image i is flat, of value values[i]
+    images = tf.constant(np.broadcast_to(values[:, None, None, None], (4, 8, 8, 3)).copy())
+    labels = tf.constant(np.eye(4, dtype=np.float32))  # four classes: every partner differs
+    strictly_mixed = 0
+    for _ in range(5):
+        mixed_images, mixed_labels = BatchAugmenter(cfg)(images, labels)
+        mixed_images, mixed_labels = mixed_images.numpy(), mixed_labels.numpy()
+        np.testing.assert_allclose(mixed_labels.sum(1), 1.0, rtol=1e-5)
+        for i in range(4):
+            partner = 3 - i  # the batch is paired with its reverse
+            lam = mixed_labels[i, i]
+            np.testing.assert_allclose(mixed_labels[i, partner], 1.0 - lam, atol=1e-5)
+            expected = lam * values[i] + (1.0 - lam) * values[partner]
+            np.testing.assert_allclose(mixed_images[i], expected, rtol=1e-4)
+            strictly_mixed += 0.01 < lam < 0.99
+    assert strictly_mixed > 0
