@@ -134,6 +134,18 @@ def test_pruning_reaches_its_sparsity_and_the_result_quantizes(trained_run):
     assert record.variant == "pruned_int8"
 
 
+def test_tflite_and_onnx_variants_keep_separate_sidecars(trained_run):
+    from edgecls.optimize.export import export_run
+
+    records = export_run(trained_run, formats=["tflite", "onnx"], int8=True, calibration=20, verbose=0)
+    assert [r.path.name for r in records] == ["float32.tflite", "int8.tflite", "onnx_float32.onnx", "onnx_int8.onnx"]
+    exports = trained_run / "exports"
+    assert json.loads((exports / "int8.json").read_text())["format"] == "tflite"
+    assert json.loads((exports / "int8.json").read_text())["output"]["kind"] == "logits"
+    assert json.loads((exports / "onnx_int8.json").read_text())["format"] == "onnx"
+    assert oct((exports / "int8.tflite").stat().st_mode & 0o777) != oct(0o600), "exports readable by others"
+
+
 def test_export_formats_and_errors(trained_run, tmp_path):
     from edgecls.optimize.export import export_run
 

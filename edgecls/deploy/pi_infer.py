@@ -479,9 +479,24 @@ def _write_json_atomically(path, data):
 # ----------------------------------------------------------------------------- command line
 
 
+def _looks_like_input(arg: str) -> bool:
+    return os.path.isdir(arg) or os.path.splitext(arg)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _bundled_model() -> str:
+    here = os.path.dirname(os.path.abspath(__file__))
+    models = sorted(name for name in os.listdir(here) if name.lower().endswith(".tflite"))
+    if len(models) != 1:
+        raise UserError("give the .tflite model as the first argument "
+                        f"({len(models)} .tflite files beside pi_infer.py, so none is taken by default)")
+    return os.path.join(here, models[0])
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description="Classify images with an edgecls TFLite model.")
-    parser.add_argument("model", help="the .tflite model (its sidecar <model>.json beside it)")
+    parser.add_argument("model", nargs="?", default=None,
+                        help="the .tflite model (its sidecar <model>.json beside it); may be left out inside a "
+                             "bundle that holds one .tflite")
     parser.add_argument("inputs", nargs="*", help="image files and folders")
     parser.add_argument("--top-k", type=int, default=5, help="classes shown per image (default 5)")
     parser.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1; a Pi has 4)")
@@ -495,6 +510,11 @@ def parse_args(argv):
     parser.add_argument("--bench-json", default="pi_bench.json",
                         help="--bench output, read back with `edgecls bench --import FILE`")
     args = parser.parse_args(argv)
+    if args.model is None or _looks_like_input(args.model):
+        # `python pi_infer.py photo.jpg` in a bundle: the first argument is an input, the model is ours.
+        if args.model is not None:
+            args.inputs.insert(0, args.model)
+        args.model = _bundled_model()
     if args.top_k < 1 or args.threads < 1 or args.camera < 0 or args.bench < 0:
         raise UserError("--top-k and --threads must be at least 1; --camera and --bench at least 0")
     if not args.inputs and not args.camera:

@@ -47,17 +47,19 @@ def export_run(run_dir, *, formats=("tflite",), int8=False, opset=17, calibratio
 def _export_onnx(ctx: RunContext, prefix, int8, opset, calibration, float_top1) -> list[ExportRecord]:
     from edgecls.optimize.onnx_export import check_parity, export_onnx, quantize_onnx_int8
 
-    path = export_onnx(ctx.model, ctx.exports / f"{prefix}float32.onnx", opset=opset)
+    # "onnx_" keeps each variant's sidecar (<variant>.json) apart from the TFLite one of that name.
+    path = export_onnx(ctx.model, ctx.exports / f"{prefix}onnx_float32.onnx", opset=opset)
     parity = check_parity(ctx.model, path, ctx.test_images[:64])
     if not parity["ok"]:
         raise EdgeclsError(f"ONNX export does not match Keras: max |diff| {parity['max_abs_diff']:.2e}, "
                            f"top-1 agreement {parity['top1_agreement']:.3f}")
-    record = write_onnx(ctx, f"{prefix}float32", path, reference_top1=float_top1)
+    record = write_onnx(ctx, f"{prefix}onnx_float32", path, reference_top1=float_top1)
     record.notes = f"max |diff| vs Keras {parity['max_abs_diff']:.1e}, opset {opset}"
     records = [record]
     if int8:
-        int8_path = quantize_onnx_int8(path, ctx.exports / f"{prefix}int8.onnx", ctx.calibration_images(calibration))
-        records.append(write_onnx(ctx, f"{prefix}int8", int8_path, reference_top1=float_top1))
+        int8_path = quantize_onnx_int8(path, ctx.exports / f"{prefix}onnx_int8.onnx",
+                                       ctx.calibration_images(calibration))
+        records.append(write_onnx(ctx, f"{prefix}onnx_int8", int8_path, reference_top1=float_top1))
     return records
 
 
