@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
 import numpy as np
@@ -121,7 +120,3 @@ def calibration_progress(total: int, description: str):
     task = progress.add_task(description, total=total)
     return progress, lambda: progress.advance(task)
 
-
-def timed(fn, *args, **kwargs):
-    start = time.perf_counter()
-    return fn(*args, **kwargs), time.perf_counter() - start

@@ -77,6 +77,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from edgecls.optimize.calibration import pinned_calibration_inputs
 from edgecls.errors import EdgeclsError
 from edgecls.fsutil import atomic_path
 from edgecls.optimize.onnx_metadata import (  # noqa: F401 - the metadata helpers are public here too
@@ -359,17 +360,7 @@ def quantize_onnx_int8(float_onnx_path, out_path, calibration_images_uint8, *, p
     return Path(out_path)
 
 
-def calibration_inputs(images: np.ndarray):
-    """float32 (1, H, W, C) batches, the first pinned to span 0–255 so the input scale is 1, zero point 0.
-
-    The same idea as ``edgecls.optimize.tflite_convert.calibration_samples``, kept here so the
-    ONNX path does not import TensorFlow.
-    """
-    first = np.array(images[0], dtype=np.float32, copy=True)
-    first.flat[0], first.flat[1] = 0.0, 255.0
-    yield first[None]
-    for image in images[1:]:
-        yield np.asarray(image, dtype=np.float32)[None]
+calibration_inputs = pinned_calibration_inputs  # the same pinned inputs as the TFLite path
 
 
 class _CalibrationReader:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
+import contextlib
 
 from edgecls.errors import EdgeclsError
 from edgecls.optimize import tflite_convert
@@ -49,7 +49,7 @@ def post_training_int8(ctx: RunContext, *, io: str, calibration: int, reference_
                        verbose: int = 1) -> ExportRecord:
     images = ctx.calibration_images(calibration)
     progress, advance = calibration_progress(len(images) + 1, f"calibrating int8 on {len(images)} train images")
-    with progress if verbose else _nullcontext():
+    with progress if verbose else contextlib.nullcontext():
         blob = tflite_convert.convert(ctx.model, "int8", calibration=images, io=io,
                                       progress=advance if verbose else None)
     variant = f"{prefix}int8" if io == "uint8" else f"{prefix}int8_io{io}"
@@ -73,14 +73,3 @@ def quantization_aware_int8(ctx: RunContext, *, io: str, epochs: int, lr: float,
     record.notes = f"QAT Keras top-1 {qat_top1:.4f}, TFLite {gap:+.2f} pt; " + record.notes
     return record
 
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-def top1(probs: np.ndarray, labels: np.ndarray) -> float:
-    return float(np.mean(np.asarray(probs).argmax(axis=1) == labels))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgecls.errors import EdgeclsError
+from edgecls.optimize.calibration import pinned_calibration_inputs
 from edgecls.tf import keras, tf
 
 VARIANTS = ("float32", "float16", "dynamic", "int8")
@@ -31,19 +32,6 @@ def _concrete_function(model):
     _, height, width, channels = model.input_shape
     spec = tf.TensorSpec([1, height, width, channels], tf.float32, name="image")
     return tf.function(lambda image: model(image, training=False)).get_concrete_function(spec)
-
-
-def calibration_samples(images: np.ndarray):
-    """Yield calibration inputs one by one, preceded by one that spans the whole 0–255 input range.
-
-    The converter sets the input tensor's quantization from the values it sees; pinning the range
-    to exactly 0–255 gives uint8 input scale 1 and zero point 0, so devices feed raw pixels.
-    """
-    first = np.array(images[0], dtype=np.float32, copy=True)
-    first.flat[0], first.flat[1] = 0.0, 255.0
-    yield [first[None]]
-    for image in images:
-        yield [np.asarray(image, dtype=np.float32)[None]]
 
 
 def convert(model, variant: str, *, calibration: np.ndarray | None = None, io: str = "uint8",
@@ -66,10 +54,10 @@ def convert(model, variant: str, *, calibration: np.ndarray | None = None, io: s
             raise EdgeclsError(f"unknown --io '{io}'; choose uint8, int8 or float")
 
         def representative():
-            for sample in calibration_samples(calibration):
+            for sample in pinned_calibration_inputs(calibration):
                 if progress is not None:
                     progress()
-                yield sample
+                yield [sample]
 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative

@@ -312,18 +312,24 @@ def _phase_changes(rows: Sequence[Mapping[str, Any]], x: np.ndarray) -> list[tup
 # --------------------------------------------------------------------------- mistakes
 
 
-def write_misclassified(paths: Sequence, y_true, probs, class_names: Sequence[str], path_csv) -> int:
-    """Write every misclassified sample to a CSV, most confidently wrong first; return the count.
-
-    Confident mistakes come first because they are the likeliest to be label errors in the
-    dataset rather than genuinely hard images.
-    """
+def _checked_mistakes(paths, y_true, probs, class_names):
+    """Validated inputs of the two mistake reports, with the mistakes ranked most confident first."""
     names = _check_class_names(class_names)
     y, p = _check_inputs(y_true, probs, names, allow_empty=True)
     paths = list(paths)
     if len(paths) != len(y):
         raise ValueError(f"{len(paths)} paths for {len(y)} samples")
     order, pred = _ranked_mistakes(y, p)
+    return names, y, p, paths, order, pred
+
+
+def write_misclassified(paths: Sequence, y_true, probs, class_names: Sequence[str], path_csv) -> int:
+    """Write every misclassified sample to a CSV, most confidently wrong first; return the count.
+
+    Confident mistakes come first because they are the likeliest to be label errors in the
+    dataset rather than genuinely hard images.
+    """
+    names, y, p, paths, order, pred = _checked_mistakes(paths, y_true, probs, class_names)
 
     with atomic_path(path_csv) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as fh:
@@ -357,12 +363,7 @@ def plot_misclassified_gallery(
     """
     if max_images < 1:
         raise ValueError("max_images must be at least 1")
-    names = _check_class_names(class_names)
-    y, p = _check_inputs(y_true, probs, names, allow_empty=True)
-    paths = list(paths)
-    if len(paths) != len(y):
-        raise ValueError(f"{len(paths)} paths for {len(y)} samples")
-    order, pred = _ranked_mistakes(y, p)
+    names, y, p, paths, order, pred = _checked_mistakes(paths, y_true, probs, class_names)
     if len(order) == 0:
         return None
     chosen = order[:max_images]

@@ -89,7 +89,7 @@ def train(config: RunConfig, out_dir, *, resume: bool = False, force: bool = Fal
 
     spec = get_model_spec(config.model.arch)  # unknown architecture fails before any data work
     config.data.img_size = int(config.data.img_size or spec.default_size)
-    modeling.resolve_weights(config.model.weights)
+    # Resolved before any data work, so a missing weights file fails fast.
     pretrained = spec.pretrained and modeling.resolve_weights(config.model.weights) is not None
     phases = plan_phases(config, pretrained)
 
