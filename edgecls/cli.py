@@ -81,7 +81,8 @@ def train(
     cfg.apply_overrides(run_config, overrides, source="command line")
     if no_augment:
         run_config.augment = cfg.AugmentConfig(flip=False, rotation=0, zoom=0, translate=0, brightness=0,
-                                               contrast=0, saturation=0, mixup=run_config.augment.mixup)
+                                               contrast=0, saturation=0, crop_pad=0, cutout=0,
+                                               mixup=run_config.augment.mixup)
     if out is None:
         if not run_config.data.path:
             raise EdgeclsError("give DATA (or --config with data.path) and --out")

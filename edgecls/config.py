@@ -43,6 +43,8 @@ class AugmentConfig:
     brightness: float = 0.1  # fraction of the 0–255 range
     contrast: float = 0.1
     saturation: float = 0.1
+    crop_pad: int = 0  # pixels of reflected border, then a random crop back to size (CIFAR-style)
+    cutout: float = 0.0  # side of a random square blanked out, as a fraction of the image side
     mixup: float = 0.0  # Beta(alpha, alpha) parameter; 0 turns MixUp off
 
 

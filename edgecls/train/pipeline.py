@@ -73,12 +73,43 @@ class BatchAugmenter:
         self.geometric = geometric
 
     def __call__(self, images, labels):
+        if self.cfg.crop_pad > 0:
+            images = self._pad_and_crop(images, self.cfg.crop_pad)
         for layer in self.geometric:
             images = layer(images, training=True)
         images = self._colour(images)
+        if self.cfg.cutout > 0:
+            images = self._cutout(images, self.cfg.cutout)
         if self.cfg.mixup > 0:
             images, labels = self._mixup(images, labels)
         return images, labels
+
+    def _pad_and_crop(self, images, pad):
+        # Gathers rows and columns at a random offset per image: a shift by whole pixels, far
+        # cheaper on a CPU than the interpolating affine transform of RandomTranslation.
+        shape = tf.shape(images)
+        batch, height, width = shape[0], shape[1], shape[2]
+        padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
+        dy = tf.random.uniform([batch, 1], 0, 2 * pad + 1, dtype=tf.int32)
+        dx = tf.random.uniform([batch, 1], 0, 2 * pad + 1, dtype=tf.int32)
+        rows = dy + tf.range(height)[tf.newaxis, :]
+        cols = dx + tf.range(width)[tf.newaxis, :]
+        images = tf.gather(padded, rows, axis=1, batch_dims=1)
+        return tf.gather(images, cols, axis=2, batch_dims=1)
+
+    def _cutout(self, images, fraction):
+        shape = tf.shape(images)
+        batch, height, width = shape[0], shape[1], shape[2]
+        half_h = tf.cast(tf.round(fraction * tf.cast(height, tf.float32) / 2.0), tf.int32)
+        half_w = tf.cast(tf.round(fraction * tf.cast(width, tf.float32) / 2.0), tf.int32)
+        # Centres anywhere in the image, so a square may be partly outside it, as in Cutout.
+        cy = tf.random.uniform([batch, 1, 1], 0, height, dtype=tf.int32)
+        cx = tf.random.uniform([batch, 1, 1], 0, width, dtype=tf.int32)
+        ys = tf.range(height)[tf.newaxis, :, tf.newaxis]
+        xs = tf.range(width)[tf.newaxis, tf.newaxis, :]
+        inside = (tf.abs(ys - cy) < half_h) & (tf.abs(xs - cx) < half_w)
+        # Blanked to mid-grey: the value the network's inputs centre on.
+        return tf.where(inside[..., tf.newaxis], 127.5, images)
 
     def _per_image(self, images, spread):
         batch = tf.shape(images)[0]

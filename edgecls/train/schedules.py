@@ -60,7 +60,7 @@ def make_optimizer(name: str, learning_rate, weight_decay: float):
     if name == "adamw":
         return keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
     if name == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True)
+        return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True, weight_decay=weight_decay or None)
     from edgecls.errors import EdgeclsError
 
     raise EdgeclsError(f"unknown optimizer '{name}'; choose adam, adamw or sgd")
