@@ -118,6 +118,8 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=RESULTS / "int8_speed")
+    parser.add_argument("--add", action="store_true",
+                        help="replace only these architectures' rows in an existing result (a new architecture)")
     args = parser.parse_args(argv)
     images = smooth_images(48, args.size)
     rows = []
@@ -146,12 +148,26 @@ def main(argv=None) -> int:
         print(f"{arch:34s} int8 {times['edgecls_int8']['p50']:.2f} ms vs {reference} {times[reference]['p50']:.2f} ms "
               f"= {row['int8_vs_reference']:.2f}x, {info['xnnpack_partitions']} partition(s)", flush=True)
         keras.backend.clear_session()
+    command = "python benchmarks/int8_speed.py " + " ".join(argv or sys.argv[1:])
     result = {"machine": machine(), "method": __doc__.strip().split("\n\n", 2)[2].split("Writes")[0].strip(),
-              "command": "python benchmarks/int8_speed.py " + " ".join(argv or sys.argv[1:]), "rows": rows}
+              "command": command, "rows": rows}
+    if args.add and args.out.with_suffix(".json").is_file():
+        result = merged(json.loads(args.out.with_suffix(".json").read_text()), rows, command)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(markdown(result))
     return 0
+
+
+def merged(previous: dict, rows: list[dict], command: str) -> dict:
+    # Rows from separate runs are not side by side; each keeps the command (and date) that made it.
+    for row in rows:
+        row["command"] = f"{command} ({time.strftime('%Y-%m-%d')})"
+    new = {row["arch"]: row for row in rows}
+    kept = [row for row in previous["rows"] if row["arch"] not in new]
+    order = {name: i for i, name in enumerate(model_names())}
+    previous["rows"] = sorted(kept + rows, key=lambda row: order.get(row["arch"], len(order)))
+    return previous
 
 
 def markdown(result: dict) -> str:
@@ -171,6 +187,7 @@ def markdown(result: dict) -> str:
         lines.append(f"| {name} | {fmt('stock_fp32')} | {fmt('stock_int8_naive')} | {fmt('edgecls_fp32')} | "
                      f"{fmt('edgecls_int8')} | **{r['int8_vs_reference']:.2f}×** | {r['int8_partitions']}{naive} |")
     lines += ["", "Where there is no stock form (edgecls' own CNNs), the reference is edgecls' fp32 export."]
+    lines += [f"Row {r['arch']} was measured later, by `{r['command']}`." for r in result["rows"] if "command" in r]
     return "\n".join(lines) + "\n"
 
 

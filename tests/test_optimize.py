@@ -132,6 +132,27 @@ def test_pruning_reaches_its_sparsity_and_the_result_quantizes(trained_run):
     assert (trained_run / "exports" / "pruned.keras").is_file()
     (record,) = quantize_run(trained_run, int8=True, model="exports/pruned.keras", calibration=20, verbose=0)
     assert record.variant == "pruned_int8"
+    assert _largest_kernel_sparsity(record.path) >= 0.47
+
+    (kept,) = quantize_run(trained_run, qat=True, epochs=1, lr=1e-2, model="exports/pruned.keras",
+                           preserve_sparsity=True, verbose=0)
+    assert kept.variant == "pruned_qat_int8"
+    assert _largest_kernel_sparsity(kept.path) >= 0.47
+    with pytest.raises(EdgeclsError, match="--preserve-sparsity"):
+        quantize_run(trained_run, int8=True, preserve_sparsity=True, verbose=0)
+
+
+def _largest_kernel_sparsity(path) -> float:
+    """Share of zeros in the largest int8 convolution kernel of a TFLite file."""
+    from edgecls.deploy.litert import tflite_interpreter
+
+    interpreter = tflite_interpreter(model_content=path.read_bytes(), use_xnnpack=False)
+    interpreter.allocate_tensors()
+    # Batch-1 activations are 4-D int8 too; kernels are [out_channels, h, w, in_channels].
+    kernels = [t for t in interpreter.get_tensor_details()
+               if t["dtype"] == np.int8 and len(t["shape"]) == 4 and t["shape"][0] > 1]
+    largest = max(kernels, key=lambda t: int(np.prod(t["shape"])))
+    return float(np.mean(interpreter.get_tensor(largest["index"]) == 0))
 
 
 def test_tflite_and_onnx_variants_keep_separate_sidecars(trained_run):

@@ -20,12 +20,14 @@ def quantize_command(
     lr: float = typer.Option(1e-4, help="QAT learning rate."),
     batch_size: Optional[int] = typer.Option(None),
     model: Optional[Path] = typer.Option(None, "--model", help="Quantize another model of the run, e.g. exports/pruned.keras."),
+    preserve_sparsity: bool = typer.Option(False, "--preserve-sparsity",
+                                           help="With --qat on a pruned model: keep its zeros (prune-preserving QAT)."),
 ):
     """Quantize a run: writes RUN/exports/<variant>.tflite + .json and prints the accuracy table."""
     from edgecls.optimize.quantize import quantize_run
 
     quantize_run(run, int8=int8, qat=qat, float16=float16, dynamic=dynamic, io=io, calibration=calibration,
-                 epochs=epochs, lr=lr, batch_size=batch_size, model=model)
+                 epochs=epochs, lr=lr, batch_size=batch_size, model=model, preserve_sparsity=preserve_sparsity)
 
 
 def export_command(

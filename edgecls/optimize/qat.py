@@ -57,8 +57,12 @@ def scope():
     })
 
 
-def quantize_aware_model(model):
-    """Wrap ``model`` (weights kept) for quantization-aware training."""
+def quantize_aware_model(model, *, preserve_sparsity: bool = False):
+    """Wrap ``model`` (weights kept) for quantization-aware training.
+
+    ``preserve_sparsity``: tfmot's prune-preserving scheme, which masks the weight updates so the
+    zeros of a pruned model survive fine-tuning (plain QAT would fill them in again).
+    """
 
     def annotate(layer):
         if isinstance(layer, keras.layers.InputLayer):
@@ -70,6 +74,9 @@ def quantize_aware_model(model):
     annotated = keras.models.clone_model(split_fused_activations(model), clone_function=annotate)
     with scope():
         try:
+            if preserve_sparsity:
+                scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
+                return quantize.quantize_apply(annotated, scheme)
             return quantize.quantize_apply(annotated)
         except (RuntimeError, ValueError, TypeError) as err:
             raise EdgeclsError(f"quantization-aware training is not possible: {_unsupported(err, model)}") from None
@@ -91,7 +98,8 @@ def _unsupported(err: Exception, model) -> str:
     return text.splitlines()[0][:240] if text else type(err).__name__
 
 
-def train_quantization_aware(ctx, *, epochs: int, lr: float, batch_size: int | None, verbose: int = 1):
+def train_quantization_aware(ctx, *, epochs: int, lr: float, batch_size: int | None,
+                             preserve_sparsity: bool = False, verbose: int = 1):
     """Fine-tune the run's model with fake quantization; returns (QAT model, its test top-1)."""
     import numpy as np
 
@@ -102,7 +110,7 @@ def train_quantization_aware(ctx, *, epochs: int, lr: float, batch_size: int | N
     config = ctx.config
     batch = batch_size or config.train.batch_size
     classes = len(ctx.labels)
-    qat_model = quantize_aware_model(logits_model(ctx.model))
+    qat_model = quantize_aware_model(logits_model(ctx.model), preserve_sparsity=preserve_sparsity)
     train = make_dataset(ctx.data.train.images, ctx.data.train.labels, classes, batch, training=True,
                          augment=config.augment, seed=config.train.seed)
     val = None

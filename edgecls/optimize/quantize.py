@@ -21,9 +21,11 @@ def variant_prefix(ctx: RunContext) -> str:
 
 def quantize_run(run_dir, *, int8=False, qat=False, float16=False, dynamic=False, io="uint8",
                  calibration=DEFAULT_CALIBRATION, epochs=3, lr=1e-4, batch_size=None, model=None,
-                 verbose=1) -> list[ExportRecord]:
+                 preserve_sparsity=False, verbose=1) -> list[ExportRecord]:
     if not (int8 or qat or float16 or dynamic):
         raise EdgeclsError("choose at least one of --int8, --qat, --float16, --dynamic")
+    if preserve_sparsity and not qat:
+        raise EdgeclsError("--preserve-sparsity applies to --qat (post-training int8 keeps zeros anyway)")
     ctx = load_run(run_dir, model, verbose=verbose)
     float_top1 = keras_accuracy(ctx.model, ctx)
     prefix = variant_prefix(ctx)
@@ -39,7 +41,8 @@ def quantize_run(run_dir, *, int8=False, qat=False, float16=False, dynamic=False
                                           prefix=prefix, verbose=verbose))
     if qat:
         records.append(quantization_aware_int8(ctx, io=io, epochs=epochs, lr=lr, batch_size=batch_size,
-                                               reference_top1=float_top1, prefix=prefix, verbose=verbose))
+                                               reference_top1=float_top1, prefix=prefix,
+                                               preserve_sparsity=preserve_sparsity, verbose=verbose))
     if verbose:
         print_table(records, float_top1, title=f"{ctx.run_dir} — test split, {len(ctx.test_labels)} images")
     return records
@@ -58,17 +61,19 @@ def post_training_int8(ctx: RunContext, *, io: str, calibration: int, reference_
 
 
 def quantization_aware_int8(ctx: RunContext, *, io: str, epochs: int, lr: float, batch_size: int | None,
-                            reference_top1: float, prefix: str = "", verbose: int = 1) -> ExportRecord:
+                            reference_top1: float, prefix: str = "", preserve_sparsity: bool = False,
+                            verbose: int = 1) -> ExportRecord:
     from edgecls.optimize.qat import train_quantization_aware
 
     if epochs < 1:
         raise EdgeclsError(f"--epochs must be at least 1 for --qat, got {epochs}")
     qat_model, qat_top1 = train_quantization_aware(ctx, epochs=epochs, lr=lr, batch_size=batch_size,
-                                                   verbose=verbose)
+                                                   preserve_sparsity=preserve_sparsity, verbose=verbose)
     blob = tflite_convert.convert_qat(qat_model, io=io)
     variant = f"{prefix}qat_int8" if io == "uint8" else f"{prefix}qat_int8_io{io}"
     record = write_tflite(ctx, variant, blob, reference_top1=reference_top1,
-                          extra={"qat": {"epochs": epochs, "lr": lr, "keras_top1": qat_top1}})
+                          extra={"qat": {"epochs": epochs, "lr": lr, "keras_top1": qat_top1,
+                                         "preserve_sparsity": preserve_sparsity}})
     gap = (record.accuracy - qat_top1) * 100
     record.notes = f"QAT Keras top-1 {qat_top1:.4f}, TFLite {gap:+.2f} pt; " + record.notes
     return record

@@ -1,0 +1,177 @@
+"""Every optimization of one trained CIFAR-10 model, side by side: accuracy, size and speed.
+
+For each run folder (trained by ``benchmarks/cifar10.py`` or ``edgecls train``) this script makes,
+with edgecls' own commands (as Python functions):
+  float32, dynamic-range, float16 and full-int8 (post-training) TFLite;
+  int8 after quantization-aware training (``--qat-epochs``);
+  50 % magnitude pruning (``--prune-epochs``), then post-training int8 of the pruned model;
+  50 % pruning of the 1×1 convolutions under the XNNPACK policy, exported as sparse fp32 TFLite;
+then benchmarks every file with ``edgecls bench`` (TFLite, 1 thread, batch 1, all in one process):
+top-1 on the test split, file size, gzip size, p50 latency.
+
+    python benchmarks/cifar10.py --data /tmp/cifar10 --out /tmp/c10 --recipe cifar10_mobilenet_v3_small
+    python benchmarks/cifar10_variants.py --data /tmp/cifar10 --runs /tmp/c10/runs/cifar10_mobilenet_v3_small \\
+        --out benchmarks/results/cifar10_variants
+
+Writes OUT/cifar10_variants.json and .md; runs named again replace their rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from edgecls.bench.harness import bench, machine_info  # noqa: E402
+from edgecls.sidecar import file_sizes, tool_versions  # noqa: E402
+
+ORDER = ("float32", "dynamic", "float16", "int8", "qat_int8", "pruned_int8", "pruned_xnnpack_float32")
+LABELS = {
+    "float32": "float32",
+    "dynamic": "dynamic range (int8 weights)",
+    "float16": "float16",
+    "int8": "int8 PTQ",
+    "qat_int8": "int8 QAT",
+    "pruned_int8": "pruned 50 % + int8 PTQ",
+    "pruned_xnnpack_float32": "pruned 50 % 1×1 (XNNPACK policy), sparse fp32",
+}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="the dataset the runs were trained on (for the test split)")
+    parser.add_argument("--runs", nargs="+", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--qat-epochs", type=int, default=1)
+    parser.add_argument("--prune-epochs", type=int, default=1)
+    parser.add_argument("--skip-xnnpack", action="store_true", help="no sparse-inference row")
+    return parser.parse_args(argv)
+
+
+def make_variants(run: Path, args) -> tuple[dict[str, Path], dict]:
+    from edgecls.optimize.export import export_run
+    from edgecls.optimize.prune import prune_run
+    from edgecls.optimize.quantize import quantize_run
+
+    exports = run / "exports"
+    seconds = {}
+    t0 = time.perf_counter()
+    export_run(run, formats=("tflite",))
+    quantize_run(run, dynamic=True, float16=True, int8=True)
+    seconds["ptq"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    quantize_run(run, qat=True, epochs=args.qat_epochs)
+    seconds["qat"] = time.perf_counter() - t0
+    extra = {}
+    if not args.skip_xnnpack:
+        t0 = time.perf_counter()
+        report = prune_run(run, target=0.5, epochs=args.prune_epochs, for_xnnpack=True)
+        seconds["prune_xnnpack"] = time.perf_counter() - t0
+        # The plain pruning below writes the same file names; keep the sparse model aside.
+        shutil.copyfile(exports / "pruned_float32.tflite", exports / "pruned_xnnpack_float32.tflite")
+        extra["xnnpack_policy"] = {k: report.get(k) for k in ("overall_sparsity", "keras_top1", "latency_ms")}
+    t0 = time.perf_counter()
+    report = prune_run(run, target=0.5, epochs=args.prune_epochs)
+    quantize_run(run, int8=True, model=exports / "pruned.keras")
+    seconds["prune_int8"] = time.perf_counter() - t0
+    extra["pruning"] = {k: report.get(k) for k in ("overall_sparsity", "keras_top1", "float_top1")}
+    extra["seconds"] = {k: round(v, 1) for k, v in seconds.items()}
+    files = {name: exports / f"{name}.tflite" for name in ORDER if (exports / f"{name}.tflite").is_file()}
+    return files, extra
+
+
+def measure(run: Path, files: dict[str, Path], data) -> list[dict]:
+    result = bench(list(files.values()), data=data, runtime="tflite", threads=1, runs=100, rounds=5,
+                   parity=False)
+    rows = []
+    by_path = {Path(r["model"]).resolve(): r for r in result.records}
+    float_top1 = by_path[files["float32"].resolve()]["accuracy"]
+    for name, path in files.items():
+        r = by_path[path.resolve()]
+        sizes = file_sizes(path)
+        rows.append({
+            "variant": name,
+            "label": LABELS[name],
+            "top1": r["accuracy"],
+            "change_pt": (r["accuracy"] - float_top1) * 100,
+            "size_bytes": sizes["bytes"],
+            "gzip_bytes": sizes["gzip_bytes"],
+            "latency_p50_ms": r["latency_ms"]["p50"],
+            "latency_p90_ms": r["latency_ms"]["p90"],
+            "images": r["images"],
+        })
+    fp32_ms = rows[0]["latency_p50_ms"]
+    for row in rows:
+        row["latency_vs_float32"] = row["latency_p50_ms"] / fp32_ms
+    return rows
+
+
+def describe(run: Path) -> dict:
+    from edgecls.config import load_run_config
+
+    config = load_run_config(run)
+    metrics = json.loads((run / "metrics.json").read_text())
+    return {"run": run.name, "arch": config.model.arch, "alpha": config.model.alpha,
+            "img_size": config.data.img_size, "epochs": metrics.get("epochs_run"),
+            "train_seconds": metrics.get("train_seconds")}
+
+
+def write_results(out: Path, entries: list[dict]) -> dict:
+    from edgecls.fsutil import write_json, write_text
+
+    path = out / "cifar10_variants.json"
+    previous = json.loads(path.read_text()) if path.is_file() else {}
+    by_run = {e["run"]: e for e in previous.get("models", [])}
+    by_run.update({e["run"]: e for e in entries})
+    result = {"benchmark": "cifar10_variants",
+              "machine": {**machine_info(), "cpus": os.cpu_count(), "load_at_end": os.getloadavg()},
+              "versions": tool_versions(), "date": time.strftime("%Y-%m-%d"), "models": list(by_run.values())}
+    write_json(path, result)
+    write_text(out / "cifar10_variants.md", markdown(result))
+    return result
+
+
+def markdown(result: dict) -> str:
+    m = result["machine"]
+    lines = ["# CIFAR-10: one trained model, every optimization", "",
+             f"Machine: {m.get('cpu')} ({m.get('cpus')} cores), no GPU; {result['date']}. TFLite via "
+             f"`edgecls bench`: 1 thread, batch 1, p50 (median of 5 rounds of 100), all files of a model in one "
+             "run. Top-1 on the 10,000 CIFAR-10 test images.", ""]
+    for entry in result["models"]:
+        d = entry["model"]
+        lines += [f"## {d['arch']} α{d['alpha']:g}, {d['img_size']} px, {d['epochs']} epochs "
+                  f"({(d['train_seconds'] or 0) / 60:.1f} min of training)", "",
+                  "| variant | top-1 | vs float | size | gzip | p50 latency | vs fp32 |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in entry["rows"]:
+            lines.append(f"| {r['label']} | {r['top1']:.2%} | {r['change_pt']:+.2f} pt | "
+                         f"{r['size_bytes'] / 1024:,.0f} KB | {r['gzip_bytes'] / 1024:,.0f} KB | "
+                         f"{r['latency_p50_ms']:.3f} ms | {r['latency_vs_float32']:.2f}× |")
+        extra = entry["extra"]
+        pruning = extra.get("pruning", {})
+        lines += ["", f"Pruning reached {pruning.get('overall_sparsity', 0):.1%} overall sparsity "
+                  f"(Keras top-1 {pruning.get('keras_top1', 0):.2%} before int8). "
+                  f"QAT and pruning each fine-tuned for {entry['qat_epochs']} / {entry['prune_epochs']} epoch(s).", ""]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for run in args.runs:
+        files, extra = make_variants(run, args)
+        entries.append({"run": run.name, "model": describe(run), "rows": measure(run, files, args.data),
+                        "extra": extra, "qat_epochs": args.qat_epochs, "prune_epochs": args.prune_epochs})
+    print(markdown(write_results(args.out, entries)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
