@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+from edgecls.errors import EdgeclsError
+
+TEMP_PREFIX = ".tmp-"
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 @contextlib.contextmanager
@@ -20,16 +26,33 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=f"-{target.name}", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=f"-{target.name}", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp's 0600 would make models unreadable to others
     try:
         yield tmp_path
         os.replace(tmp_path, target)
+    except OSError as exc:
+        if exc.errno in _DISK_FULL:
+            # The user's disk, not a bug: one line, and the previous file is still there.
+            raise EdgeclsError(f"no space left on the disk to write {target} (the previous file, if any, "
+                               "is unchanged)") from exc
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Delete temporary files that ``atomic_path`` left in ``folder`` (recursively) when its
+    process was killed; returns them. Only for folders no other process is writing to."""
+    removed = []
+    for path in sorted(Path(folder).rglob(f"{TEMP_PREFIX}*")):
+        if path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def _umask() -> int:

@@ -105,7 +105,7 @@ def _load_cached(array_path, record_path, names, labels, hw) -> DecodedSplit | N
             return None
         kept = [int(i) for i in record["kept_indices"]]
         bad_reasons = {int(i): str(reason) for i, reason in record["bad"]}
-        images = np.load(array_path, mmap_mode="r")
+        images = np.load(array_path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, KeyError, TypeError):
         return None  # missing or damaged: decode again
     if sorted(kept + list(bad_reasons)) != list(range(len(names))) or images.shape != (len(names), *hw, 3):
@@ -149,7 +149,7 @@ def _decode_and_cache(names, labels, hw, array_path, record_path, desc, progress
             "bad": [[i, reasons[i]] for i in sorted(reasons)],
         },
     )
-    return _decoded(np.load(array_path, mmap_mode="r"), names, labels, kept, bad)
+    return _decoded(np.load(array_path, mmap_mode="r", allow_pickle=False), names, labels, kept, bad)
 
 
 def _decode_into(pixels, names, hw, desc, progress) -> tuple[list[int], dict[int, str]]:

@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from edgecls.deploy.runtimes import open_model
 from edgecls.errors import EdgeclsError, ModelFileError
 from edgecls.sidecar import read_sidecar, sidecar_path
 
@@ -43,6 +44,8 @@ def bundle(run, *, out, target: str = "pi", model=None, force: bool = False) -> 
     if sidecar is None:
         raise ModelFileError(f"{model_path} has no sidecar ({sidecar_path(model_path).name}): the device needs its "
                              "labels and preprocessing; export it with edgecls (quantize/export write the sidecar)")
+    # A truncated or foreign file would otherwise fail only on the device, after the copy.
+    open_model(model_path, quiet=True)
     _check_out(out, force)
 
     out.parent.mkdir(parents=True, exist_ok=True)

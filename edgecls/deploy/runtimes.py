@@ -75,10 +75,9 @@ class TFLiteRuntime(Runtime):
             raise ModelFileError(f"cannot load TFLite model {path}: {_first_line(err)}") from None
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
-        _, height, width, _ = self.input["shape"]
-        self.input_size = (int(height), int(width))
+        self.input_size = image_input_size(self.input["shape"], path)
         self.batch = 1
-        self.num_classes = int(self.output["shape"][-1])
+        self.num_classes = class_count(self.output["shape"], path)
         if sidecar is None and np.issubdtype(self.output["dtype"], np.integer):
             self.output_kind = "logits"  # edgecls' integer models end at the logits
 
@@ -120,9 +119,9 @@ class OnnxRuntime(Runtime):
         self.input = self.session.get_inputs()[0]
         self.output_name = self.session.get_outputs()[0].name
         shape = self.input.shape
-        self.input_size = (int(shape[1]), int(shape[2]))
+        self.input_size = image_input_size(shape, path)
         self.batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else 32
-        self.num_classes = int(self.session.get_outputs()[0].shape[-1])
+        self.num_classes = class_count(self.session.get_outputs()[0].shape, path)
         self.input_dtype = np.uint8 if self.input.type == "tensor(uint8)" else np.float32
 
     def prepare(self, images):
@@ -146,10 +145,9 @@ class KerasRuntime(Runtime):
         except RuntimeError:
             pass  # already initialised in this process; the setting cannot change any more
         self.model = load_keras_model(path)
-        _, height, width, _ = self.model.input_shape
-        self.input_size = (int(height), int(width))
+        self.input_size = image_input_size(self.model.input_shape, path)
         self.batch = 32
-        self.num_classes = int(self.model.output_shape[-1])
+        self.num_classes = class_count(self.model.output_shape, path)
         self._call = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
 
     def prepare(self, images):
@@ -191,6 +189,36 @@ def _run_folder_sidecar(path: Path) -> dict | None:
         return None
     labels = [line.strip() for line in labels_file.read_text(encoding="utf-8").splitlines() if line.strip()]
     return {"labels": labels, "input": {}, "output": {"kind": "probabilities"}}
+
+
+def image_input_size(shape, path) -> tuple[int, int]:
+    """(height, width) of an NHWC RGB input, or a ModelFileError for any other model."""
+    dims = list(shape) if isinstance(shape, (list, tuple, np.ndarray)) else None
+    if (dims is None or len(dims) != 4 or not all(_is_size(d) for d in dims[1:3])
+            or not _is_size(dims[3]) or int(dims[3]) != 3):
+        raise ModelFileError(f"{path} is not an image classifier edgecls can feed: its input is {_shown(shape)}, "
+                             "expected (batch, height, width, 3) RGB")
+    return int(dims[1]), int(dims[2])
+
+
+def class_count(shape, path) -> int:
+    dims = list(shape) if isinstance(shape, (list, tuple, np.ndarray)) else None
+    if dims is None or len(dims) != 2 or not _is_size(dims[-1]):
+        raise ModelFileError(f"{path} is not an image classifier edgecls can read: its output is {_shown(shape)}, "
+                             "expected (batch, classes)")
+    return int(dims[-1])
+
+
+def _is_size(value) -> bool:
+    # Dynamic dimensions come as None (Keras), -1 (TFLite) or a name (ONNX).
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and int(value) > 0
+
+
+def _shown(shape) -> str:
+    try:
+        return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+    except TypeError:
+        return str(shape)
 
 
 def _first_line(err: Exception) -> str:
