@@ -315,3 +315,38 @@ def test_no_module_imports_a_deserialiser_that_runs_code():
                          else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
                 for name in names:
                     assert name.split(".")[0] not in unsafe, f"{path}:{node.lineno} imports {name}"
+
+
+# --- a writer killed with SIGKILL mid-write ---
+
+_SLOW_WRITER = """
+import sys, time
+from edgecls.fsutil import atomic_path
+with atomic_path(sys.argv[1]) as tmp, open(tmp, "wb") as out:
+    out.write(b"half of the new model"); out.flush()
+    print("writing", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_writer_killed_mid_write_leaves_the_previous_file_and_its_temp_is_cleaned_later(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from edgecls.fsutil import remove_stale_temps
+
+    target = tmp_path / "exports" / "int8.tflite"
+    target.parent.mkdir()
+    target.write_bytes(b"the previous, complete model")
+    writer = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(target)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "writing"
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+    assert target.read_bytes() == b"the previous, complete model"
+    (leftover,) = target.parent.glob(".tmp-*")  # kill -9 gives no chance to clean up...
+    assert leftover.name.endswith("-int8.tflite")
+    assert remove_stale_temps(tmp_path) == [leftover]  # ...so a resumed run does it
+    assert [p.name for p in target.parent.iterdir()] == ["int8.tflite"]
