@@ -100,15 +100,30 @@ def train(
 
 @app.command()
 def evaluate(
-    run_or_model: Path = typer.Argument(..., help="A run folder or a .keras model file."),
+    runs_or_models: List[Path] = typer.Argument(..., metavar="RUN_OR_MODEL...",
+                                               help="Run folders or .keras files; several make an ensemble."),
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Class folders to evaluate on (default: the run's test split)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder (default: RUN/eval)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o",
+                                       help="Report folder (default: RUN/eval; RUN_A/eval_ensemble for an ensemble)."),
+    tta: bool = typer.Option(False, "--tta", help="Test-time augmentation (flips, small shifts), beside the plain result."),
+    tta_count: Optional[int] = typer.Option(None, "--tta-count", help="Views per image (default 8; implies --tta)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):
-    """Top-1/top-5, per-class precision/recall/F1, confusion matrix and misclassified files."""
+    """Top-1/top-5, per-class P/R/F1, confusion matrix, mistakes; ensembles (mean of probabilities) and TTA."""
+    from edgecls.insight.tta import DEFAULT_COUNT
     from edgecls.train.evaluate import evaluate as run_evaluation
 
-    metrics = run_evaluation(run_or_model, data, out)
-    _print_metrics(metrics, out or (run_or_model if run_or_model.is_dir() else run_or_model.parent) / "eval")
+    if tta_count is not None and tta_count < 1:
+        raise EdgeclsError(f"--tta-count must be at least 1, got {tta_count}")
+    count = tta_count if tta_count is not None else (DEFAULT_COUNT if tta else 0)
+    metrics = run_evaluation(runs_or_models, data, out, tta=count, verbose=0 if quiet else 1)
+    if "comparison" in metrics:
+        from rich.console import Console
+
+        from edgecls.insight.compare import comparison_table
+
+        Console().print(comparison_table(metrics["comparison"], tta_count=count))
+    _print_metrics(metrics, metrics["report_dir"])
 
 
 @app.command()
@@ -149,6 +164,7 @@ def demo(
 
 
 from edgecls.deploy.cli_commands import bench_command, bundle_command, predict_command  # noqa: E402
+from edgecls.insight.cli_commands import gradcam_command  # noqa: E402
 
 from edgecls.optimize.cli_commands import register as register_optimize  # noqa: E402
 
@@ -156,6 +172,7 @@ register_optimize(app)
 app.command("predict")(predict_command)
 app.command("bench")(bench_command)
 app.command("bundle")(bundle_command)
+app.command("gradcam")(gradcam_command)
 
 
 def _print_metrics(metrics: dict, where) -> None:

@@ -17,16 +17,24 @@ import typer
 
 def predict_command(
     model: Path = typer.Argument(..., metavar="MODEL", help="A .tflite, .onnx or .keras model (sidecar .json beside it)."),
-    inputs: List[Path] = typer.Argument(..., metavar="IMG_OR_DIR...", help="Image files and folders (searched recursively)."),
+    inputs: List[Path] = typer.Argument(..., metavar="[MODEL]... IMG_OR_DIR...",
+                                        help="More models first (an ensemble: mean of probabilities), then image "
+                                             "files and folders (searched recursively)."),
     top_k: int = typer.Option(5, "--top-k", "-k", help="Classes reported per image."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list: one {file, top_k} record per image."),
     threads: int = typer.Option(1, "--threads", help="Runtime threads."),
 ):
-    """Classify images: top-k labels and probabilities per image."""
+    """Classify images: top-k labels and probabilities per image (several models: their mean)."""
     from edgecls.deploy.inputs import skipped_note
-    from edgecls.deploy.predict import format_records, predict_files
+    from edgecls.deploy.predict import format_records, predict_ensemble, predict_files, split_models
 
-    result = predict_files([model], inputs, top_k=top_k, threads=threads)[0]
+    more_models, inputs = split_models(inputs)
+    if more_models:
+        result = predict_ensemble([model, *more_models], inputs, top_k=top_k, threads=threads)
+        typer.echo(f"note: ensemble of {len(more_models) + 1} models ({result.runtime}): mean of their probabilities",
+                   err=True)
+    else:
+        result = predict_files([model], inputs, top_k=top_k, threads=threads)[0]
     note = skipped_note(result.bad)
     if note:
         typer.echo(note, err=True)

@@ -31,6 +31,7 @@ __all__ = [
     "plot_history",
     "write_misclassified",
     "plot_misclassified_gallery",
+    "save_figure",
 ]
 
 _TOP_K = 5
@@ -206,7 +207,7 @@ def plot_confusion_matrix(
                 ax.text(j, i, label, ha="center", va="center", fontsize=text_size,
                         color="white" if dark else "black")
 
-    return _save(fig, path, dpi=120 if c <= _ANNOTATE_MAX_CLASSES else 100)
+    return save_figure(fig, path, dpi=120 if c <= _ANNOTATE_MAX_CLASSES else 100)
 
 
 def plot_history(history: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
@@ -261,7 +262,7 @@ def plot_history(history: Sequence[Mapping[str, Any]], path: str | os.PathLike) 
                  ha="left", va="bottom", fontsize=8, color="dimgrey", clip_on=False)
 
     axes[-1].set_xlabel("epoch")
-    return _save(fig, path, dpi=100)
+    return save_figure(fig, path, dpi=100)
 
 
 def _to_float(value) -> float:
@@ -386,7 +387,7 @@ def plot_misclassified_gallery(
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_xlabel(_shorten(Path(str(paths[i])).name, 30), fontsize=6)
-    return _save(fig, path, dpi=100)
+    return save_figure(fig, path, dpi=100)
 
 
 def _ranked_mistakes(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -436,7 +437,8 @@ def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _save(fig: Figure, path: str | os.PathLike, *, dpi: int) -> Path:
+def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int) -> Path:
+    """Render ``fig`` to ``path`` atomically (the format from the suffix, PNG without one)."""
     path = Path(path)
     FigureCanvasAgg(fig)
     # The temporary file ends in ".tmp<suffix>", and a target without a suffix would leave

@@ -1,0 +1,1 @@
+"""Looking into trained models: Grad-CAM heatmaps, test-time augmentation and ensembles."""

@@ -1,0 +1,78 @@
+"""What a RUN_OR_MODEL argument names: the model file, the run folder it belongs to, its labels.
+
+A run folder holds model.keras, labels.txt and config.yaml. A .keras file takes its labels from
+its sidecar (``exports/pruned.json`` beside ``exports/pruned.keras``) or from the run folder it
+sits in, so exported Keras variants work as well as the run's own model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from edgecls.config import RunConfig, load_run_config
+from edgecls.errors import EdgeclsError
+from edgecls.sidecar import read_sidecar
+from edgecls.train.model_files import LABELS_FILE, read_labels
+
+EXPORTS_DIR = "exports"
+
+
+@dataclasses.dataclass
+class ModelSource:
+    model_path: Path
+    run_dir: Path | None  # the run folder the model belongs to, when there is one
+    labels: list[str]
+    config: RunConfig | None  # the run's config.yaml, when there is one
+
+    @property
+    def name(self) -> str:
+        """Short name for tables: the run folder's name, or the model file's name."""
+        if self.run_dir is not None and self.model_path == self.run_dir / "model.keras":
+            return self.run_dir.name
+        return self.model_path.name
+
+
+def locate(target) -> tuple[Path, Path | None]:
+    """``(model file, run folder or None)`` for a run folder or a .keras path; nothing is loaded."""
+    target = Path(target)
+    if target.is_dir():
+        model_path = target / "model.keras"
+        if not model_path.is_file():
+            raise EdgeclsError(f"not a run folder (no model.keras): {target}")
+        return model_path, target
+    if not target.exists():
+        raise EdgeclsError(f"not found: {target} (give a run folder or a .keras file)")
+    return target, _owning_run(target)
+
+
+def _owning_run(model_path: Path) -> Path | None:
+    parent = model_path.parent
+    for folder in (parent, parent.parent if parent.name == EXPORTS_DIR else None):
+        if folder is not None and (folder / LABELS_FILE).is_file():
+            return folder
+    return None
+
+
+def labels_for(model_path: Path, run_dir: Path | None) -> list[str]:
+    sidecar = read_sidecar(model_path)
+    if sidecar is not None:
+        return [str(label) for label in sidecar["labels"]]
+    if run_dir is None:
+        raise EdgeclsError(f"no labels for {model_path}: expected a sidecar {model_path.with_suffix('.json').name} "
+                           f"or {LABELS_FILE} in its run folder")
+    return read_labels(run_dir)
+
+
+def load_model_source(target):
+    """Load a run folder's or .keras file's model; returns ``(keras model, ModelSource)``."""
+    from edgecls.train.model_files import load_keras_model
+
+    model_path, run_dir = locate(target)
+    model = load_keras_model(model_path)  # first: a damaged file is the clearer error
+    labels = labels_for(model_path, run_dir)
+    outputs = int(model.output_shape[-1])
+    if outputs != len(labels):
+        raise EdgeclsError(f"{model_path} has {outputs} outputs but {len(labels)} labels")
+    config = load_run_config(run_dir) if run_dir is not None and (run_dir / "config.yaml").is_file() else None
+    return model, ModelSource(model_path, run_dir, labels, config)
