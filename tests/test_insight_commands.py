@@ -15,6 +15,7 @@ from PIL import Image
 
 from edgecls.cli import main
 from edgecls.data.images import load_image_array
+from edgecls.errors import EdgeclsError
 from edgecls.insight.tta import apply_view, tta_views
 from edgecls.train.evaluate import evaluate
 from edgecls.train.report import classification_metrics
@@ -213,3 +214,32 @@ def test_predict_with_several_models_averages_their_probabilities(runs, capsys):
             assert top["score"] == pytest.approx(expected, abs=1e-6)
     assert_error(*run_main(["predict", models[0], runs["D"] / "model.keras", images], capsys),
                  "models must share labels")
+
+
+def test_a_run_trained_without_flips_gets_no_flipped_views(runs, tmp_path):
+    run = tmp_path / "noflip"
+    shutil.copytree(runs["A"], run, ignore=shutil.ignore_patterns("eval*", "checkpoints"))
+    config = (run / "config.yaml").read_text()
+    assert "flip: true" in config
+    (run / "config.yaml").write_text(config.replace("flip: true", "flip: false"))
+    metrics = evaluate(run, str(runs["test"]), tmp_path / "out", tta=3, verbose=0)
+    assert metrics["tta"]["views"] == {"noflip": ["identity", "x+2", "x-2"]}
+
+
+def test_a_keras_file_takes_labels_from_its_sidecar_or_its_run(runs, tmp_path):
+    from edgecls.insight.sources import load_model_source
+
+    (runs["A"] / "exports").mkdir(exist_ok=True)
+    exported = runs["A"] / "exports" / "copy.keras"
+    shutil.copy(runs["A"] / "model.keras", exported)
+    _, source = load_model_source(exported)
+    assert source.run_dir == runs["A"] and source.labels == list(CLASSES) and source.config is not None
+
+    loose = tmp_path / "loose.keras"
+    shutil.copy(runs["A"] / "model.keras", loose)
+    (tmp_path / "loose.json").write_text(json.dumps({"labels": ["x", "y", "w"], "input": {}}))
+    _, source = load_model_source(loose)
+    assert source.run_dir is None and source.labels == ["x", "y", "w"] and source.name == "loose.keras"
+    (tmp_path / "loose.json").unlink()
+    with pytest.raises(EdgeclsError, match="no labels for .*loose.keras: expected a sidecar loose.json"):
+        load_model_source(loose)
