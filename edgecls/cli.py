@@ -58,7 +58,10 @@ def train(
     test_fraction: Optional[float] = typer.Option(None, help="Test share when there is no test/ folder."),
     seed: Optional[int] = typer.Option(None, help="Seed for the split, initialisation and shuffling."),
     mixed_precision: Optional[bool] = typer.Option(None, "--mixed-precision/--no-mixed-precision",
-                                                   help="mixed_float16 (fast on GPUs)."),
+                                                   help="mixed_float16 (fast on GPUs); same as --precision mixed_float16."),
+    precision: Optional[str] = typer.Option(None, help="float32 | mixed_float16 | mixed_bfloat16 (CPUs with bf16)."),
+    strategy: Optional[str] = typer.Option(None, help="auto | default | mirrored (all local GPUs) | multiworker "
+                                                      "(cluster from TF_CONFIG). Batch size and lr are global."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
     force: bool = typer.Option(False, "--force", help="Replace an existing run in --out."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
@@ -73,7 +76,8 @@ def train(
         "train": {"epochs": epochs, "head_epochs": head_epochs, "batch_size": batch_size, "lr": lr,
                   "fine_tune_lr": fine_tune_lr, "fine_tune_layers": fine_tune_layers, "optimizer": optimizer,
                   "label_smoothing": label_smoothing, "early_stopping_patience": patience,
-                  "reduce_lr_on_plateau": reduce_lr_on_plateau, "mixed_precision": mixed_precision, "seed": seed},
+                  "reduce_lr_on_plateau": reduce_lr_on_plateau, "seed": seed,
+                  **cfg.precision_overrides(precision, mixed_precision)},
         "augment": {"mixup": mixup},
     }
     overrides = {s: {k: v for k, v in values.items() if v is not None} for s, values in overrides.items()}
@@ -94,8 +98,9 @@ def train(
 
     from edgecls.train.trainer import train as run_training
 
-    result = run_training(run_config, out, resume=resume, force=force, verbose=0 if quiet else 1)
-    _print_metrics(result.metrics, result.run_dir)
+    result = run_training(run_config, out, resume=resume, force=force, verbose=0 if quiet else 1, strategy=strategy)
+    if result.metrics:  # empty on the workers of a cluster that are not its chief
+        _print_metrics(result.metrics, result.run_dir)
 
 
 @app.command()

@@ -63,8 +63,47 @@ class TrainConfig:
     early_stopping_patience: int = 5  # 0 turns early stopping off
     reduce_lr_on_plateau: bool = False
     monitor: str = "val_accuracy"
-    mixed_precision: bool = False
+    precision: str = "float32"  # float32 | mixed_float16 | mixed_bfloat16 (a Keras dtype policy)
+    mixed_precision: bool = False  # the older spelling of precision: mixed_float16, kept for existing files
+    strategy: str = "auto"  # auto | default | mirrored | multiworker; batch_size and lr are global
     seed: int = 0
+
+    def resolve_precision(self) -> str:
+        """Make ``precision`` and its older spelling agree; returns the Keras policy name."""
+        if self.mixed_precision and canonical_precision(self.precision) == "float32":
+            self.precision = "mixed_float16"
+        self.precision = canonical_precision(self.precision)
+        self.mixed_precision = self.precision != "float32"
+        return self.precision
+
+
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+_PRECISION_ALIASES = {"fp32": "float32", "float16": "mixed_float16", "fp16": "mixed_float16",
+                      "bfloat16": "mixed_bfloat16", "bf16": "mixed_bfloat16"}
+STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+
+
+def canonical_precision(name: str) -> str:
+    key = str(name).strip().lower()
+    key = _PRECISION_ALIASES.get(key, key)
+    if key not in PRECISIONS:
+        raise EdgeclsError(f"unknown precision '{name}'; choose {', '.join(PRECISIONS)}")
+    return key
+
+
+def precision_overrides(precision: str | None, mixed_precision: bool | None) -> dict[str, Any]:
+    """``train`` overrides for --precision and --mixed-precision/--no-mixed-precision.
+
+    Both fields are set together, so a flag always beats either spelling in a recipe file.
+    """
+    if precision is None and mixed_precision is None:
+        return {}
+    name = canonical_precision(precision if precision is not None
+                               else "mixed_float16" if mixed_precision else "float32")
+    if mixed_precision is not None and mixed_precision != (name != "float32"):
+        flag = "--mixed-precision" if mixed_precision else "--no-mixed-precision"
+        raise EdgeclsError(f"--precision {name} contradicts {flag}")
+    return {"precision": name, "mixed_precision": name != "float32"}
 
 
 @dataclasses.dataclass

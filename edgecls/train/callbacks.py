@@ -29,13 +29,25 @@ def save_weights(model, path: Path) -> None:
         model.save_weights(tmp)
 
 
-def save_inference_model(model, path: Path) -> None:
-    """Save weights and architecture only: the .keras format has no switch to leave the optimizer out."""
-    from edgecls.tf import keras
+def save_inference_model(model, path: Path):
+    """Save weights and architecture only, in float32; returns the saved model.
 
-    bare = keras.models.clone_model(model)
+    The clone is there because the .keras format has no switch to leave the optimizer out. Layers
+    of a mixed-precision model come back as float32: their weights are float32 already, and every
+    exporter, runtime and the Pi expect float32 compute with float32 input and output.
+    """
+    bare = keras.models.clone_model(model, clone_function=_float32_layer)
     bare.set_weights(model.get_weights())
     save_model(bare, path)
+    return bare
+
+
+def _float32_layer(layer):
+    config = layer.get_config()
+    # Keras writes a plain dtype as a string and a mixed-precision policy as a mapping.
+    if isinstance(config.get("dtype"), dict):
+        config["dtype"] = "float32"
+    return layer.__class__.from_config(config)
 
 
 class ResourceMonitor(keras.callbacks.Callback):

@@ -11,11 +11,14 @@ import numpy as np
 
 from edgecls.config import RunConfig, load_run_config
 from edgecls.errors import EdgeclsError
-from edgecls.fsutil import write_json, write_text
+from edgecls.fsutil import remove_stale_temps, write_json, write_text
 from edgecls.tf import keras, tf
 from edgecls.train import modeling
 from edgecls.train.callbacks import BEST_WEIGHTS, ResourceMonitor, RunCheckpointer, save_inference_model
 from edgecls.train.data_prep import PreparedData, prepare_data
+from edgecls.train.model_files import load_keras_model
+from edgecls.train.distribute import (Distribution, adopt_chief_files, make_distribution, precision_policy,
+                                      writable_run_dir, writes_run_folder)
 from edgecls.train.pipeline import make_dataset, steps_per_epoch
 from edgecls.train.registry import get_model_spec
 from edgecls.train.run_state import RunState
@@ -69,78 +72,96 @@ def prepare_run_dir(out: Path, *, resume: bool, force: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
+def _never_started(out: Path, config: RunConfig, strategy: str | None) -> bool:
+    return (out.is_dir() and bool(config.data.path) and writes_run_folder(strategy or config.train.strategy)
+            and not any((out / marker).exists() for marker in RUN_MARKERS))
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     tf.random.set_seed(seed)
 
 
-def train(config: RunConfig, out_dir, *, resume: bool = False, force: bool = False,
-          verbose: int = 1) -> TrainResult:
+def train(config: RunConfig, out_dir, *, resume: bool = False, force: bool = False, verbose: int = 1,
+          strategy: str | None = None) -> TrainResult:
+    """Train into ``out_dir``. ``strategy`` overrides ``config.train.strategy``, also on --resume:
+    it describes the hardware, not the recipe, and a run may resume on other hardware."""
     out = Path(out_dir)
-    prepare_run_dir(out, resume=resume, force=force)
-    state = RunState.load(out) if resume else None
+    if resume and _never_started(out, config, strategy):
+        # Killed before its first write (while decoding images, say): nothing to continue, so
+        # --resume starts the run its command line describes.
+        print(f"note: {out} holds no run yet (stopped before its first epoch); starting it")
+        remove_stale_temps(out)
+        resume = False
     if resume:
+        if not (out / "config.yaml").is_file() and not writes_run_folder(strategy):
+            raise EdgeclsError(f"nothing to resume: {out} is not visible from this worker; with --strategy "
+                               "multiworker every worker reads the chief's run folder, so --out must be on "
+                               "storage they all share")
+        prepare_run_dir(out, resume=True, force=False)  # only checks, so every worker may call it
         config = load_run_config(out)
-        if state is not None and state.finished:
-            print(f"{out} has already finished training; nothing to resume")
-            return TrainResult(out, _read_json(out / "metrics.json"), 0.0, state.epoch)
+        if writes_run_folder(strategy or config.train.strategy):
+            remove_stale_temps(out)  # left by writes a kill interrupted; no one else writes here now
+    if strategy is not None:
+        config.train.strategy = strategy
+    precision = config.train.resolve_precision()
+    if not resume and writes_run_folder(config.train.strategy):
+        prepare_run_dir(out, resume=False, force=force)
+    dist = make_distribution(config.train.strategy)
+    with writable_run_dir(out, dist) as run_dir:
+        return _train(config, out, run_dir, dist, precision, resume=resume, verbose=verbose)
+
+
+def _train(config: RunConfig, out: Path, run_dir: Path, dist: Distribution, precision: str, *, resume: bool,
+           verbose: int) -> TrainResult:
+    # ``out`` is the run folder; ``run_dir`` is where this process writes: ``out`` itself for the
+    # chief, a scratch folder for the other workers of a cluster.
+    state = RunState.load(out) if resume else None
+    if state is not None and state.finished:
+        print(f"{out} has already finished training; nothing to resume")
+        if run_dir == out:
+            _remove_resume_checkpoints(out, state)  # in case a kill came between finishing and this
+        return TrainResult(out, _read_json(out / "metrics.json"), 0.0, state.epoch)
     state = state or RunState()
+    if run_dir != out and state.checkpoint:
+        best = [BEST_WEIGHTS] if state.best_epoch is not None else []
+        adopt_chief_files(out, run_dir, [state.checkpoint, *best])
 
     spec = get_model_spec(config.model.arch)  # unknown architecture fails before any data work
     config.data.img_size = int(config.data.img_size or spec.default_size)
     # Resolved before any data work, so a missing weights file fails fast.
     pretrained = spec.pretrained and modeling.resolve_weights(config.model.weights) is not None
     phases = plan_phases(config, pretrained)
+    batch_size = config.train.batch_size
+    dist.per_replica_batch(batch_size)  # the global batch must split evenly, checked before data work
+    if verbose and dist.kind != "default":
+        print(dist.describe(batch_size))
 
     seed_everything(config.train.seed)
-    if config.train.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    data = prepare_data(config, run_dir, verbose=verbose)
+    write_text(run_dir / "config.yaml", config.to_yaml())
+    write_text(run_dir / "labels.txt", "\n".join(data.classes) + "\n")
 
-    data = prepare_data(config, out, verbose=verbose)
-    write_text(out / "config.yaml", config.to_yaml())
-    write_text(out / "labels.txt", "\n".join(data.classes) + "\n")
+    with precision_policy(precision):
+        with dist.scope():  # variables, optimizer and loaded checkpoints must belong to the strategy
+            model = _initial_model(config, data, state, run_dir)
+        train_ds = make_dataset(data.train.images, data.train.labels, data.num_classes, batch_size,
+                                training=True, augment=config.augment, seed=config.train.seed)
+        val_ds = (make_dataset(data.val.images, data.val.labels, data.num_classes, batch_size, training=False)
+                  if len(data.val.labels) else None)
+        train_ds = dist.train_pipeline(train_ds, len(data.train.labels), batch_size)
+        if val_ds is not None:
+            val_ds = dist.validation_pipeline(val_ds, len(data.val.labels), batch_size)
+        _fit_phases(model, phases, config, spec, state, run_dir, train_ds, val_ds, dist,
+                    steps_per_epoch(len(data.train.labels), batch_size), verbose)
 
-    model = _initial_model(config, data, state, out)
-    train_ds = make_dataset(data.train.images, data.train.labels, data.num_classes, config.train.batch_size,
-                            training=True, augment=config.augment, seed=config.train.seed)
-    val_ds = (make_dataset(data.val.images, data.val.labels, data.num_classes, config.train.batch_size,
-                           training=False) if len(data.val.labels) else None)
-    monitor = config.train.monitor if val_ds is not None else config.train.monitor.replace("val_", "")
-    steps = steps_per_epoch(len(data.train.labels), config.train.batch_size)
-
-    for index, phase in enumerate(phases):
-        if phase.name in state.phases_done:
-            continue
-        resuming_this_phase = state.phase == phase.name and state.checkpoint is not None
-        if not resuming_this_phase:
-            if index > 0:
-                # Fine-tuning starts from the best head, not from wherever phase 1 stopped.
-                _load_best_weights(model, out)
-            _set_trainable(model, phase, config, spec)
-            _compile(model, phase, config, steps, start_epoch=state.epoch)
-            state.phase, state.phase_best, state.wait = phase.name, None, 0
-        if state.epoch >= phase.end_epoch:
-            state.phases_done.append(phase.name)
-            continue
-        if verbose:
-            trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-            print(f"phase '{phase.name}': epochs {state.epoch + 1}-{phase.end_epoch}, lr {phase.lr:g}, "
-                  f"{trainable:,} trainable parameters")
-        resources = ResourceMonitor(verbose=bool(verbose))
-        callbacks = [resources, RunCheckpointer(out, state, phase.name, monitor,
-                                                config.train.early_stopping_patience, resources)]
-        if config.train.reduce_lr_on_plateau:
-            callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.3, patience=2,
-                                                               mode="max" if "acc" in monitor else "min"))
-        model.fit(train_ds, validation_data=val_ds, epochs=phase.end_epoch, initial_epoch=state.epoch,
-                  callbacks=callbacks, verbose=_keras_verbosity(verbose))
-        state.phases_done.append(phase.name)
-        state.save(out)
-
-    _load_best_weights(model, out)
-    save_inference_model(model, out / "model.keras")
-    best = model
+    # Every worker loads and saves: reading the weights is an all-reduce in a cluster.
+    _load_best_weights(model, run_dir, dist)
+    best = save_inference_model(model, run_dir / "model.keras")
+    if not dist.is_chief:
+        print(f"{dist.task}: training done; the chief writes the run folder")
+        return TrainResult(out, {}, 0.0, state.epoch)
 
     from edgecls.train.evaluate import evaluate_arrays
 
@@ -165,13 +186,47 @@ def train(config: RunConfig, out_dir, *, resume: bool = False, force: bool = Fal
     return TrainResult(out, metrics, metrics["train_seconds"], state.epoch)
 
 
+def _fit_phases(model, phases: list[Phase], config: RunConfig, spec, state: RunState, run_dir: Path, train_ds,
+                val_ds, dist: Distribution, steps: int, verbose: int) -> None:
+    monitor = config.train.monitor if val_ds is not None else config.train.monitor.replace("val_", "")
+    for index, phase in enumerate(phases):
+        if phase.name in state.phases_done:
+            continue
+        resuming_this_phase = state.phase == phase.name and state.checkpoint is not None
+        if not resuming_this_phase:
+            if index > 0:
+                # Fine-tuning starts from the best head, not from wherever phase 1 stopped.
+                _load_best_weights(model, run_dir, dist)
+            _set_trainable(model, phase, config, spec)
+            with dist.scope():
+                _compile(model, phase, config, steps, start_epoch=state.epoch)
+            state.phase, state.phase_best, state.wait = phase.name, None, 0
+        if state.epoch >= phase.end_epoch:
+            state.phases_done.append(phase.name)
+            continue
+        if verbose:
+            trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+            print(f"phase '{phase.name}': epochs {state.epoch + 1}-{phase.end_epoch}, lr {phase.lr:g}, "
+                  f"{trainable:,} trainable parameters")
+        resources = ResourceMonitor(verbose=bool(verbose))
+        callbacks = [resources, RunCheckpointer(run_dir, state, phase.name, monitor,
+                                                config.train.early_stopping_patience, resources)]
+        if config.train.reduce_lr_on_plateau:
+            callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.3, patience=2,
+                                                               mode="max" if "acc" in monitor else "min"))
+        model.fit(train_ds, validation_data=val_ds, epochs=phase.end_epoch, initial_epoch=state.epoch,
+                  callbacks=callbacks, verbose=_keras_verbosity(verbose))
+        state.phases_done.append(phase.name)
+        state.save(run_dir)
+
+
 def _initial_model(config: RunConfig, data: PreparedData, state: RunState, out: Path):
     if state.checkpoint:
         path = out / state.checkpoint
         if not path.is_file():
             raise EdgeclsError(f"cannot resume: checkpoint {path} is missing")
         print(f"resuming after epoch {state.epoch} from {state.checkpoint}")
-        return keras.models.load_model(path, safe_mode=True)
+        return load_keras_model(path, compile=True)  # a damaged checkpoint is then one clear line
     return modeling.build_model(config.model.arch, config.data.img_size, data.num_classes,
                                 weights=config.model.weights, alpha=config.model.alpha,
                                 dropout=config.model.dropout)
@@ -199,14 +254,16 @@ def _compile(model, phase: Phase, config: RunConfig, steps: int, start_epoch: in
     model.compile(
         optimizer=make_optimizer(t.optimizer, learning_rate, t.weight_decay),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing),
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        # Weighted, so the zero-weight images that pad validation to full batches under a
+        # strategy do not count; without sample weights the numbers are the plain accuracy.
+        weighted_metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
     )
 
 
-def _load_best_weights(model, out: Path) -> None:
+def _load_best_weights(model, out: Path, dist: Distribution) -> None:
     path = out / BEST_WEIGHTS
     if path.is_file():
-        model.load_weights(path)
+        dist.load_weights(model, path)
 
 
 def _remove_resume_checkpoints(out: Path, state: RunState) -> None:
