@@ -124,3 +124,19 @@ def test_from_scratch_batchnorm_statistics_can_settle_in_a_short_run():
     model = modeling.build_model("mobilenet_v3_small", 32, NUM_CLASSES, weights="none", alpha=0.35)
     momenta = {layer.momentum for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)}
     assert momenta == {0.9}
+
+
+def test_every_custom_layer_loads_in_a_fresh_process(tmp_path):
+    # In-process tests import every module; a user's `edgecls quantize` process imports only what
+    # loading needs, and a custom layer nobody registered fails with a cryptic Keras error.
+    import subprocess
+    import sys
+
+    path = tmp_path / "m.keras"
+    modeling.build_model("mobilenet_v3_small", 32, NUM_CLASSES, weights="none", alpha=0.35).save(path)
+    code = ("import sys; from edgecls.train.model_files import load_keras_model; "
+            "m = load_keras_model(sys.argv[1]); "
+            "assert 'edgecls.train.architectures' not in sys.modules; print(m.output_shape)")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "(None, 3)" in done.stdout
