@@ -205,8 +205,18 @@ KERAS_ERRORS = [m for m in MODEL_ERRORS if m[0].endswith(".keras")] + [("truncat
 
 
 @pytest.mark.parametrize("name, fragment", KERAS_ERRORS, ids=[m for m, _ in KERAS_ERRORS])
-def test_a_bad_model_file_ends_evaluate_in_one_line(name, fragment, bad_models, images, capsys):
-    code, out, err = cli(["evaluate", bad_models / name, "--data", images], capsys)
+@pytest.mark.parametrize("command", ["evaluate", "gradcam"])
+def test_a_bad_model_file_ends_evaluate_and_gradcam_in_one_line(command, name, fragment, bad_models, images,
+                                                               tmp_path, capsys):
+    from edgecls import cli as cli_module
+
+    if command not in {c.name or c.callback.__name__ for c in cli_module.app.registered_commands}:
+        pytest.skip(f"no {command} command in this build")
+    if command == "evaluate":
+        args = ["evaluate", bad_models / name, "--data", images]
+    else:
+        args = ["gradcam", bad_models / name, images / "a" / "1.png", "--out", tmp_path / "cam"]
+    code, out, err = cli(args, capsys)
     assert_one_error_line(code, out, err, fragment)
     assert not (bad_models / "lambda_ran").exists()
 
@@ -225,7 +235,7 @@ def broken_run(tmp_path_factory, hostile_run):
     "quantize-truncated-model", "export-truncated-model", "prune-truncated-model", "quantize-lambda-model",
     "export-not-a-run", "quantize-not-a-run", "prune-not-a-run", "bundle-truncated-tflite",
     "evaluate-not-a-run", "evaluate-missing-data", "evaluate-empty-data", "bench-unknown-runtime",
-    "bench-not-a-run", "predict-missing-image", "predict-only-broken-image", "train-unknown-arch",
+    "bench-not-a-run", "predict-a-run-folder", "predict-missing-image", "predict-only-broken-image", "train-unknown-arch",
 ])
 def test_user_mistakes_with_runs_end_in_one_line(case, broken_run, hostile_run, bad_models, images, tmp_path,
                                                  tmp_path_factory, capsys):
@@ -249,6 +259,7 @@ def test_user_mistakes_with_runs_end_in_one_line(case, broken_run, hostile_run, 
         "bench-unknown-runtime": (["bench", tflite, "--runtime", "tensorrt", "--data", images],
                                   "unknown runtime 'tensorrt'"),
         "bench-not-a-run": (["bench", tmp_path / "not_a_run", "--data", images], "without model.keras"),
+        "predict-a-run-folder": (["predict", good, images / "a" / "1.png"], "is a folder, not a model file"),
         "predict-missing-image": (["predict", tflite, tmp_path / "nope.jpg"], "image not found"),
         "predict-only-broken-image": (["predict", tflite, tmp_path / "broken.png"], "no usable image"),
         "train-unknown-arch": (["train", images, "--out", tmp_path / "r", "--arch", "vgg99"],

@@ -170,6 +170,9 @@ def runtime_for(path) -> str:
 def open_model(path, *, threads: int = 1, quiet: bool = False) -> Runtime:
     """Load a model file into the runtime its suffix calls for, with its sidecar when there is one."""
     path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"{path} is a folder, not a model file: give a .tflite, .onnx or .keras file, "
+                             f"e.g. {path / 'model.keras'} or one from {path / 'exports'}")
     if not path.is_file():
         raise ModelFileError(f"model file not found: {path}")
     kind = runtime_for(path)
