@@ -47,8 +47,10 @@ def parse_args(argv=None):
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--recipe", action="append", help=f"shipped recipe or YAML file (default {REFERENCE})")
     parser.add_argument("--epochs", type=int, help="override the recipe's epochs (smoke runs only)")
-    parser.add_argument("--pipeline-steps", type=int, default=20, help="timed steps per round and source")
-    parser.add_argument("--pipeline-rounds", type=int, default=3)
+    parser.add_argument("--pipeline-steps", type=int, default=10, help="timed steps per round and source")
+    parser.add_argument("--pipeline-rounds", type=int, default=9)
+    parser.add_argument("--pipeline-only", action="store_true",
+                        help="only measure the input pipeline again, for recipes already in OUT/results.json")
     return parser.parse_args(argv)
 
 
@@ -101,6 +103,18 @@ def run_recipe(recipe: str, args) -> dict:
     }
 
 
+def remeasure_pipeline(recipe: str, args) -> dict:
+    from edgecls.config import load_run_config
+
+    name = Path(recipe).stem
+    previous = json.loads((args.out / "results.json").read_text())
+    row = next((r for r in previous["runs"] if r["recipe"] == name), None)
+    if row is None:
+        raise SystemExit(f"{name} is not in {args.out / 'results.json'}; run it in full first")
+    row["pipeline"] = measure_pipeline(load_run_config(args.out / "runs" / name), args)
+    return row
+
+
 def config_with_size(config):
     from edgecls.train.registry import get_model_spec
 
@@ -139,11 +153,16 @@ def measure_pipeline(config, args) -> dict:
             model.fit(ds, steps_per_epoch=args.pipeline_steps, epochs=1, verbose=0)
             seconds[name].append((time.perf_counter() - t0) / args.pipeline_steps)
     step = {name: float(np.median(values)) * 1e3 for name, values in seconds.items()}
+    fastest = {name: float(np.min(values)) * 1e3 for name, values in seconds.items()}
     return {
         "batch_size": batch,
         "step_ms": step,
+        "fastest_round_step_ms": fastest,
         "round_step_ms": {name: [v * 1e3 for v in values] for name, values in seconds.items()},
         "jpeg_over_memory": step["jpeg_pipeline"] / step["in_memory"],
+        # Rounds disturbed by other work on a shared machine are slow for either source; the
+        # fastest rounds show what each source allows.
+        "jpeg_over_memory_fastest": fastest["jpeg_pipeline"] / fastest["in_memory"],
         "method": f"{args.pipeline_rounds} interleaved rounds of {args.pipeline_steps} steps per source, one model",
     }
 
@@ -190,7 +209,8 @@ def markdown(result: dict) -> str:
             f"| {r['recipe']} | {r['arch']} α{r['alpha']:g} | {r['img_size']}px | {r['epochs']} | "
             f"{r['train_seconds'] / 60:.1f} min | {r['float_accuracy']:.2%} | {r['int8_accuracy']:.2%} | "
             f"{r['int8_size_bytes'] / 1024:,.0f} KB | {r['int8_latency_ms']:.3f} ms | "
-            f"{r['pipeline']['jpeg_over_memory']:.3f}× |")
+            f"{r['pipeline']['jpeg_over_memory']:.3f}× (fastest rounds "
+            f"{r['pipeline'].get('jpeg_over_memory_fastest', float('nan')):.3f}×) |")
     lines += ["", "Input pipeline: median training-step time with edgecls' pipeline (decoded-JPEG cache, gather, "
               "augmentation) over the step time on the same augmented batches held in memory; "
               "interleaved rounds in one process. One-off JPEG decode of all 60,000 images: "
@@ -203,7 +223,10 @@ def markdown(result: dict) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = [run_recipe(recipe, args) for recipe in (args.recipe or [REFERENCE])]
+    if args.pipeline_only:
+        rows = [remeasure_pipeline(recipe, args) for recipe in (args.recipe or [REFERENCE])]
+    else:
+        rows = [run_recipe(recipe, args) for recipe in (args.recipe or [REFERENCE])]
     result = write_results(args.out, rows)
     print(markdown(result))
     return 0

@@ -6,8 +6,9 @@ with edgecls' own commands (as Python functions):
   int8 after quantization-aware training (``--qat-epochs``);
   50 % magnitude pruning (``--prune-epochs``), then post-training int8 of the pruned model;
   50 % pruning of the 1×1 convolutions under the XNNPACK policy, exported as sparse fp32 TFLite;
-then benchmarks every file with ``edgecls bench`` (TFLite, 1 thread, batch 1, all in one process):
-top-1 on the test split, file size, gzip size, p50 latency.
+then measures every file: top-1 on the test split with ``edgecls bench`` (TFLite runtime), file
+and gzip size, and latency (1 thread, batch 1) as the median over interleaved rounds — each round
+times every file in turn — so drifting machine load hits all variants alike.
 
     python benchmarks/cifar10.py --data /tmp/cifar10 --out /tmp/c10 --recipe cifar10_mobilenet_v3_small
     python benchmarks/cifar10_variants.py --data /tmp/cifar10 --runs /tmp/c10/runs/cifar10_mobilenet_v3_small \\
@@ -28,7 +29,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np  # noqa: E402
+
 from edgecls.bench.harness import bench, machine_info  # noqa: E402
+from edgecls.bench.timing import bare_invoke_times, percentiles_ms  # noqa: E402
 from edgecls.sidecar import file_sizes, tool_versions  # noqa: E402
 
 ORDER = ("float32", "dynamic", "float16", "int8", "qat_int8", "pruned_int8", "pruned_xnnpack_float32")
@@ -49,8 +53,13 @@ def parse_args(argv=None):
     parser.add_argument("--runs", nargs="+", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--qat-epochs", type=int, default=1)
+    parser.add_argument("--qat-lr", type=float, default=1e-4)
     parser.add_argument("--prune-epochs", type=int, default=1)
     parser.add_argument("--skip-xnnpack", action="store_true", help="no sparse-inference row")
+    parser.add_argument("--measure-only", action="store_true",
+                        help="measure the exports already in the runs (give the epochs/lr they were made with)")
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved latency rounds")
+    parser.add_argument("--runs-per-round", type=int, default=200)
     return parser.parse_args(argv)
 
 
@@ -66,7 +75,7 @@ def make_variants(run: Path, args) -> tuple[dict[str, Path], dict]:
     quantize_run(run, dynamic=True, float16=True, int8=True)
     seconds["ptq"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    quantize_run(run, qat=True, epochs=args.qat_epochs)
+    quantize_run(run, qat=True, epochs=args.qat_epochs, lr=args.qat_lr)
     seconds["qat"] = time.perf_counter() - t0
     extra = {}
     if not args.skip_xnnpack:
@@ -82,13 +91,31 @@ def make_variants(run: Path, args) -> tuple[dict[str, Path], dict]:
     seconds["prune_int8"] = time.perf_counter() - t0
     extra["pruning"] = {k: report.get(k) for k in ("overall_sparsity", "keras_top1", "float_top1")}
     extra["seconds"] = {k: round(v, 1) for k, v in seconds.items()}
-    files = {name: exports / f"{name}.tflite" for name in ORDER if (exports / f"{name}.tflite").is_file()}
-    return files, extra
+    return existing_variants(run), extra
 
 
-def measure(run: Path, files: dict[str, Path], data) -> list[dict]:
-    result = bench(list(files.values()), data=data, runtime="tflite", threads=1, runs=100, rounds=5,
+def existing_variants(run: Path) -> dict[str, Path]:
+    exports = run / "exports"
+    return {name: exports / f"{name}.tflite" for name in ORDER if (exports / f"{name}.tflite").is_file()}
+
+
+def interleaved_latency(files: dict[str, Path], rounds: int, runs: int) -> dict[str, list[float]]:
+    from rich.progress import Progress
+
+    p50s = {name: [] for name in files}
+    with Progress(transient=True) as progress:
+        task = progress.add_task("interleaved latency rounds", total=rounds * len(files))
+        for _ in range(rounds):
+            for name, path in files.items():
+                p50s[name].append(percentiles_ms(bare_invoke_times(path, threads=1, runs=runs, warmup=20))["p50"])
+                progress.advance(task)
+    return p50s
+
+
+def measure(run: Path, files: dict[str, Path], data, args) -> list[dict]:
+    result = bench(list(files.values()), data=data, runtime="tflite", threads=1, runs=10, rounds=1,
                    parity=False)
+    p50s = interleaved_latency(files, args.rounds, args.runs_per_round)
     rows = []
     by_path = {Path(r["model"]).resolve(): r for r in result.records}
     float_top1 = by_path[files["float32"].resolve()]["accuracy"]
@@ -102,8 +129,8 @@ def measure(run: Path, files: dict[str, Path], data) -> list[dict]:
             "change_pt": (r["accuracy"] - float_top1) * 100,
             "size_bytes": sizes["bytes"],
             "gzip_bytes": sizes["gzip_bytes"],
-            "latency_p50_ms": r["latency_ms"]["p50"],
-            "latency_p90_ms": r["latency_ms"]["p90"],
+            "latency_p50_ms": float(np.median(p50s[name])),
+            "round_p50s_ms": p50s[name],
             "images": r["images"],
         })
     fp32_ms = rows[0]["latency_p50_ms"]
@@ -120,6 +147,12 @@ def describe(run: Path) -> dict:
     return {"run": run.name, "arch": config.model.arch, "alpha": config.model.alpha,
             "img_size": config.data.img_size, "epochs": metrics.get("epochs_run"),
             "train_seconds": metrics.get("train_seconds")}
+
+
+def previous_entry(out: Path, run_name: str) -> dict:
+    path = out / "cifar10_variants.json"
+    models = json.loads(path.read_text()).get("models", []) if path.is_file() else []
+    return next((m for m in models if m["run"] == run_name), {})
 
 
 def write_results(out: Path, entries: list[dict]) -> dict:
@@ -141,8 +174,9 @@ def markdown(result: dict) -> str:
     m = result["machine"]
     lines = ["# CIFAR-10: one trained model, every optimization", "",
              f"Machine: {m.get('cpu')} ({m.get('cpus')} cores), no GPU; {result['date']}. TFLite via "
-             f"`edgecls bench`: 1 thread, batch 1, p50 (median of 5 rounds of 100), all files of a model in one "
-             "run. Top-1 on the 10,000 CIFAR-10 test images.", ""]
+             f"1 thread, batch 1: latency is the median of per-round p50s over interleaved rounds (every file "
+             "of a model timed in turn in each round, bare `invoke()` loop). Top-1 on the 10,000 CIFAR-10 test "
+             "images, measured through `edgecls bench`.", ""]
     for entry in result["models"]:
         d = entry["model"]
         lines += [f"## {d['arch']} α{d['alpha']:g}, {d['img_size']} px, {d['epochs']} epochs "
@@ -153,11 +187,12 @@ def markdown(result: dict) -> str:
             lines.append(f"| {r['label']} | {r['top1']:.2%} | {r['change_pt']:+.2f} pt | "
                          f"{r['size_bytes'] / 1024:,.0f} KB | {r['gzip_bytes'] / 1024:,.0f} KB | "
                          f"{r['latency_p50_ms']:.3f} ms | {r['latency_vs_float32']:.2f}× |")
-        extra = entry["extra"]
+        extra = entry.get("extra", {})
         pruning = extra.get("pruning", {})
         lines += ["", f"Pruning reached {pruning.get('overall_sparsity', 0):.1%} overall sparsity "
                   f"(Keras top-1 {pruning.get('keras_top1', 0):.2%} before int8). "
-                  f"QAT and pruning each fine-tuned for {entry['qat_epochs']} / {entry['prune_epochs']} epoch(s).", ""]
+                  f"QAT fine-tuned for {entry.get('qat_epochs')} epoch(s) at Adam lr {entry.get('qat_lr', 1e-4):g}, "
+                  f"pruning for {entry.get('prune_epochs')} epoch(s).", ""]
     return "\n".join(lines) + "\n"
 
 
@@ -166,9 +201,14 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     entries = []
     for run in args.runs:
-        files, extra = make_variants(run, args)
-        entries.append({"run": run.name, "model": describe(run), "rows": measure(run, files, args.data),
-                        "extra": extra, "qat_epochs": args.qat_epochs, "prune_epochs": args.prune_epochs})
+        made = {"qat_epochs": args.qat_epochs, "qat_lr": args.qat_lr, "prune_epochs": args.prune_epochs}
+        if args.measure_only:  # files made earlier, with the settings given again on this command line
+            files = existing_variants(run)
+            made["extra"] = previous_entry(args.out, run.name).get("extra", {})
+        else:
+            files, made["extra"] = make_variants(run, args)
+        entries.append({"run": run.name, "model": describe(run), "rows": measure(run, files, args.data, args),
+                        **made})
     print(markdown(write_results(args.out, entries)))
     return 0
 

@@ -1,0 +1,38 @@
+"""The CIFAR-10 benchmark scripts run end to end (on cifar10-mini, one epoch) and write what they promise."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULT_KEYS = {"train_seconds", "float_accuracy", "int8_accuracy", "int8_model", "int8_latency_ms",
+               "int8_size_bytes", "machine"}
+
+
+def _run(script, *args):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *map(str, args)],
+                          capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_cifar10_and_variants_scripts_on_the_mini_dataset(cifar10_mini, tmp_path):
+    out = tmp_path / "c10"
+    _run("cifar10.py", "--data", cifar10_mini, "--out", out, "--recipe", "cifar10_mini_simple_cnn",
+         "--epochs", "1", "--pipeline-steps", "2", "--pipeline-rounds", "1")
+    result = json.loads((out / "results.json").read_text())
+    assert RESULT_KEYS <= set(result)
+    assert Path(result["int8_model"]).is_file() and result["int8_size_bytes"] > 0
+    assert 0.0 < result["int8_accuracy"] <= 1.0 and result["int8_latency_ms"] > 0
+    assert result["runs"][0]["pipeline"]["jpeg_over_memory"] > 0
+
+    run = out / "runs" / "cifar10_mini_simple_cnn"
+    _run("cifar10_variants.py", "--data", cifar10_mini, "--runs", run, "--out", out, "--skip-xnnpack")
+    variants = json.loads((out / "cifar10_variants.json").read_text())
+    rows = {r["variant"]: r for r in variants["models"][0]["rows"]}
+    assert set(rows) == {"float32", "dynamic", "float16", "int8", "qat_int8", "pruned_int8"}
+    assert rows["int8"]["size_bytes"] < rows["float32"]["size_bytes"] / 3
+    assert rows["pruned_int8"]["gzip_bytes"] < rows["int8"]["gzip_bytes"]
