@@ -173,7 +173,7 @@ def write_results(out: Path, entries: list[dict]) -> dict:
 def markdown(result: dict) -> str:
     m = result["machine"]
     lines = ["# CIFAR-10: one trained model, every optimization", "",
-             f"Machine: {m.get('cpu')} ({m.get('cpus')} cores), no GPU; {result['date']}. TFLite via "
+             f"Machine: {m.get('cpu')} ({m.get('cpus')} cores), no GPU; {result['date']}. TFLite, "
              f"1 thread, batch 1: latency is the median of per-round p50s over interleaved rounds (every file "
              "of a model timed in turn in each round, bare `invoke()` loop). Top-1 on the 10,000 CIFAR-10 test "
              "images, measured through `edgecls bench`.", ""]
