@@ -54,6 +54,30 @@ def test_unknown_strategy_and_multiworker_without_tf_config_are_user_errors(monk
         make_distribution("multiworker")
 
 
+@pytest.mark.parametrize("flags, tf_config_value, message", [
+    (["--strategy", "multiworker"], None, "needs the cluster in the TF_CONFIG environment variable"),
+    (["--strategy", "multiworker"], '{"cluster": ', "TF_CONFIG is not valid JSON"),
+    (["--strategy", "ring"], None, "unknown strategy 'ring'"),
+    (["--precision", "float32", "--mixed-precision"], None, "--precision float32 contradicts --mixed-precision"),
+])
+def test_cli_strategy_and_precision_mistakes_are_one_line_before_any_write(flags, tf_config_value, message,
+                                                                          tmp_path, make_images, monkeypatch,
+                                                                          capsys):
+    from edgecls.cli import main
+
+    if tf_config_value is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", tf_config_value)
+    data = make_images(tmp_path / "data", per_class=4)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", str(data), "--out", str(tmp_path / "run"), "--weights", "none", *flags])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1 and err[0].startswith("error: ")
+    assert message in err[0]
+    assert not (tmp_path / "run").exists()
+
+
 def test_precision_flags_and_the_older_spelling_agree():
     assert precision_overrides(None, None) == {}
     assert precision_overrides(None, True) == {"precision": "mixed_float16", "mixed_precision": True}

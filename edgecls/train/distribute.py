@@ -168,9 +168,7 @@ def make_distribution(name: str) -> Distribution:
     MultiWorkerMirroredStrategy configures TensorFlow's collective ops, which is only possible
     before the runtime starts; the other strategies do not mind.
     """
-    name = str(name or "auto").lower()
-    if name not in STRATEGIES:
-        raise EdgeclsError(f"unknown strategy '{name}'; choose {', '.join(STRATEGIES)}")
+    name = strategy_name(name)
     if name == "multiworker":
         task = read_tf_config(os.environ.get(TF_CONFIG))
         try:
@@ -193,9 +191,16 @@ def make_distribution(name: str) -> Distribution:
     return Distribution(tf.distribute.MirroredStrategy(), "mirrored")
 
 
-def writes_run_folder(strategy: str) -> bool:
+def strategy_name(name: str | None) -> str:
+    name = str(name or "auto").lower()
+    if name not in STRATEGIES:
+        raise EdgeclsError(f"unknown strategy '{name}'; choose {', '.join(STRATEGIES)}")
+    return name
+
+
+def writes_run_folder(strategy: str | None) -> bool:
     """Whether this process writes the run folder, known from TF_CONFIG before TensorFlow starts."""
-    if str(strategy or "").lower() != "multiworker":
+    if strategy_name(strategy) != "multiworker":
         return True
     return read_tf_config(os.environ.get(TF_CONFIG)).is_chief
 

@@ -158,6 +158,7 @@ def _train(config: RunConfig, out: Path, run_dir: Path, dist: Distribution, prec
 
     # Every worker loads and saves: reading the weights is an all-reduce in a cluster.
     _load_best_weights(model, run_dir, dist)
+    # Metrics come from the saved float32 model: the one evaluate, export and the Pi load.
     best = save_inference_model(model, run_dir / "model.keras")
     if not dist.is_chief:
         print(f"{dist.task}: training done; the chief writes the run folder")
@@ -208,6 +209,9 @@ def _fit_phases(model, phases: list[Phase], config: RunConfig, spec, state: RunS
             trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
             print(f"phase '{phase.name}': epochs {state.epoch + 1}-{phase.end_epoch}, lr {phase.lr:g}, "
                   f"{trainable:,} trainable parameters")
+        if model.distribute_strategy is not dist.strategy:
+            # A model built, loaded or compiled outside the scope trains on one device, silently.
+            raise RuntimeError(f"the model is not under the {dist.kind} strategy")
         resources = ResourceMonitor(verbose=bool(verbose))
         callbacks = [resources, RunCheckpointer(run_dir, state, phase.name, monitor,
                                                 config.train.early_stopping_patience, resources)]
