@@ -114,6 +114,18 @@ def test_quantize_writes_variants_with_complete_sidecars(trained_run):
     assert abs(int8["accuracy"]["top1"] - int8["accuracy"]["float_top1"]) <= 0.1
 
 
+def test_int8_with_float_io_is_described_as_logits(trained_run):
+    from edgecls.deploy.runtimes import open_model
+    from edgecls.optimize.quantize import quantize_run
+
+    (record,) = quantize_run(trained_run, int8=True, io="float", calibration=20, verbose=0)
+    sidecar = json.loads(record.path.with_suffix(".json").read_text())
+    assert sidecar["output"]["kind"] == "logits" and sidecar["output"]["dtype"] == "float32"
+    model = open_model(record.path)
+    probs = model.predict(np.zeros((2, SIZE, SIZE, 3), dtype=np.uint8))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
 def test_qat_tflite_matches_the_qat_keras_model(trained_run):
     from edgecls.optimize.quantize import quantize_run
 

@@ -58,7 +58,8 @@ def write_tflite(ctx: RunContext, variant: str, blob: bytes, *, reference_top1: 
         model_file=path, fmt="tflite", variant=variant, labels=ctx.labels, architecture=ctx.config.model.arch,
         img_size=ctx.img_size, input_dtype=info["input"]["dtype"],
         input_quant=(info["input"]["scale"], info["input"]["zero_point"]),
-        output_kind="logits" if info["output"]["dtype"] in ("uint8", "int8") else "probabilities",
+        # From the graph, not the output type: int8 with --io float ends at float logits too.
+        output_kind="probabilities" if info["ops"].get("SOFTMAX") else "logits",
         output_dtype=info["output"]["dtype"], output_quant=(info["output"]["scale"], info["output"]["zero_point"]),
         source_run=ctx.run_dir.resolve(), accuracy=accuracy,
         extra={"tflite": {k: info[k] for k in ("ops", "float_ops", "xnnpack_partitions")}, **(extra or {})},
