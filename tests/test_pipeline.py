@@ -53,3 +53,28 @@ def test_mixup_mixes_labels_exactly_as_it_mixes_images():
             np.testing.assert_allclose(mixed_images[i], expected, rtol=1e-4)
             strictly_mixed += 0.01 < lam < 0.99
     assert strictly_mixed > 0
+
+
+def test_pad_and_crop_shifts_each_image_by_whole_pixels_and_cutout_blanks_a_square():
+    from edgecls.tf import tf
+    from edgecls.train.pipeline import BatchAugmenter
+
+    off = dict(flip=False, rotation=0, zoom=0, translate=0, brightness=0, contrast=0, saturation=0)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (6, 8, 8, 3)).astype(np.float32)
+    labels = np.zeros((6, 3), np.float32)
+    shifted, _ = BatchAugmenter(AugmentConfig(**off, crop_pad=2), seed=1)(tf.constant(images), labels)
+    padded = np.pad(images, [(0, 0), (2, 2), (2, 2), (0, 0)], mode="reflect")
+    for image, window in zip(shifted.numpy(), padded):
+        offsets = [(dy, dx) for dy in range(5) for dx in range(5)
+                   if np.array_equal(image, window[dy:dy + 8, dx:dx + 8])]
+        assert offsets, "every output must be an 8x8 window of the reflect-padded image"
+
+    blanked, _ = BatchAugmenter(AugmentConfig(**off, cutout=0.5), seed=1)(tf.constant(images), labels)
+    changed = (blanked.numpy() != images).any(axis=-1)
+    assert np.all(blanked.numpy()[changed] == 127.5)
+    for mask in changed:
+        rows, cols = np.nonzero(mask)
+        if len(rows):  # one axis-aligned square (clipped at the border) of at most 4x4 pixels
+            assert rows.max() - rows.min() < 4 and cols.max() - cols.min() < 4
+            assert mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1].all()
