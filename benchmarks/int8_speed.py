@@ -27,10 +27,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgecls.tf import keras, tf  # noqa: E402
 from edgecls.deploy.litert import tflite_interpreter  # noqa: E402
 from edgecls.optimize.tflite_convert import convert  # noqa: E402
 from edgecls.optimize.tflite_inspect import inspect_tflite  # noqa: E402
+from edgecls.tf import keras, tf  # noqa: E402
 from edgecls.train.architectures import _classifier_head  # noqa: E402
 from edgecls.train.modeling import build_model  # noqa: E402
 from edgecls.train.registry import get_model_spec, model_names  # noqa: E402
@@ -181,7 +181,7 @@ def markdown(result: dict) -> str:
              "|---|---:|---:|---:|---:|---:|---|"]
     for r in result["rows"]:
         lat = r["latency_ms"]
-        fmt = lambda k: f"{lat[k]:.2f}" if k in lat else "—"  # noqa: E731
+        fmt = lambda k, lat=lat: f"{lat[k]:.2f}" if k in lat else "—"  # noqa: E731
         name = r["arch"] + (" (test-only)" if r["test_only"] else "")
         naive = f" ({r['naive_int8_partitions']})" if "naive_int8_partitions" in r else ""
         lines.append(f"| {name} | {fmt('stock_fp32')} | {fmt('stock_int8_naive')} | {fmt('edgecls_fp32')} | "

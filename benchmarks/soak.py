@@ -127,9 +127,11 @@ def measure_in_child(model: Path, args, files: Path | None = None) -> dict:
 
 
 def build(arch: str, size: int, folder: Path) -> list[Path]:
+    from runtime_overhead import LABELS as labels
+    from runtime_overhead import build as build_tflite
+
     from edgecls.optimize.onnx_export import export_onnx
     from edgecls.sidecar import build_sidecar, write_sidecar
-    from runtime_overhead import LABELS as labels, build as build_tflite
 
     built = build_tflite(arch, size, ["int8", "float32"], folder)
     path = export_onnx(built["keras"], folder / "onnx_float32.onnx")

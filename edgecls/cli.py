@@ -10,7 +10,6 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -35,32 +34,32 @@ def _options(debug: bool = typer.Option(False, "--debug", help="Show full traceb
 
 @app.command()
 def train(
-    data: Optional[str] = typer.Argument(None, help="Class folders, train/val/test folders, or a .zip/.tar(.gz) of them."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<data name>)."),
-    config: Optional[str] = typer.Option(None, "--config", "-c", help="Recipe YAML file or shipped recipe name."),
-    arch: Optional[str] = typer.Option(None, help="Architecture (see `edgecls models`)."),
-    img_size: Optional[int] = typer.Option(None, help="Square input size (default: the architecture's native)."),
-    weights: Optional[str] = typer.Option(None, help="imagenet | none | PATH to a weights file."),
-    alpha: Optional[float] = typer.Option(None, help="Width multiplier (MobileNetV3, simple_cnn)."),
-    epochs: Optional[int] = typer.Option(None, help="Epochs, all phases together."),
-    head_epochs: Optional[int] = typer.Option(None, help="Epochs with a frozen base (pretrained weights)."),
-    batch_size: Optional[int] = typer.Option(None),
-    lr: Optional[float] = typer.Option(None, help="Peak learning rate (phase 1 / from scratch)."),
-    fine_tune_lr: Optional[float] = typer.Option(None, help="Peak learning rate of phase 2."),
-    fine_tune_layers: Optional[int] = typer.Option(None, help="Base layers unfrozen in phase 2 (0 = all)."),
-    optimizer: Optional[str] = typer.Option(None, help="adamw | adam | sgd"),
-    label_smoothing: Optional[float] = typer.Option(None),
-    mixup: Optional[float] = typer.Option(None, help="MixUp Beta parameter (0 = off, 0.2 typical)."),
+    data: str | None = typer.Argument(None, help="Class folders, train/val/test folders, or a .zip/.tar(.gz) of them."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<data name>)."),
+    config: str | None = typer.Option(None, "--config", "-c", help="Recipe YAML file or shipped recipe name."),
+    arch: str | None = typer.Option(None, help="Architecture (see `edgecls models`)."),
+    img_size: int | None = typer.Option(None, help="Square input size (default: the architecture's native)."),
+    weights: str | None = typer.Option(None, help="imagenet | none | PATH to a weights file."),
+    alpha: float | None = typer.Option(None, help="Width multiplier (MobileNetV3, simple_cnn)."),
+    epochs: int | None = typer.Option(None, help="Epochs, all phases together."),
+    head_epochs: int | None = typer.Option(None, help="Epochs with a frozen base (pretrained weights)."),
+    batch_size: int | None = typer.Option(None),
+    lr: float | None = typer.Option(None, help="Peak learning rate (phase 1 / from scratch)."),
+    fine_tune_lr: float | None = typer.Option(None, help="Peak learning rate of phase 2."),
+    fine_tune_layers: int | None = typer.Option(None, help="Base layers unfrozen in phase 2 (0 = all)."),
+    optimizer: str | None = typer.Option(None, help="adamw | adam | sgd"),
+    label_smoothing: float | None = typer.Option(None),
+    mixup: float | None = typer.Option(None, help="MixUp Beta parameter (0 = off, 0.2 typical)."),
     no_augment: bool = typer.Option(False, "--no-augment", help="Turn all augmentation off."),
-    patience: Optional[int] = typer.Option(None, help="Early-stopping patience in epochs (0 = off)."),
-    reduce_lr_on_plateau: Optional[bool] = typer.Option(None, "--reduce-lr-on-plateau/--no-reduce-lr-on-plateau"),
-    val_fraction: Optional[float] = typer.Option(None, help="Validation share when there is no val/ folder."),
-    test_fraction: Optional[float] = typer.Option(None, help="Test share when there is no test/ folder."),
-    seed: Optional[int] = typer.Option(None, help="Seed for the split, initialisation and shuffling."),
-    mixed_precision: Optional[bool] = typer.Option(None, "--mixed-precision/--no-mixed-precision",
+    patience: int | None = typer.Option(None, help="Early-stopping patience in epochs (0 = off)."),
+    reduce_lr_on_plateau: bool | None = typer.Option(None, "--reduce-lr-on-plateau/--no-reduce-lr-on-plateau"),
+    val_fraction: float | None = typer.Option(None, help="Validation share when there is no val/ folder."),
+    test_fraction: float | None = typer.Option(None, help="Test share when there is no test/ folder."),
+    seed: int | None = typer.Option(None, help="Seed for the split, initialisation and shuffling."),
+    mixed_precision: bool | None = typer.Option(None, "--mixed-precision/--no-mixed-precision",
                                                    help="mixed_float16 (fast on GPUs); same as --precision mixed_float16."),
-    precision: Optional[str] = typer.Option(None, help="float32 | mixed_float16 | mixed_bfloat16 (CPUs with bf16)."),
-    strategy: Optional[str] = typer.Option(None, help="auto | default | mirrored (all local GPUs) | multiworker "
+    precision: str | None = typer.Option(None, help="float32 | mixed_float16 | mixed_bfloat16 (CPUs with bf16)."),
+    strategy: str | None = typer.Option(None, help="auto | default | mirrored (all local GPUs) | multiworker "
                                                       "(cluster from TF_CONFIG). Batch size and lr are global."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
     force: bool = typer.Option(False, "--force", help="Replace an existing run in --out."),
@@ -105,13 +104,13 @@ def train(
 
 @app.command()
 def evaluate(
-    runs_or_models: List[Path] = typer.Argument(..., metavar="RUN_OR_MODEL...",
+    runs_or_models: list[Path] = typer.Argument(..., metavar="RUN_OR_MODEL...",
                                                help="Run folders or .keras files; several make an ensemble."),
-    data: Optional[str] = typer.Option(None, "--data", "-d", help="Class folders to evaluate on (default: the run's test split)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o",
+    data: str | None = typer.Option(None, "--data", "-d", help="Class folders to evaluate on (default: the run's test split)."),
+    out: Path | None = typer.Option(None, "--out", "-o",
                                        help="Report folder (default: RUN/eval; RUN_A/eval_ensemble for an ensemble)."),
     tta: bool = typer.Option(False, "--tta", help="Test-time augmentation (flips, small shifts), beside the plain result."),
-    tta_count: Optional[int] = typer.Option(None, "--tta-count", help="Views per image (default 8; implies --tta)."),
+    tta_count: int | None = typer.Option(None, "--tta-count", help="Views per image (default 8; implies --tta)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):
     """Top-1/top-5, per-class P/R/F1, confusion matrix, mistakes; ensembles (mean of probabilities) and TTA."""
@@ -132,7 +131,7 @@ def evaluate(
 
 
 @app.command()
-def models(img_size: Optional[int] = typer.Option(None, help="Input size for MACs (default: each native size).")):
+def models(img_size: int | None = typer.Option(None, help="Input size for MACs (default: each native size).")):
     """List the registered architectures with parameters and MACs."""
     from rich.console import Console
     from rich.table import Table
@@ -170,7 +169,6 @@ def demo(
 
 from edgecls.deploy.cli_commands import bench_command, bundle_command, predict_command  # noqa: E402
 from edgecls.insight.cli_commands import gradcam_command  # noqa: E402
-
 from edgecls.optimize.cli_commands import register as register_optimize  # noqa: E402
 
 register_optimize(app)
@@ -190,7 +188,7 @@ def _print_metrics(metrics: dict, where) -> None:
     typer.echo(f"{', '.join(parts)} on {metrics['num_samples']} test images → {where}")
 
 
-def main(argv: List[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="edgecls")
     except EdgeclsError as err:

@@ -7,8 +7,8 @@ import errno
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from edgecls.errors import EdgeclsError
 

@@ -32,8 +32,8 @@ def test_training_batches_are_shuffled_augmented_and_stay_in_pixel_range():
 
 
 def test_mixup_mixes_labels_exactly_as_it_mixes_images():
-    from edgecls.train.pipeline import BatchAugmenter
     from edgecls.tf import tf
+    from edgecls.train.pipeline import BatchAugmenter
 
     cfg = AugmentConfig(flip=False, rotation=0, zoom=0, translate=0, brightness=0, contrast=0, saturation=0,
                         mixup=1.0)

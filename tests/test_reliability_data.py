@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
-from reliability_files import BROKEN, LEGAL, hostile_dataset, png_header
+from reliability_files import LEGAL, hostile_dataset, png_header
 
 from edgecls.data.decode import ScanReport, decode_split
 from edgecls.data.images import BadImage, load_rgb

@@ -315,6 +315,7 @@ def _with_lambda_calling(source: Path, target: Path, module: str, function: str)
 
 def test_a_lambda_naming_an_importable_function_is_refused_although_safe_mode_would_run_it(tmp_path):
     import reliability_files
+
     from edgecls.tf import keras
     from edgecls.train.model_files import load_keras_model
 

@@ -114,7 +114,7 @@ def test_training_killed_at_random_moments_ends_with_the_planned_epochs(tmp_path
         if target > 4:
             attempt(lambda: True, lambda: rng.uniform(3.0, 7.0))
         else:
-            attempt(lambda: _epoch(run) >= target, lambda: rng.uniform(0.0, 1.0) * _shortest_epoch_seconds(run))
+            attempt(lambda target=target: _epoch(run) >= target, lambda: rng.uniform(0.0, 1.0) * _shortest_epoch_seconds(run))
     print("kill moments:", *moments, sep="\n  ")  # shown with pytest -s: where the kills landed
     final = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, (moments, final.stderr)

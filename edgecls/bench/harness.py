@@ -229,8 +229,8 @@ def _import_runtime(runtime: str) -> str:
         import onnxruntime
 
         return f"onnxruntime {onnxruntime.__version__}"
-    from edgecls.tf import tf
     import edgecls.train.layers  # noqa: F401
+    from edgecls.tf import tf
 
     return f"keras (tensorflow {tf.__version__})"
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
 
 def predict_command(
     model: Path = typer.Argument(..., metavar="MODEL", help="A .tflite, .onnx or .keras model (sidecar .json beside it)."),
-    inputs: List[Path] = typer.Argument(..., metavar="[MODEL]... IMG_OR_DIR...",
+    inputs: list[Path] = typer.Argument(..., metavar="[MODEL]... IMG_OR_DIR...",
                                         help="More models first (an ensemble: mean of probabilities), then image "
                                              "files and folders (searched recursively)."),
     top_k: int = typer.Option(5, "--top-k", "-k", help="Classes reported per image."),
@@ -46,23 +45,23 @@ def predict_command(
 
 
 def bench_command(
-    models: Optional[List[Path]] = typer.Argument(None, metavar="[MODEL]...",
+    models: list[Path] | None = typer.Argument(None, metavar="[MODEL]...",
                                                   help="Model files and/or run folders (model.keras + exports/)."),
     runtime: str = typer.Option("all", "--runtime", "-r", help="tflite | onnx | keras | all (each model where it runs)."),
-    data: Optional[Path] = typer.Option(None, "--data", "-d",
+    data: Path | None = typer.Option(None, "--data", "-d",
                                         help="Class folders, or a dataset with a test/ folder, to measure accuracy on."),
     threads: int = typer.Option(1, "--threads", help="Runtime threads (default 1)."),
     runs: int = typer.Option(50, "--runs", help="Timed invocations per round."),
     rounds: int = typer.Option(5, "--rounds", help="Rounds of --runs; the spread of their medians is reported."),
     warmup: int = typer.Option(10, "--warmup", help="Untimed invocations first."),
     e2e_images: int = typer.Option(50, "--e2e-images", help="Files timed end to end (decode → answer)."),
-    reference: Optional[Path] = typer.Option(None, "--reference",
+    reference: Path | None = typer.Option(None, "--reference",
                                              help="Keras model (or run folder) to measure top-1 agreement against."),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the records as a JSON list."),
-    csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write the records as CSV."),
-    png_path: Optional[Path] = typer.Option(None, "--png",
+    json_path: Path | None = typer.Option(None, "--json", help="Write the records as a JSON list."),
+    csv_path: Path | None = typer.Option(None, "--csv", help="Write the records as CSV."),
+    png_path: Path | None = typer.Option(None, "--png",
                                             help="Accuracy-vs-latency plot (default: beside --json/--csv)."),
-    imports: Optional[List[Path]] = typer.Option(None, "--import", help="Device rows from pi_infer.py --bench."),
+    imports: list[Path] | None = typer.Option(None, "--import", help="Device rows from pi_infer.py --bench."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ):
     """Latency (p50/p90/p99), memory, size and accuracy of each model in each runtime."""
@@ -92,7 +91,7 @@ def bundle_command(
     run: Path = typer.Argument(..., metavar="RUN", help="The run folder (with exports/)."),
     out: Path = typer.Option(..., "--out", "-o", help="Bundle folder to write."),
     target: str = typer.Option("pi", "--target", help="Device: pi (Raspberry Pi, 64-bit OS)."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Model to bundle (default: RUN/exports/int8.tflite)."),
+    model: Path | None = typer.Option(None, "--model", help="Model to bundle (default: RUN/exports/int8.tflite)."),
     force: bool = typer.Option(False, "--force", help="Replace a non-empty --out folder."),
 ):
     """A folder for the device: model, sidecar, labels, pi_infer.py, requirements and README."""

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
 
 def gradcam_command(
     run_or_model: Path = typer.Argument(..., metavar="RUN_OR_MODEL", help="A run folder or a .keras model file."),
-    inputs: List[Path] = typer.Argument(..., metavar="IMG_OR_DIR...", help="Image files and folders."),
+    inputs: list[Path] = typer.Argument(..., metavar="IMG_OR_DIR...", help="Image files and folders."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the PNGs and gradcam.json."),
-    layer: Optional[str] = typer.Option(None, "--layer",
+    layer: str | None = typer.Option(None, "--layer",
                                         help="Feature-map layer to explain (default: the last convolution's output)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):

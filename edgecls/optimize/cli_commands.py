@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -18,8 +17,8 @@ def quantize_command(
     calibration: int = typer.Option(300, help="Training images used to calibrate int8."),
     epochs: int = typer.Option(3, help="QAT epochs."),
     lr: float = typer.Option(1e-4, help="QAT learning rate."),
-    batch_size: Optional[int] = typer.Option(None),
-    model: Optional[Path] = typer.Option(None, "--model", help="Quantize another model of the run, e.g. exports/pruned.keras."),
+    batch_size: int | None = typer.Option(None),
+    model: Path | None = typer.Option(None, "--model", help="Quantize another model of the run, e.g. exports/pruned.keras."),
     preserve_sparsity: bool = typer.Option(False, "--preserve-sparsity",
                                            help="With --qat on a pruned model: keep its zeros (prune-preserving QAT)."),
 ):
@@ -32,11 +31,11 @@ def quantize_command(
 
 def export_command(
     run: Path = typer.Argument(..., help="A run folder (from edgecls train)."),
-    format: List[str] = typer.Option(["tflite"], "--format", "-f", help="tflite | onnx | saved_model | all (repeatable)."),
+    format: list[str] = typer.Option(["tflite"], "--format", "-f", help="tflite | onnx | saved_model | all (repeatable)."),
     int8: bool = typer.Option(False, "--int8", help="Also the int8 variant of each format that has one."),
     opset: int = typer.Option(17, help="ONNX opset."),
     calibration: int = typer.Option(300, help="Training images used to calibrate int8."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Export another model of the run, e.g. exports/pruned.keras."),
+    model: Path | None = typer.Option(None, "--model", help="Export another model of the run, e.g. exports/pruned.keras."),
 ):
     """Export a run to TFLite, ONNX and/or SavedModel, each with a sidecar and measured accuracy."""
     from edgecls.optimize.export import export_run
@@ -50,7 +49,7 @@ def prune_command(
     sparsity: float = typer.Option(0.5, help="Target fraction of zero weights."),
     epochs: int = typer.Option(3, help="Fine-tuning epochs while pruning."),
     lr: float = typer.Option(1e-4, help="Fine-tuning learning rate."),
-    batch_size: Optional[int] = typer.Option(None),
+    batch_size: int | None = typer.Option(None),
     for_xnnpack: bool = typer.Option(False, "--for-xnnpack", help="Prune for XNNPACK sparse inference; export sparse fp32."),
 ):
     """Magnitude-prune a run; writes exports/pruned.keras, a pruned TFLite and the sparsity report."""

@@ -77,9 +77,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from edgecls.optimize.calibration import pinned_calibration_inputs
 from edgecls.errors import EdgeclsError
 from edgecls.fsutil import atomic_path
+from edgecls.optimize.calibration import pinned_calibration_inputs
 from edgecls.optimize.onnx_metadata import (  # noqa: F401 - the metadata helpers are public here too
     METADATA_KEY,
     QUANT_METADATA_KEY,

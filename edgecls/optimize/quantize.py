@@ -6,8 +6,7 @@ import contextlib
 
 from edgecls.errors import EdgeclsError
 from edgecls.optimize import tflite_convert
-from edgecls.optimize.exporting import (ExportRecord, calibration_progress, keras_accuracy, print_table,
-                                        write_tflite)
+from edgecls.optimize.exporting import ExportRecord, calibration_progress, keras_accuracy, print_table, write_tflite
 from edgecls.optimize.run_context import RunContext, load_run
 
 DEFAULT_CALIBRATION = 300

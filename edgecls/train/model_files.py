@@ -18,10 +18,10 @@ _MAX_CONFIG_BYTES = 64 * 2**20
 
 def load_keras_model(path, *, compile: bool = False):
     """Load a .keras file in Keras safe mode, refusing any file whose layers carry Python code."""
-    from edgecls.tf import keras
     import edgecls.train.layers  # noqa: F401  (registers edgecls' custom layers)
     import edgecls.train.mobilenet_v3  # noqa: F401  (ShiftedReLU6: without it a fresh process cannot load MobileNetV3)
     import edgecls.train.schedules  # noqa: F401
+    from edgecls.tf import keras
 
     path = Path(path)
     if not path.is_file():

@@ -7,7 +7,7 @@ architecture is covered by build → train step → export tests without writing
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 from edgecls.errors import EdgeclsError
 

@@ -34,7 +34,7 @@ class RunState:
     finished: bool = False
 
     @classmethod
-    def load(cls, run_dir: Path) -> "RunState | None":
+    def load(cls, run_dir: Path) -> RunState | None:
         path = Path(run_dir) / STATE_FILE
         if not path.is_file():
             return None

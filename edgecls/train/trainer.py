@@ -16,9 +16,15 @@ from edgecls.tf import keras, tf
 from edgecls.train import modeling
 from edgecls.train.callbacks import BEST_WEIGHTS, ResourceMonitor, RunCheckpointer, save_inference_model
 from edgecls.train.data_prep import PreparedData, prepare_data
+from edgecls.train.distribute import (
+    Distribution,
+    adopt_chief_files,
+    make_distribution,
+    precision_policy,
+    writable_run_dir,
+    writes_run_folder,
+)
 from edgecls.train.model_files import load_keras_model
-from edgecls.train.distribute import (Distribution, adopt_chief_files, make_distribution, precision_policy,
-                                      writable_run_dir, writes_run_folder)
 from edgecls.train.pipeline import make_dataset, steps_per_epoch
 from edgecls.train.registry import get_model_spec
 from edgecls.train.run_state import RunState
