@@ -116,7 +116,7 @@ def remeasure_pipeline(recipe: str, args) -> dict:
 
 
 def config_with_size(config):
-    from edgecls.train.registry import get_model_spec
+    from edgecls.models import get_model_spec
 
     config.data.img_size = int(config.data.img_size or get_model_spec(config.model.arch).default_size)
     return config
@@ -124,8 +124,8 @@ def config_with_size(config):
 
 def measure_pipeline(config, args) -> dict:
     """Median training-step time: real input pipeline vs the same augmented batches in memory."""
+    from edgecls.models import modeling
     from edgecls.tf import keras, tf
-    from edgecls.train import modeling
     from edgecls.train.data_prep import prepare_data
     from edgecls.train.pipeline import make_dataset
     from edgecls.train.schedules import make_optimizer

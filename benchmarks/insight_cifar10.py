@@ -78,7 +78,7 @@ def gains(rows: list[dict]) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     from edgecls.insight.compare import plot_comparison
-    from edgecls.train.evaluate import evaluate
+    from edgecls.insight.evaluate import evaluate
 
     load_before = os.getloadavg()
     started = time.time()

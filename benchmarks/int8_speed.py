@@ -28,12 +28,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edgecls.deploy.litert import tflite_interpreter  # noqa: E402
+from edgecls.models import get_model_spec, list_models  # noqa: E402
+from edgecls.models.architectures import _classifier_head  # noqa: E402
+from edgecls.models.modeling import build_model  # noqa: E402
 from edgecls.optimize.tflite_convert import convert  # noqa: E402
 from edgecls.optimize.tflite_inspect import inspect_tflite  # noqa: E402
 from edgecls.tf import keras, tf  # noqa: E402
-from edgecls.train.architectures import _classifier_head  # noqa: E402
-from edgecls.train.modeling import build_model  # noqa: E402
-from edgecls.train.registry import get_model_spec, model_names  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STOCK = {
@@ -114,7 +114,7 @@ def machine() -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--archs", default=",".join(n for n in model_names()))
+    parser.add_argument("--archs", default=",".join(n for n in list_models()))
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=RESULTS / "int8_speed")
@@ -165,7 +165,7 @@ def merged(previous: dict, rows: list[dict], command: str) -> dict:
         row["command"] = f"{command} ({time.strftime('%Y-%m-%d')})"
     new = {row["arch"]: row for row in rows}
     kept = [row for row in previous["rows"] if row["arch"] not in new]
-    order = {name: i for i, name in enumerate(model_names())}
+    order = {name: i for i, name in enumerate(list_models())}
     previous["rows"] = sorted(kept + rows, key=lambda row: order.get(row["arch"], len(order)))
     return previous
 

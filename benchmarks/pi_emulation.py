@@ -178,10 +178,10 @@ def host_bundle(folder: Path):
 
     from edgecls.deploy.bundle import bundle
     from edgecls.deploy.predict import predict_files
+    from edgecls.models.modeling import build_model
     from edgecls.optimize.tflite_convert import convert
     from edgecls.sidecar import build_sidecar, write_sidecar
     from edgecls.train.callbacks import save_inference_model
-    from edgecls.train.modeling import build_model
 
     labels = ("red", "green", "blue")
     run_dir = folder / "run"

@@ -114,8 +114,8 @@ def evaluate(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):
     """Top-1/top-5, per-class P/R/F1, confusion matrix, mistakes; ensembles (mean of probabilities) and TTA."""
+    from edgecls.insight.evaluate import evaluate as run_evaluation
     from edgecls.insight.tta import DEFAULT_COUNT
-    from edgecls.train.evaluate import evaluate as run_evaluation
 
     if tta_count is not None and tta_count < 1:
         raise EdgeclsError(f"--tta-count must be at least 1, got {tta_count}")
@@ -136,7 +136,7 @@ def models(img_size: int | None = typer.Option(None, help="Input size for MACs (
     from rich.console import Console
     from rich.table import Table
 
-    from edgecls.train.modeling import describe_models
+    from edgecls.models.modeling import describe_models
 
     table = Table("name", "size", "params", "MACs", "imagenet", "description")
     for row in describe_models(img_size):

@@ -53,8 +53,8 @@ def export_tflite(model, path: Path, variant: str, *, labels=LABELS, source_run=
 def tiny_run(tmp_path_factory) -> Path:
     """A run folder with model.keras and int8/float32 TFLite exports (built once per session)."""
     if "run" not in _CACHE:
+        from edgecls.models.modeling import build_model
         from edgecls.train.callbacks import save_inference_model
-        from edgecls.train.modeling import build_model
 
         run = tmp_path_factory.mktemp("deploy") / "tinyrun"
         (run / "exports").mkdir(parents=True)
@@ -75,7 +75,7 @@ def simple_cnn_int8(tmp_path_factory, size: int = 64) -> Path:
     """simple_cnn at ``size``×``size``, int8: big enough that invoke dominates a timed call."""
     key = f"simple{size}"
     if key not in _CACHE:
-        from edgecls.train.modeling import build_model
+        from edgecls.models.modeling import build_model
 
         folder = tmp_path_factory.mktemp("simple")
         model = build_model("simple_cnn", size, len(LABELS), weights="none")

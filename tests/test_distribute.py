@@ -175,8 +175,8 @@ def test_mixed_precision_run_resumes_under_a_strategy_and_exports_like_float32(t
 
 
 def test_bfloat16_trains_and_saves_a_float32_model(tmp_path, make_images, tiny_config):
+    from edgecls.models.model_files import load_keras_model
     from edgecls.optimize.onnx_export import check_parity, export_onnx
-    from edgecls.train.model_files import load_keras_model
 
     data = make_images(tmp_path / "data", per_class=10)
     result = train(tiny_config(data, epochs=1, precision="bfloat16"), tmp_path / "run", verbose=0)

@@ -16,8 +16,8 @@ from PIL import Image
 from edgecls.cli import main
 from edgecls.data.images import load_image_array
 from edgecls.errors import EdgeclsError
+from edgecls.insight.evaluate import evaluate
 from edgecls.insight.tta import apply_view, tta_views
-from edgecls.train.evaluate import evaluate
 from edgecls.train.report import classification_metrics
 
 CLASSES = ("a", "b", "c")
@@ -40,9 +40,9 @@ def write_colour_images(root: Path, per_class: int, seed: int) -> Path:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     from edgecls.config import RunConfig
+    from edgecls.models.model_files import load_keras_model
+    from edgecls.models.modeling import build_model
     from edgecls.train.callbacks import save_inference_model
-    from edgecls.train.model_files import load_keras_model
-    from edgecls.train.modeling import build_model
     from edgecls.train.trainer import train
 
     root = tmp_path_factory.mktemp("insight")
@@ -80,7 +80,7 @@ def decoded_test_images(runs, size):
 
 
 def probs_of(run, images):
-    from edgecls.train.model_files import load_keras_model
+    from edgecls.models.model_files import load_keras_model
     from edgecls.train.pipeline import predict_probs
 
     return predict_probs(load_keras_model(run / "model.keras"), images)

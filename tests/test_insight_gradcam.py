@@ -6,9 +6,9 @@ import pytest
 from edgecls.errors import EdgeclsError
 from edgecls.insight.gradcam import GradCam, find_target_layer, float32_twin, png_names
 from edgecls.insight.overlay import blend, upsample
+from edgecls.models import get_model_spec, list_models
+from edgecls.models.modeling import build_model
 from edgecls.tf import keras
-from edgecls.train.modeling import build_model
-from edgecls.train.registry import get_model_spec, model_names
 
 SIZE = 32
 SQUARE = (slice(4, 12), slice(20, 28))  # rows, columns: top right, so a transposed map fails
@@ -111,7 +111,7 @@ def test_an_explicit_layer_is_used():
     assert GradCam(planted_model(), "detect").layer == "detect"
 
 
-@pytest.mark.parametrize("arch", model_names())
+@pytest.mark.parametrize("arch", list_models())
 def test_every_architecture_has_a_target_layer(arch):
     size = get_model_spec(arch).test_size
     model = build_model(arch, size, 3, weights="none")

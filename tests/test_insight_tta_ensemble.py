@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from edgecls.errors import EdgeclsError
-from edgecls.insight.ensemble import common_rows, label_orders, mean_probs
 from edgecls.insight.tta import View, apply_view, max_views, predict_views, shift_step, tta_views
+from edgecls.metrics import common_rows, label_orders, mean_probs
 
 RNG = np.random.default_rng(0)
 IMAGES = RNG.integers(0, 256, (5, 12, 10, 3), dtype=np.uint8)

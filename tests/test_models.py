@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 
 from edgecls.errors import EdgeclsError
+from edgecls.models import get_model_spec, list_models, modeling
 from edgecls.tf import keras, tf
-from edgecls.train import modeling
-from edgecls.train.registry import get_model_spec, model_names
 
 NUM_CLASSES = 3
 
@@ -17,7 +16,7 @@ def _fresh_session():
     keras.backend.clear_session()
 
 
-@pytest.mark.parametrize("arch", model_names())
+@pytest.mark.parametrize("arch", list_models())
 def test_every_model_builds_trains_and_reloads(arch, tmp_path):
     spec = get_model_spec(arch)
     size = spec.test_size
@@ -134,9 +133,9 @@ def test_every_custom_layer_loads_in_a_fresh_process(tmp_path):
 
     path = tmp_path / "m.keras"
     modeling.build_model("mobilenet_v3_small", 32, NUM_CLASSES, weights="none", alpha=0.35).save(path)
-    code = ("import sys; from edgecls.train.model_files import load_keras_model; "
+    code = ("import sys; from edgecls.models.model_files import load_keras_model; "
             "m = load_keras_model(sys.argv[1]); "
-            "assert 'edgecls.train.architectures' not in sys.modules; print(m.output_shape)")
+            "assert 'edgecls.models.architectures' not in sys.modules; print(m.output_shape)")
     done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "(None, 3)" in done.stdout

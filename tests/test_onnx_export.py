@@ -14,9 +14,9 @@ import onnxruntime as ort
 import pytest
 
 from edgecls.errors import EdgeclsError
+from edgecls.models.modeling import build_model
 from edgecls.optimize import onnx_export
 from edgecls.tf import keras, tf
-from edgecls.train.modeling import build_model
 
 SIZE = 32
 NUM_CLASSES = 3
@@ -214,7 +214,7 @@ class CaffeNormalize(keras.layers.Layer):
 
 
 def test_custom_preprocessing_layers_convert(tmp_path):
-    from edgecls.train import layers
+    from edgecls.models import layers
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((SIZE, SIZE, 3), name="image")

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from edgecls.errors import EdgeclsError
+from edgecls.models.modeling import build_model
 from edgecls.optimize import tflite_convert
 from edgecls.optimize.qat import quantize_aware_model
 from edgecls.optimize.tflite_inspect import inspect_tflite
 from edgecls.tf import keras
-from edgecls.train.modeling import build_model
 
 SIZE = 32
 FAMILIES = ["tiny_cnn", "mobilenet_v3_small", "efficientnet_b0"]

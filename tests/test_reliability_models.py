@@ -282,8 +282,8 @@ def test_a_real_process_refuses_a_lambda_model_in_one_line_and_debug_shows_the_t
 # --- Keras safe mode ---
 
 def test_a_lambda_layer_is_refused_and_its_code_never_runs(tmp_path):
+    from edgecls.models.model_files import load_keras_model
     from edgecls.tf import keras
-    from edgecls.train.model_files import load_keras_model
 
     marker = tmp_path / "lambda_ran"
     _lambda_model(keras, marker).save(tmp_path / "lambda.keras")
@@ -316,8 +316,8 @@ def _with_lambda_calling(source: Path, target: Path, module: str, function: str)
 def test_a_lambda_naming_an_importable_function_is_refused_although_safe_mode_would_run_it(tmp_path):
     import reliability_files
 
+    from edgecls.models.model_files import load_keras_model
     from edgecls.tf import keras
-    from edgecls.train.model_files import load_keras_model
 
     inputs = keras.Input((8, 8, 3))
     hidden = keras.layers.Lambda(lambda x: x)(inputs)
@@ -370,8 +370,8 @@ def test_an_export_failing_mid_write_leaves_the_previous_export_intact(hostile_r
 def test_an_onnx_export_failing_mid_write_leaves_the_previous_file_intact(tmp_path, monkeypatch):
     import onnx
 
+    from edgecls.models.modeling import build_model
     from edgecls.optimize import onnx_export
-    from edgecls.train.modeling import build_model
 
     model = build_model("tiny_cnn", 32, 3, weights="none")
     target = onnx_export.export_onnx(model, tmp_path / "model.onnx")
@@ -392,8 +392,8 @@ def test_an_onnx_export_failing_mid_write_leaves_the_previous_file_intact(tmp_pa
 
 
 def test_a_model_save_failing_mid_write_leaves_the_previous_model_intact(hostile_run, tmp_path, monkeypatch):
+    from edgecls.models.model_files import load_keras_model
     from edgecls.train.callbacks import save_model
-    from edgecls.train.model_files import load_keras_model
 
     target = tmp_path / "model.keras"
     shutil.copy(hostile_run["run"] / "model.keras", target)

@@ -229,7 +229,7 @@ def _import_runtime(runtime: str) -> str:
         import onnxruntime
 
         return f"onnxruntime {onnxruntime.__version__}"
-    import edgecls.train.layers  # noqa: F401
+    import edgecls.models.layers  # noqa: F401
     from edgecls.tf import tf
 
     return f"keras (tensorflow {tf.__version__})"

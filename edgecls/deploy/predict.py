@@ -14,7 +14,7 @@ import numpy as np
 from edgecls.deploy.inputs import expand_inputs, load_images
 from edgecls.deploy.runtimes import SUFFIX_RUNTIME, open_model
 from edgecls.errors import EdgeclsError
-from edgecls.insight.ensemble import common_rows, label_orders, mean_probs
+from edgecls.metrics import common_rows, label_orders, mean_probs
 
 
 @dataclass

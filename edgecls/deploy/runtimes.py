@@ -136,8 +136,8 @@ class KerasRuntime(Runtime):
 
     def __init__(self, path, sidecar, threads):
         super().__init__(path, sidecar, threads)
+        from edgecls.models.model_files import load_keras_model
         from edgecls.tf import tf
-        from edgecls.train.model_files import load_keras_model
 
         try:
             tf.config.threading.set_intra_op_parallelism_threads(threads)

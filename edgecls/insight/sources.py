@@ -12,8 +12,8 @@ from pathlib import Path
 
 from edgecls.config import RunConfig, load_run_config
 from edgecls.errors import EdgeclsError
+from edgecls.models.model_files import LABELS_FILE, read_labels
 from edgecls.sidecar import read_sidecar
-from edgecls.train.model_files import LABELS_FILE, read_labels
 
 EXPORTS_DIR = "exports"
 
@@ -66,7 +66,7 @@ def labels_for(model_path: Path, run_dir: Path | None) -> list[str]:
 
 def load_model_source(target):
     """Load a run folder's or .keras file's model; returns ``(keras model, ModelSource)``."""
-    from edgecls.train.model_files import load_keras_model
+    from edgecls.models.model_files import load_keras_model
 
     model_path, run_dir = locate(target)
     model = load_keras_model(model_path)  # first: a damaged file is the clearer error

@@ -15,9 +15,9 @@ import tensorflow_model_optimization as tfmot  # noqa: E402  # isort: skip
 
 
 from edgecls.errors import EdgeclsError
+from edgecls.models.layers import ChannelShift
+from edgecls.models.mobilenet_v3 import ShiftedReLU6
 from edgecls.optimize.graph_rewrite import split_fused_activations
-from edgecls.train.layers import ChannelShift
-from edgecls.train.mobilenet_v3 import ShiftedReLU6
 
 quantize = tfmot.quantization.keras
 MovingAverageQuantizer = quantize.quantizers.MovingAverageQuantizer

@@ -48,8 +48,8 @@ class RunContext:
 
 
 def load_run(run_dir, model_path=None, *, verbose: int = 1) -> RunContext:
+    from edgecls.models.model_files import load_keras_model, read_labels
     from edgecls.train.data_prep import prepare_data
-    from edgecls.train.model_files import load_keras_model, read_labels
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir() or not (run_dir / "config.yaml").is_file():

@@ -12,8 +12,9 @@ import numpy as np
 from edgecls.config import RunConfig, load_run_config
 from edgecls.errors import EdgeclsError
 from edgecls.fsutil import remove_stale_temps, write_json, write_text
+from edgecls.models import get_model_spec, modeling
+from edgecls.models.model_files import load_keras_model
 from edgecls.tf import keras, tf
-from edgecls.train import modeling
 from edgecls.train.callbacks import BEST_WEIGHTS, ResourceMonitor, RunCheckpointer, save_inference_model
 from edgecls.train.data_prep import PreparedData, prepare_data
 from edgecls.train.distribute import (
@@ -24,9 +25,7 @@ from edgecls.train.distribute import (
     writable_run_dir,
     writes_run_folder,
 )
-from edgecls.train.model_files import load_keras_model
 from edgecls.train.pipeline import make_dataset, steps_per_epoch
-from edgecls.train.registry import get_model_spec
 from edgecls.train.run_state import RunState
 from edgecls.train.schedules import WarmupCosine, make_optimizer
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgecls.errors import EdgeclsError
+from edgecls.models import get_model_spec
+from edgecls.models.architectures import is_head_layer
 from edgecls.tf import keras
-from edgecls.train.architectures import is_head_layer
-from edgecls.train.registry import get_model_spec
 
 
 def resolve_weights(weights: str | None):
@@ -104,10 +104,10 @@ def unfreeze_top(model, count: int) -> int:
 
 def describe_models(img_size: int | None = None) -> list[dict]:
     """Every registered architecture with its parameters and MACs at ``img_size`` (default: native)."""
-    from edgecls.train.registry import model_names
+    from edgecls.models import list_models
 
     rows = []
-    for name in model_names():
+    for name in list_models():
         spec = get_model_spec(name)
         size = img_size or spec.default_size
         model = build_model(name, size, 1000 if spec.pretrained else 10)

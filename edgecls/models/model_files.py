@@ -18,9 +18,8 @@ _MAX_CONFIG_BYTES = 64 * 2**20
 
 def load_keras_model(path, *, compile: bool = False):
     """Load a .keras file in Keras safe mode, refusing any file whose layers carry Python code."""
-    import edgecls.train.layers  # noqa: F401  (registers edgecls' custom layers)
-    import edgecls.train.mobilenet_v3  # noqa: F401  (ShiftedReLU6: without it a fresh process cannot load MobileNetV3)
-    import edgecls.train.schedules  # noqa: F401
+    import edgecls.models.layers  # noqa: F401  (registers edgecls' custom layers)
+    import edgecls.models.mobilenet_v3  # noqa: F401  (ShiftedReLU6: without it a fresh process cannot load MobileNetV3)
     from edgecls.tf import keras
 
     path = Path(path)

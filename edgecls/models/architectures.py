@@ -9,10 +9,10 @@ layer names, so their ImageNet weight files load unchanged.
 from __future__ import annotations
 
 from edgecls.errors import EdgeclsError
+from edgecls.models.layers import ChannelShift
+from edgecls.models.mobilenet_v3 import copy_weights_by_name, mobilenet_v3_features
+from edgecls.models.registry import register_model
 from edgecls.tf import keras
-from edgecls.train.layers import ChannelShift
-from edgecls.train.mobilenet_v3 import copy_weights_by_name, mobilenet_v3_features
-from edgecls.train.registry import register_model
 
 HEAD_PREFIX = "head_"
 INPUT_NAME = "image"

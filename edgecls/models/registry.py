@@ -1,7 +1,9 @@
 """The model registry: every architecture edgecls can train, looked up by name.
 
-Builders register themselves with ``@register_model``; tests walk the registry, so a new
-architecture is covered by build → train step → export tests without writing new tests.
+A leaf: it imports nothing of edgecls but its errors. Builders register themselves with
+``@register_model`` when ``edgecls.models.architectures`` is imported; ``edgecls.models.list_models``
+and ``get_model_spec`` do that import. Tests walk the registry, so a new architecture is covered by
+build → train step → export tests without writing new tests.
 """
 
 from __future__ import annotations
@@ -36,17 +38,12 @@ def register_model(name: str, **meta):
     return decorate
 
 
-def _ensure_builders_loaded() -> None:
-    import edgecls.train.architectures  # noqa: F401  (registers on import)
+def registered() -> list[ModelSpec]:
+    """Every spec registered so far (``edgecls.models.list_models`` loads the builders first)."""
+    return list(_MODELS.values())
 
 
-def model_names() -> list[str]:
-    _ensure_builders_loaded()
-    return list(_MODELS)
-
-
-def get_model_spec(name: str) -> ModelSpec:
-    _ensure_builders_loaded()
+def lookup(name: str) -> ModelSpec:
     try:
         return _MODELS[name]
     except KeyError:

@@ -1,4 +1,4 @@
-"""Ensembles: the mean of the members' class probabilities.
+"""Metrics on predicted probabilities: ensembles (the mean of the members' class probabilities).
 
 Members must know the same classes. When they list them in another order (two runs on the same
 folders always agree, a hand-written labels.txt may not), their columns are reordered to the first
