@@ -35,8 +35,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgecls.bench.harness import bench, machine_info  # noqa: E402
+import edgecls  # noqa: E402
+from edgecls.bench.harness import machine_info  # noqa: E402
 from edgecls.sidecar import tool_versions  # noqa: E402
+from edgecls.timing import interleaved_latency  # noqa: E402
 
 REFERENCE = "cifar10_resnet9"
 
@@ -56,9 +58,7 @@ def parse_args(argv=None):
 
 def run_recipe(recipe: str, args) -> dict:
     from edgecls import config as cfg
-    from edgecls.optimize.quantize import quantize_run
     from edgecls.train.data_prep import prepare_data
-    from edgecls.train.trainer import train
 
     config = cfg.from_dict(cfg.load_yaml(recipe), source=recipe)
     config.data.path = str(args.data)
@@ -72,12 +72,11 @@ def run_recipe(recipe: str, args) -> dict:
     data = prepare_data(config_with_size(config), None, verbose=1)
     decode_seconds = time.perf_counter() - started
 
-    result = train(config, run_dir, force=True, verbose=1)
+    result = edgecls.train(out=run_dir, config=config, force=True)
     float_accuracy = float(result.metrics["accuracy"])
-    records = quantize_run(run_dir, int8=True, verbose=1)
-    int8 = records[0]
-    row = bench([int8.path], data=args.data, runtime="tflite", threads=1, runs=200, rounds=5,
-                parity=False).records[0]
+    int8 = edgecls.quantize(run_dir, int8=True)[0]
+    row = edgecls.bench([int8.path], data=args.data, runtime="tflite", threads=1, runs=200, rounds=5,
+                        parity=False)[0]
     pipeline = measure_pipeline(config, args)
     return {
         "recipe": name,
@@ -143,22 +142,19 @@ def measure_pipeline(config, args) -> dict:
                                  alpha=config.model.alpha, dropout=config.model.dropout)
     model.compile(optimizer=make_optimizer(config.train.optimizer, 1e-3, config.train.weight_decay),
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.train.label_smoothing))
-    sources = {"jpeg_pipeline": real, "in_memory": memory}
-    for ds in sources.values():  # trace the step for both sources before timing
-        model.fit(ds, steps_per_epoch=3, epochs=1, verbose=0)
-    seconds = {name: [] for name in sources}
-    for _ in range(args.pipeline_rounds):
-        for name, ds in sources.items():
-            t0 = time.perf_counter()
-            model.fit(ds, steps_per_epoch=args.pipeline_steps, epochs=1, verbose=0)
-            seconds[name].append((time.perf_counter() - t0) / args.pipeline_steps)
-    step = {name: float(np.median(values)) * 1e3 for name, values in seconds.items()}
-    fastest = {name: float(np.min(values)) * 1e3 for name, values in seconds.items()}
+    steps = args.pipeline_steps
+    # One call is one short epoch of ``steps`` training steps; the warm-up call traces the step.
+    calls = {name: (lambda ds=ds: model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0))
+             for name, ds in (("jpeg_pipeline", real), ("in_memory", memory))}
+    timed = interleaved_latency(calls, rounds=args.pipeline_rounds, runs=1, warmup=1)
+    rounds = {name: [ms / steps for ms in t["round_medians_ms"]] for name, t in timed.items()}
+    step = {name: float(np.median(values)) for name, values in rounds.items()}
+    fastest = {name: float(np.min(values)) for name, values in rounds.items()}
     return {
         "batch_size": batch,
         "step_ms": step,
         "fastest_round_step_ms": fastest,
-        "round_step_ms": {name: [v * 1e3 for v in values] for name, values in seconds.items()},
+        "round_step_ms": rounds,
         "jpeg_over_memory": step["jpeg_pipeline"] / step["in_memory"],
         # Rounds disturbed by other work on a shared machine are slow for either source; the
         # fastest rounds show what each source allows.

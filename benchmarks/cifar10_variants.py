@@ -29,11 +29,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-
-from edgecls.bench.harness import bench, machine_info  # noqa: E402
-from edgecls.bench.timing import bare_invoke_times, percentiles_ms  # noqa: E402
+import edgecls  # noqa: E402
+from edgecls.bench.harness import machine_info  # noqa: E402
+from edgecls.deploy.litert import ready_invoke  # noqa: E402
+from edgecls.progress import progress_bar  # noqa: E402
+from edgecls.run_folder import RunFolder  # noqa: E402
 from edgecls.sidecar import file_sizes, tool_versions  # noqa: E402
+from edgecls.timing import interleaved_latency  # noqa: E402
 
 ORDER = ("float32", "dynamic", "float16", "int8", "qat_int8", "pruned_int8", "pruned_xnnpack_float32")
 LABELS = {
@@ -60,34 +62,32 @@ def parse_args(argv=None):
                         help="measure the exports already in the runs (give the epochs/lr they were made with)")
     parser.add_argument("--rounds", type=int, default=7, help="interleaved latency rounds")
     parser.add_argument("--runs-per-round", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=20, help="untimed invocations of each file first")
     return parser.parse_args(argv)
 
 
 def make_variants(run: Path, args) -> tuple[dict[str, Path], dict]:
-    from edgecls.optimize.export import export_run
-    from edgecls.optimize.prune import prune_run
-    from edgecls.optimize.quantize import quantize_run
-
-    exports = run / "exports"
+    folder = RunFolder(run)
     seconds = {}
     t0 = time.perf_counter()
-    export_run(run, formats=("tflite",))
-    quantize_run(run, dynamic=True, float16=True, int8=True)
+    edgecls.export(run, "tflite")
+    edgecls.quantize(run, dynamic=True, float16=True, int8=True)
     seconds["ptq"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    quantize_run(run, qat=True, epochs=args.qat_epochs, lr=args.qat_lr)
+    edgecls.quantize(run, qat=True, epochs=args.qat_epochs, lr=args.qat_lr)
     seconds["qat"] = time.perf_counter() - t0
     extra = {}
     if not args.skip_xnnpack:
         t0 = time.perf_counter()
-        report = prune_run(run, target=0.5, epochs=args.prune_epochs, for_xnnpack=True)
+        report = edgecls.prune(run, sparsity=0.5, epochs=args.prune_epochs, for_xnnpack=True).report
         seconds["prune_xnnpack"] = time.perf_counter() - t0
         # The plain pruning below writes the same file names; keep the sparse model aside.
-        shutil.copyfile(exports / "pruned_float32.tflite", exports / "pruned_xnnpack_float32.tflite")
+        shutil.copyfile(folder.export("pruned_float32", ".tflite"), folder.export("pruned_xnnpack_float32", ".tflite"))
         extra["xnnpack_policy"] = {k: report.get(k) for k in ("overall_sparsity", "keras_top1", "latency_ms")}
     t0 = time.perf_counter()
-    report = prune_run(run, target=0.5, epochs=args.prune_epochs)
-    quantize_run(run, int8=True, model=exports / "pruned.keras")
+    pruned = edgecls.prune(run, sparsity=0.5, epochs=args.prune_epochs)
+    report = pruned.report
+    edgecls.quantize(run, int8=True, model=pruned.path)
     seconds["prune_int8"] = time.perf_counter() - t0
     extra["pruning"] = {k: report.get(k) for k in ("overall_sparsity", "keras_top1", "float_top1")}
     extra["seconds"] = {k: round(v, 1) for k, v in seconds.items()}
@@ -95,29 +95,25 @@ def make_variants(run: Path, args) -> tuple[dict[str, Path], dict]:
 
 
 def existing_variants(run: Path) -> dict[str, Path]:
-    exports = run / "exports"
-    return {name: exports / f"{name}.tflite" for name in ORDER if (exports / f"{name}.tflite").is_file()}
+    folder = RunFolder(run)
+    return {name: folder.export(name, ".tflite") for name in ORDER if folder.export(name, ".tflite").is_file()}
 
 
-def interleaved_latency(files: dict[str, Path], rounds: int, runs: int) -> dict[str, list[float]]:
-    from rich.progress import Progress
-
-    p50s = {name: [] for name in files}
-    with Progress(transient=True) as progress:
-        task = progress.add_task("interleaved latency rounds", total=rounds * len(files))
-        for _ in range(rounds):
-            for name, path in files.items():
-                p50s[name].append(percentiles_ms(bare_invoke_times(path, threads=1, runs=runs, warmup=20))["p50"])
-                progress.advance(task)
-    return p50s
+def latencies(files: dict[str, Path], args) -> dict[str, dict]:
+    """Every file's bare ``invoke()`` (1 thread), timed by edgecls' interleaved loop: each round times all."""
+    calls = {name: ready_invoke(path, threads=1) for name, path in files.items()}
+    total = len(calls) * (args.warmup + args.rounds * args.runs_per_round)
+    with progress_bar("interleaved latency rounds", total) as advance:
+        return interleaved_latency(calls, rounds=args.rounds, runs=args.runs_per_round, warmup=args.warmup,
+                                   advance=advance)
 
 
 def measure(run: Path, files: dict[str, Path], data, args) -> list[dict]:
-    result = bench(list(files.values()), data=data, runtime="tflite", threads=1, runs=10, rounds=1,
-                   parity=False)
-    p50s = interleaved_latency(files, args.rounds, args.runs_per_round)
+    records = edgecls.bench(list(files.values()), data=data, runtime="tflite", threads=1, runs=10, rounds=1,
+                            parity=False)
+    timed = latencies(files, args)
     rows = []
-    by_path = {Path(r["model"]).resolve(): r for r in result.records}
+    by_path = {Path(r["model"]).resolve(): r for r in records}
     float_top1 = by_path[files["float32"].resolve()]["accuracy"]
     for name, path in files.items():
         r = by_path[path.resolve()]
@@ -129,8 +125,8 @@ def measure(run: Path, files: dict[str, Path], data, args) -> list[dict]:
             "change_pt": (r["accuracy"] - float_top1) * 100,
             "size_bytes": sizes["bytes"],
             "gzip_bytes": sizes["gzip_bytes"],
-            "latency_p50_ms": float(np.median(p50s[name])),
-            "round_p50s_ms": p50s[name],
+            "latency_p50_ms": timed[name]["median_ms"],
+            "round_p50s_ms": timed[name]["round_medians_ms"],
             "images": r["images"],
         })
     fp32_ms = rows[0]["latency_p50_ms"]
@@ -143,7 +139,7 @@ def describe(run: Path) -> dict:
     from edgecls.config import load_run_config
 
     config = load_run_config(run)
-    metrics = json.loads((run / "metrics.json").read_text())
+    metrics = json.loads(RunFolder(run).metrics.read_text())
     return {"run": run.name, "arch": config.model.arch, "alpha": config.model.alpha,
             "img_size": config.data.img_size, "epochs": metrics.get("epochs_run"),
             "train_seconds": metrics.get("train_seconds")}

@@ -29,8 +29,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import edgecls  # noqa: E402
 from edgecls.bench.harness import machine_info  # noqa: E402
 from edgecls.insight.tta import DEFAULT_COUNT  # noqa: E402
+from edgecls.run_folder import RunFolder  # noqa: E402
 from edgecls.sidecar import tool_versions  # noqa: E402
 
 FULL_TEST_SPLIT = 10_000
@@ -56,7 +58,8 @@ def run_summary(run: Path) -> dict:
     from edgecls.config import load_run_config
 
     config = load_run_config(run)
-    trained = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
+    metrics = RunFolder(run).metrics
+    trained = json.loads(metrics.read_text()) if metrics.is_file() else {}
     return {"run": str(run), "arch": config.model.arch, "img_size": config.data.img_size,
             "alpha": config.model.alpha, "epochs": config.train.epochs, "seed": config.train.seed,
             "accuracy_at_training": trained.get("accuracy"), "train_seconds": trained.get("train_seconds")}
@@ -78,13 +81,12 @@ def gains(rows: list[dict]) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     from edgecls.insight.compare import plot_comparison
-    from edgecls.insight.evaluate import evaluate
 
     load_before = os.getloadavg()
     started = time.time()
     with tempfile.TemporaryDirectory() as scratch:
         reports = args.reports or Path(scratch) / "reports"
-        metrics = evaluate(args.runs, args.data, reports, tta=args.tta_count, verbose=1)
+        metrics = edgecls.evaluate(args.runs, args.data, reports, tta=args.tta_count).metrics
     seconds = time.time() - started
     rows = metrics["comparison"]
     full = metrics["num_samples"] >= FULL_TEST_SPLIT

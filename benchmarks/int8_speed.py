@@ -27,13 +27,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgecls.deploy.litert import tflite_interpreter  # noqa: E402
-from edgecls.models import get_model_spec, list_models  # noqa: E402
-from edgecls.models.architectures import _classifier_head  # noqa: E402
+import edgecls  # noqa: E402
+from edgecls.deploy.litert import ready_invoke  # noqa: E402
+from edgecls.models import get_model_spec  # noqa: E402
+from edgecls.models.architectures import classifier_head  # noqa: E402
 from edgecls.models.modeling import build_model  # noqa: E402
 from edgecls.optimize.tflite_convert import convert  # noqa: E402
 from edgecls.optimize.tflite_inspect import inspect_tflite  # noqa: E402
 from edgecls.tf import keras, tf  # noqa: E402
+from edgecls.timing import interleaved_latency  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STOCK = {
@@ -55,7 +57,7 @@ def stock_model(arch: str, size: int):
     else:
         return None  # edgecls' own architectures have no other "stock" form
     inputs = keras.Input((size, size, 3))
-    return keras.Model(inputs, _classifier_head(builder(inputs).output, 10, 0.2))
+    return keras.Model(inputs, classifier_head(builder(inputs).output, 10, 0.2))
 
 
 def smooth_images(count: int, size: int, seed: int = 0) -> np.ndarray:
@@ -72,33 +74,11 @@ def calibrate_batchnorm(model, images: np.ndarray) -> None:
 
 
 def latencies(blobs: dict[str, bytes], runs: int, rounds: int) -> dict[str, dict]:
-    interpreters = {}
-    for name, blob in blobs.items():
-        it = tflite_interpreter(model_content=blob, num_threads=1)
-        it.allocate_tensors()
-        detail = it.get_input_details()[0]
-        it.set_tensor(detail["index"], np.random.default_rng(1).integers(0, 255, detail["shape"]).astype(detail["dtype"]))
-        for _ in range(10):
-            it.invoke()
-        interpreters[name] = it
-    samples = {name: [] for name in blobs}
-    round_medians = {name: [] for name in blobs}
-    for _ in range(rounds):
-        for name, it in interpreters.items():
-            batch = []
-            for _ in range(runs // rounds):
-                start = time.perf_counter_ns()
-                it.invoke()
-                batch.append(time.perf_counter_ns() - start)
-            samples[name].extend(batch)
-            round_medians[name].append(float(np.median(batch)) / 1e6)
-    out = {}
-    for name, values in samples.items():
-        ms = np.asarray(values) / 1e6
-        rm = round_medians[name]
-        out[name] = {"p50": float(np.median(ms)), "p90": float(np.percentile(ms, 90)),
-                     "round_spread_pct": float((max(rm) - min(rm)) / np.median(rm) * 100)}
-    return out
+    """p50/p90 over all ``runs`` invocations of each model (1 thread), timed in interleaved rounds."""
+    calls = {name: ready_invoke(model_content=blob, threads=1, seed=1) for name, blob in blobs.items()}
+    timed = interleaved_latency(calls, rounds=rounds, runs=max(1, runs // rounds), warmup=10)
+    return {name: {"p50": t["latency_ms"]["p50"], "p90": t["latency_ms"]["p90"], "round_spread_pct": t["spread_pct"]}
+            for name, t in timed.items()}
 
 
 def machine() -> dict:
@@ -114,8 +94,8 @@ def machine() -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--archs", default=",".join(n for n in list_models()))
-    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--archs", default=",".join(edgecls.list_models()))
+    parser.add_argument("--runs", type=int, default=200, help="timed invocations per model, over all rounds")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=RESULTS / "int8_speed")
     parser.add_argument("--add", action="store_true",
@@ -165,7 +145,7 @@ def merged(previous: dict, rows: list[dict], command: str) -> dict:
         row["command"] = f"{command} ({time.strftime('%Y-%m-%d')})"
     new = {row["arch"]: row for row in rows}
     kept = [row for row in previous["rows"] if row["arch"] not in new]
-    order = {name: i for i, name in enumerate(list_models())}
+    order = {name: i for i, name in enumerate(edgecls.list_models())}
     previous["rows"] = sorted(kept + rows, key=lambda row: order.get(row["arch"], len(order)))
     return previous
 

@@ -176,34 +176,35 @@ def host_bundle(folder: Path):
     import numpy as np
     from PIL import Image
 
-    from edgecls.deploy.bundle import bundle
-    from edgecls.deploy.predict import predict_files
+    import edgecls
     from edgecls.models.modeling import build_model
     from edgecls.optimize.tflite_convert import convert
+    from edgecls.run_folder import RunFolder
     from edgecls.sidecar import build_sidecar, write_sidecar
     from edgecls.train.callbacks import save_inference_model
 
     labels = ("red", "green", "blue")
     run_dir = folder / "run"
-    (run_dir / "exports").mkdir(parents=True)
+    run = RunFolder(run_dir)
+    run.exports.mkdir(parents=True)
     model = build_model("tiny_cnn", 32, len(labels), weights="none")
     rng = np.random.default_rng(0)
     model.set_weights([w + rng.normal(0, 0.3, w.shape).astype(w.dtype) if w.ndim > 1 else w
                        for w in model.get_weights()])
-    save_inference_model(model, run_dir / "model.keras")
+    save_inference_model(model, run.model)
     images = folder / "images"
     for label in labels:
         (images / label).mkdir(parents=True)
         for i in range(4):
             Image.fromarray(rng.integers(0, 256, (24 + i, 30, 3), dtype=np.uint8)).save(images / label / f"{i}.png")
-    tflite = run_dir / "exports" / "int8.tflite"
+    tflite = run.int8_tflite
     calibration = rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
     tflite.write_bytes(convert(model, "int8", calibration=calibration))
     write_sidecar(tflite, build_sidecar(model_file=tflite, fmt="tflite", variant="int8", labels=labels,
                                         architecture="tiny_cnn", img_size=32, input_dtype="uint8",
                                         output_kind="logits", source_run=run_dir))
-    out = bundle(run_dir, out=folder / "pi-bundle")
-    host = predict_files([tflite], [images], top_k=1)[0].records
+    out = edgecls.bundle(run_dir, folder / "pi-bundle").path
+    host = list(edgecls.predict(tflite, images, top_k=1))
     return out, images, host
 
 

@@ -32,9 +32,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgecls.bench.harness import bench, machine_info  # noqa: E402
-from edgecls.bench.timing import bare_invoke_times, percentiles_ms, time_calls  # noqa: E402
+import edgecls  # noqa: E402
+from edgecls.bench.harness import machine_info  # noqa: E402
+from edgecls.bench.timing import bare_invoke_times, latency_fields  # noqa: E402
 from edgecls.sidecar import tool_versions  # noqa: E402
+from edgecls.timing import interleaved_latency, percentiles_ms  # noqa: E402
 
 LABELS = ("a", "b", "c")
 
@@ -47,7 +49,8 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--runs", type=int, default=200, help="timed invocations per round")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--keras-runs", type=int, default=50, help="Model.predict calls per round")
+    parser.add_argument("--keras-runs", type=int, default=50,
+                        help="Model.predict (and compiled-call) runs per round")
     parser.add_argument("--quick", action="store_true", help="small model and few runs: checks the script works")
     parser.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parent / "results")
     args = parser.parse_args(argv)
@@ -90,8 +93,8 @@ def measure_tflite(path: Path, data: Path, image, args) -> dict:
     for _ in range(args.rounds):
         samples = bare_invoke_times(path, threads=args.threads, runs=args.runs, warmup=10, image=image)
         bare_p50.append(percentiles_ms(samples)["p50"])
-        record = bench([path], data=data, runtime="tflite", threads=args.threads, runs=args.runs, rounds=1,
-                       warmup=10, e2e_images=3, progress=False).records[0]
+        record = edgecls.bench([path], data=data, runtime="tflite", threads=args.threads, runs=args.runs, rounds=1,
+                               warmup=10, e2e_images=3, verbose=0)[0]
         bench_p50.append(record["latency_ms"]["p50"])
         bench_records.append(record)
     bare, ours = float(np.median(bare_p50)), float(np.median(bench_p50))
@@ -105,14 +108,15 @@ def measure_keras(model, image, args) -> dict:
     from edgecls.tf import tf
 
     batch = image.astype(np.float32)
-    for _ in range(3):
-        model.predict(batch, verbose=0)
-    predict = time_calls(lambda x: model.predict(x, verbose=0), batch, runs=args.keras_runs, rounds=args.rounds,
-                         warmup=0)
     call = tf.function(lambda x: model(x, training=False))
-    compiled = time_calls(lambda x: call(x).numpy(), batch, runs=args.runs, rounds=args.rounds, warmup=10)
-    return {"predict_p50_ms": predict["latency_ms"]["p50"], "predict_rounds": predict["rounds"],
-            "tf_function_p50_ms": compiled["latency_ms"]["p50"], "tf_function_rounds": compiled["rounds"]}
+    calls = {"predict": lambda: model.predict(batch, verbose=0), "tf_function": lambda: call(batch).numpy()}
+    # Side by side, so both see the same machine; Model.predict is slow, hence its own run count.
+    timed = interleaved_latency(calls, rounds=args.rounds, runs=args.keras_runs, warmup=3)
+    predict, compiled = timed["predict"], timed["tf_function"]
+    return {"predict_p50_ms": predict["latency_ms"]["p50"],
+            "predict_rounds": latency_fields(predict, runs=args.keras_runs, warmup=3)["rounds"],
+            "tf_function_p50_ms": compiled["latency_ms"]["p50"],
+            "tf_function_rounds": latency_fields(compiled, runs=args.keras_runs, warmup=3)["rounds"]}
 
 
 def main(argv=None) -> int:

@@ -13,7 +13,8 @@ from typing import Any
 
 import yaml
 
-from edgecls.errors import EdgeclsError
+from edgecls.errors import EdgeclsError, first_line
+from edgecls.run_folder import RunFolder
 
 
 @dataclasses.dataclass
@@ -121,6 +122,7 @@ class RunConfig:
 
 
 def from_dict(data: dict[str, Any] | None, source: str = "config") -> RunConfig:
+    """The defaults with ``data`` (sections of a recipe, as YAML gives them) applied; ``source`` names it in errors."""
     config = RunConfig()
     return apply_overrides(config, data or {}, source)
 
@@ -187,14 +189,15 @@ def load_yaml(path_or_recipe: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise EdgeclsError(f"cannot parse config {path_or_recipe}: {str(err).splitlines()[0]}") from None
+        raise EdgeclsError(f"cannot parse config {path_or_recipe}: {first_line(err)}") from None
     return data or {}
 
 
 def load_run_config(run_dir: Path) -> RunConfig:
-    path = Path(run_dir) / "config.yaml"
+    """The resolved configuration a run folder was trained with (its config.yaml)."""
+    path = RunFolder(run_dir).config
     if not path.is_file():
-        raise EdgeclsError(f"not a run folder (no config.yaml): {run_dir}")
+        raise EdgeclsError(f"not a run folder (no {path.name}): {run_dir}")
     return from_dict(load_yaml(str(path)), source=str(path))
 
 

@@ -62,12 +62,14 @@ def _umask() -> int:
 
 
 def write_text(target: str | os.PathLike, text: str) -> Path:
+    """Write UTF-8 ``text`` to ``target`` through a temporary file and a rename; returns the path."""
     with atomic_path(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(target)
 
 
 def write_json(target: str | os.PathLike, data) -> Path:
+    """Write ``data`` as indented JSON, atomically (see :func:`write_text`); returns the path."""
     return write_text(target, json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n")
 
 

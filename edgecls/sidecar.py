@@ -38,11 +38,13 @@ def read_sidecar(model_path) -> dict | None:
 
 
 def file_sizes(path) -> dict:
+    """``bytes`` and ``gzip_bytes`` (level 9) of a file: what it costs to store and to download."""
     data = Path(path).read_bytes()
     return {"bytes": len(data), "gzip_bytes": len(gzip.compress(data, compresslevel=9))}
 
 
 def tool_versions() -> dict:
+    """Versions of the packages that made an export (TensorFlow, tfmot, converters, runtimes)."""
     from importlib import metadata
 
     versions = {}
@@ -59,6 +61,8 @@ def build_sidecar(*, model_file, fmt: str, variant: str, labels, architecture: s
                   input_dtype: str, input_quant=(1.0, 0), output_kind: str, output_dtype: str = "float32",
                   output_quant=(0.0, 0), source_run=None, accuracy: dict | None = None, batch: int | None = 1,
                   extra: dict | None = None) -> dict:
+    """The sidecar of an exported model: labels, input (shape, type, pixel range, resize,
+    quantization), output kind and quantization, source run, accuracy and tool versions."""
     return {
         "schema": SCHEMA,
         "model_file": Path(model_file).name,
@@ -93,4 +97,5 @@ def build_sidecar(*, model_file, fmt: str, variant: str, labels, architecture: s
 
 
 def write_sidecar(model_path, sidecar: dict) -> Path:
+    """Write ``sidecar`` atomically beside the model as ``<model>.json``; returns its path."""
     return write_json(sidecar_path(model_path), sidecar)

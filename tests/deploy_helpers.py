@@ -3,7 +3,7 @@
 ``tiny_run(tmp_path_factory)`` returns a run folder like ``edgecls train`` + ``edgecls quantize``
 leave it: model.keras, labels.txt, exports/int8.tflite + int8.json, exports/float32.tflite +
 float32.json (tiny_cnn, 32×32, 3 classes a/b/c, untrained). ``cli(args, capsys)`` runs
-``edgecls.cli.main`` with the deploy commands registered, returning (code, stdout, stderr).
+``edgecls.cli.main``, returning (code, stdout, stderr).
 """
 
 from __future__ import annotations
@@ -84,13 +84,9 @@ def simple_cnn_int8(tmp_path_factory, size: int = 64) -> Path:
 
 
 def cli(args, capsys):
-    """Run ``edgecls`` in-process with predict/bench/bundle registered; (exit code, stdout, stderr)."""
+    """Run ``edgecls`` in-process; (exit code, stdout, stderr)."""
     from edgecls import cli as cli_module
-    from edgecls.deploy.cli_commands import register
 
-    names = {c.name for c in cli_module.app.registered_commands}
-    if not {"predict", "bench", "bundle"} <= names:
-        register(cli_module.app)
     code = 0
     try:
         cli_module.main([str(a) for a in args])
@@ -101,11 +97,8 @@ def cli(args, capsys):
 
 
 def cli_process_args(args) -> list[str]:
-    """argv running the real edgecls entry point in a fresh process, deploy commands registered."""
-    code = ("import sys\nfrom edgecls import cli\nfrom edgecls.deploy.cli_commands import register\n"
-            "if 'predict' not in {c.name for c in cli.app.registered_commands}:\n    register(cli.app)\n"
-            "cli.main(sys.argv[1:])\n")
-    return [sys.executable, "-c", code, *[str(a) for a in args]]
+    """argv running the real edgecls entry point in a fresh process."""
+    return [sys.executable, "-m", "edgecls", *[str(a) for a in args]]
 
 
 def assert_one_error_line(code, out, err, fragment: str):

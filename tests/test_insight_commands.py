@@ -18,7 +18,7 @@ from edgecls.data.images import load_image_array
 from edgecls.errors import EdgeclsError
 from edgecls.insight.evaluate import evaluate
 from edgecls.insight.tta import apply_view, tta_views
-from edgecls.train.report import classification_metrics
+from edgecls.metrics import classification_metrics
 
 CLASSES = ("a", "b", "c")
 COLOURS = {"a": (200, 40, 40), "b": (40, 200, 40), "c": (40, 40, 200)}

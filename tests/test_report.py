@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from edgecls.metrics import classification_metrics
 from edgecls.train import report
 from edgecls.train.report import (
-    classification_metrics,
     format_report,
     plot_confusion_matrix,
     plot_history,

@@ -9,19 +9,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgecls.errors import EdgeclsError
+from edgecls.errors import EdgeclsError, first_line
 
 REQUIRED = ("model", "runtime", "latency_ms")
 
 
 def read_device_records(path) -> list[dict]:
+    """The bench records a device wrote (``pi_infer.py --bench-json``), checked, as host records are."""
     path = Path(path)
     if not path.is_file():
         raise EdgeclsError(f"bench file to import not found: {path}")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as err:
-        raise EdgeclsError(f"cannot read {path}: not JSON ({str(err).splitlines()[0][:120]})") from None
+        raise EdgeclsError(f"cannot read {path}: not JSON ({first_line(err, 120)})") from None
     records = data.get("records") if isinstance(data, dict) else data
     if not isinstance(records, list) or not records:
         raise EdgeclsError(f"{path} holds no bench records (expected the JSON list pi_infer.py --bench writes)")

@@ -13,6 +13,7 @@ Exports are compared with their Keras reference: the share of images with the sa
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import os
@@ -26,10 +27,14 @@ import numpy as np
 
 from edgecls.bench.device import read_device_records
 from edgecls.bench.targets import Target, reference_for, resolve_targets
-from edgecls.bench.timing import current_rss_mb, peak_rss_mb, percentiles_ms, reset_peak_rss, time_calls
+from edgecls.bench.timing import current_rss_mb, latency_fields, peak_rss_mb, reset_peak_rss
 from edgecls.data.images import load_image_array
 from edgecls.deploy.runtimes import open_model
 from edgecls.errors import DataError, EdgeclsError
+from edgecls.metrics import top1_accuracy, top_k_or_none
+from edgecls.progress import PhasedProgress
+from edgecls.run_folder import EXPORTS, MODEL
+from edgecls.timing import interleaved_latency, percentiles_ms
 
 SCHEMA = "edgecls.bench/1"
 TEST_ONLY = {"train": 0.0, "val": 0.0, "test": 1.0}
@@ -74,14 +79,12 @@ def bench(models=(), *, data=None, runtime: str = "all", threads: int = 1, runs:
     if parity is None:
         parity = runtime in ("all", "keras") or reference is not None
 
-    from edgecls.bench.progress import BenchProgress
-
     predictions: dict[Path, dict[str, str]] = {}
     host_rows: list = [None] * len(targets)
     # Keras rows run last: TensorFlow, once imported, stays in the process and would inflate the
     # memory of every row after it. The table keeps the order the models were given in.
     order = sorted(range(len(targets)), key=lambda i: targets[i].runtime == "keras")
-    with BenchProgress(enabled=progress) as bar:
+    with PhasedProgress(enabled=progress) as bar:
         for number, index in enumerate(order, start=1):
             target = targets[index]
             bar.start_row(f"[{number}/{len(targets)}] {display_name(target.path)} ({target.runtime})")
@@ -138,12 +141,14 @@ def _bench_row(target: Target, dataset: _Data, threads, runs, rounds, warmup, e2
     bar.phase("accuracy")
     probs = _predict_all(model, split.images, bar.advance)
     y_true = np.asarray([label_of[c] for c in split.labels])
-    accuracy, top5 = top_k_scores(probs, y_true)
+    accuracy, top5 = top1_accuracy(y_true, probs), top_k_or_none(y_true, probs)
 
     bar.phase("latency")
     one = np.ascontiguousarray(split.images[:1])
     prepared = model.prepare(one)
-    timing = time_calls(model.invoke, prepared, runs=runs, rounds=rounds, warmup=warmup, advance=bar.advance)
+    # partial, not a lambda: a C-level call adds the least to what is timed.
+    stats = interleaved_latency({"invoke": functools.partial(model.invoke, prepared)}, rounds=rounds, runs=runs,
+                                warmup=warmup, advance=bar.advance)["invoke"]
 
     bar.phase("end-to-end")
     sample = _spread_sample(split.paths, e2e_images)
@@ -171,7 +176,7 @@ def _bench_row(target: Target, dataset: _Data, threads, runs, rounds, warmup, e2
         "load_ms": load_ms,
         "peak_rss_mb": peak,
         "rss_growth_mb": (peak - rss_before) if (peak is not None and rss_before is not None and peak_reset) else None,
-        **timing,
+        **latency_fields(stats, runs=runs, warmup=warmup),
         "preprocess_ms": percentiles_ms(pre_ns),
         "end_to_end_ms": percentiles_ms(e2e_ns),
         "data": dataset.root,
@@ -257,15 +262,6 @@ def _predict_all(model, images, advance, chunk: int = 64) -> np.ndarray:
     return np.concatenate(outputs)
 
 
-def top_k_scores(probs: np.ndarray, y_true: np.ndarray, k: int = 5) -> tuple[float, float | None]:
-    """Top-1 and top-k accuracy (top-k is None with k classes or fewer: it would always be 1)."""
-    top1 = float(np.mean(probs.argmax(axis=1) == y_true))
-    if probs.shape[1] <= k:
-        return top1, None
-    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-    return top1, float(np.mean(np.any(order == y_true[:, None], axis=1)))
-
-
 def _spread_sample(paths, count: int) -> list[str]:
     if count >= len(paths):
         return list(paths)
@@ -317,14 +313,15 @@ def _add_agreement(targets, rows, predictions, dataset, explicit, threads, bar, 
 
 def display_name(path) -> str:
     path = Path(path)
-    if path.parent.name == "exports":
+    if path.parent.name == EXPORTS:
         return f"{path.parent.parent.name}/{path.name}"
-    if path.name == "model.keras" and path.parent.name:
+    if path.name == MODEL and path.parent.name:
         return f"{path.parent.name}/{path.name}"
     return path.name
 
 
 def machine_info() -> dict:
+    """Where a measurement was made: machine type, host name, CPU model and Python version."""
     return {"machine": platform.machine(), "host": platform.node(), "cpu": _cpu_name(),
             "python": platform.python_version()}
 

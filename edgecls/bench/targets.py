@@ -12,10 +12,8 @@ from pathlib import Path
 
 from edgecls.deploy.runtimes import SUFFIX_RUNTIME, check_runtime_name, runtime_for
 from edgecls.errors import EdgeclsError, ModelFileError
+from edgecls.run_folder import EXPORTS, MODEL, RunFolder
 from edgecls.sidecar import read_sidecar
-
-RUN_MODEL = "model.keras"
-EXPORTS = "exports"
 
 
 @dataclass(frozen=True)
@@ -59,13 +57,14 @@ def _suffix_of(runtime: str) -> str:
 
 def run_folder_models(folder: Path) -> list[Path]:
     """A run folder's model.keras and exports/*.tflite|*.onnx (sorted)."""
-    files = [folder / RUN_MODEL] if (folder / RUN_MODEL).is_file() else []
-    exports = folder / EXPORTS
+    run = RunFolder(folder)
+    files = [run.model] if run.model.is_file() else []
+    exports = run.exports
     if exports.is_dir():
         files += sorted(p for p in exports.iterdir() if p.is_file() and p.suffix in SUFFIX_RUNTIME
                         and SUFFIX_RUNTIME[p.suffix] != "keras")
     if not files:
-        raise ModelFileError(f"{folder} is a folder without {RUN_MODEL} or exported models: "
+        raise ModelFileError(f"{folder} is a folder without {MODEL} or exported models: "
                              "give a run folder or a .tflite/.onnx/.keras file")
     return files
 
@@ -90,14 +89,14 @@ def reference_for(model_path, explicit=None) -> Path | None:
     for candidate in candidates:
         if candidate.is_file() and candidate.suffix == ".keras":
             return candidate
-        if (candidate / RUN_MODEL).is_file():
-            return candidate / RUN_MODEL
+        if RunFolder(candidate).model.is_file():
+            return RunFolder(candidate).model
     return None
 
 
 def _explicit_reference(path: Path) -> Path:
     if path.is_dir():
-        path = path / RUN_MODEL
+        path = RunFolder(path).model
     if not path.is_file():
         raise ModelFileError(f"reference model not found: {path}")
     if path.suffix != ".keras":

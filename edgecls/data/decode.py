@@ -20,23 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from edgecls.data.images import RESIZE_METHOD, BadImage, height_width, load_image_array
 from edgecls.errors import DataError
 from edgecls.fsutil import atomic_path, write_json, write_text
+from edgecls.progress import progress_bar
+from edgecls.run_folder import SKIPPED_FILES, RunFolder
 
 # Bump when the cache files change meaning, so old ones are ignored rather than misread.
 CACHE_FORMAT_VERSION = 1
-SKIPPED_FILES_NAME = "skipped_files.txt"
-SCAN_REPORT_NAME = "data_scan.json"
 
 
 def default_cache_root() -> Path:
@@ -159,7 +151,7 @@ def _decode_into(pixels, names, hw, desc, progress) -> tuple[list[int], dict[int
     # A bounded window keeps only a few decoded images in memory while results are
     # consumed in input order.
     window = 4 * workers
-    with _quiet_pil(), _progress_bar(desc, len(names), progress) as advance, ThreadPoolExecutor(workers) as pool:
+    with _quiet_pil(), progress_bar(desc, len(names), enabled=progress) as advance, ThreadPoolExecutor(workers) as pool:
         pending: deque = deque()
 
         def consume_oldest() -> None:
@@ -199,20 +191,6 @@ def _quiet_pil():
         yield
 
 
-@contextlib.contextmanager
-def _progress_bar(desc: str, total: int, enabled: bool):
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, transient=True, disable=not enabled) as bar:
-        task = bar.add_task(desc, total=total)
-        yield lambda: bar.advance(task)
-
-
 @dataclass
 class ScanReport:
     """What the decoder kept and skipped in each split, for the console and the run folder."""
@@ -244,9 +222,9 @@ class ScanReport:
 
     def write(self, run_dir: str | os.PathLike) -> None:
         """Write ``data_scan.json`` and ``skipped_files.txt`` (path<TAB>reason) into ``run_dir``."""
-        run_dir = Path(run_dir)
+        run = RunFolder(run_dir)
         write_json(
-            run_dir / SCAN_REPORT_NAME,
+            run.data_scan,
             {
                 "splits": {
                     name: {
@@ -263,7 +241,7 @@ class ScanReport:
         lines = [f"{_one_line(path)}\t{_one_line(reason)}" for _, path, reason in self.skipped]
         lines += [f"{_one_line(entry)}\tnot extracted from the archive: {_one_line(reason)}"
                   for entry, reason in self.archive_skipped]
-        write_text(run_dir / SKIPPED_FILES_NAME, "".join(line + "\n" for line in lines))
+        write_text(run.skipped_files, "".join(line + "\n" for line in lines))
 
     def summary_lines(self) -> list[str]:
         """One line per split, e.g. "train: 1748 images, 2 skipped (1 truncated image, 1 not an image) ..."."""
@@ -272,12 +250,12 @@ class ScanReport:
             reasons = [reason for split, _, reason in self.skipped if split == name]
             line = f"{name}: {_count(kept, 'image')}"
             if reasons:
-                line += f", {len(reasons)} skipped ({_breakdown(reasons)}) — see {SKIPPED_FILES_NAME}"
+                line += f", {len(reasons)} skipped ({_breakdown(reasons)}) — see {SKIPPED_FILES}"
             lines.append(line)
         if self.archive_skipped:
             reasons = [reason for _, reason in self.archive_skipped]
             entries = _count(len(reasons), "entry", "entries")
-            lines.append(f"archive: {entries} not extracted ({_breakdown(reasons)}) — see {SKIPPED_FILES_NAME}")
+            lines.append(f"archive: {entries} not extracted ({_breakdown(reasons)}) — see {SKIPPED_FILES}")
         return lines
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from edgecls.deploy.runtimes import open_model
 from edgecls.errors import EdgeclsError, ModelFileError
+from edgecls.run_folder import LABELS, RunFolder
 from edgecls.sidecar import read_sidecar, sidecar_path
 
 TARGETS = ("pi",)
-DEFAULT_MODEL = Path("exports") / "int8.tflite"
 PI_INFER = Path(__file__).with_name("pi_infer.py")
 
 # Bookworm ships Python 3.11: tflite-runtime stops at 2.14 (Python <= 3.11) and needs NumPy 1.x.
@@ -53,7 +53,7 @@ def bundle(run, *, out, target: str = "pi", model=None, force: bool = False) -> 
     try:
         shutil.copy2(model_path, staging / model_path.name)
         shutil.copy2(sidecar_path(model_path), staging / sidecar_path(model_path).name)
-        (staging / "labels.txt").write_text("".join(f"{label}\n" for label in sidecar["labels"]), encoding="utf-8")
+        (staging / LABELS).write_text("".join(f"{label}\n" for label in sidecar["labels"]), encoding="utf-8")
         shutil.copy2(PI_INFER, staging / "pi_infer.py")
         (staging / "requirements-pi.txt").write_text(REQUIREMENTS_PI, encoding="utf-8")
         (staging / "README.md").write_text(readme(model_path.name, sidecar, out.name), encoding="utf-8")
@@ -66,9 +66,9 @@ def bundle(run, *, out, target: str = "pi", model=None, force: bool = False) -> 
 
 def _chosen_model(run: Path, model) -> Path:
     if model is None:
-        path = run / DEFAULT_MODEL
+        path = RunFolder(run).int8_tflite
         if not path.is_file():
-            raise ModelFileError(f"{run} has no int8 export ({DEFAULT_MODEL}): make it with "
+            raise ModelFileError(f"{run} has no int8 export ({path.relative_to(run)}): make it with "
                                  f"`edgecls quantize {run} --int8`, or choose a model with --model FILE")
         return path
     path = Path(model)
@@ -153,6 +153,6 @@ the file-to-answer time and the peak memory; with images in folders named after 
 measures accuracy. Copy `pi_bench.json` back and join it to the host's table:
 
 ```sh
-edgecls bench RUN --runtime all --data DATA --import pi_bench.json --json bench.json --csv bench.csv
+edgecls bench RUN --runtime all --data DATA --import pi_bench.json --json-out bench.json --csv bench.csv
 ```
 """

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecls.errors import EdgeclsError, ModelFileError
+from edgecls.errors import EdgeclsError, ModelFileError, first_line
+from edgecls.run_folder import RunFolder
 from edgecls.sidecar import read_sidecar
 
 RUNTIMES = ("tflite", "onnx", "keras")
@@ -72,7 +73,7 @@ class TFLiteRuntime(Runtime):
             self.interpreter = tflite_interpreter(model_path=path, num_threads=threads)
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as err:
-            raise ModelFileError(f"cannot load TFLite model {path}: {_first_line(err)}") from None
+            raise ModelFileError(f"cannot load TFLite model {path}: {first_line(err)}") from None
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         self.input_size = image_input_size(self.input["shape"], path)
@@ -115,7 +116,7 @@ class OnnxRuntime(Runtime):
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # noqa: BLE001 - onnxruntime raises its own Fail/InvalidProtobuf types
-            raise ModelFileError(f"cannot load ONNX model {path}: {_first_line(err)}") from None
+            raise ModelFileError(f"cannot load ONNX model {path}: {first_line(err)}") from None
         self.input = self.session.get_inputs()[0]
         self.output_name = self.session.get_outputs()[0].name
         shape = self.input.shape
@@ -187,7 +188,7 @@ def open_model(path, *, threads: int = 1, quiet: bool = False) -> Runtime:
 
 
 def _run_folder_sidecar(path: Path) -> dict | None:
-    labels_file = path.parent / "labels.txt"
+    labels_file = RunFolder(path.parent).labels
     if not labels_file.is_file():
         return None
     labels = [line.strip() for line in labels_file.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -223,9 +224,6 @@ def _shown(shape) -> str:
     except TypeError:
         return str(shape)
 
-
-def _first_line(err: Exception) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
 
 
 def check_runtime_name(name: str) -> None:

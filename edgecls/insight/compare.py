@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from edgecls.train.report import classification_metrics, save_figure
+from edgecls.metrics import check_inputs, top1_accuracy, top_k_or_none
+from edgecls.train.report import save_figure
 
 
 def accuracy_row(name: str, kind: str, y, classes, plain, tta=None) -> dict:
@@ -16,9 +17,9 @@ def accuracy_row(name: str, kind: str, y, classes, plain, tta=None) -> dict:
     row = {"name": name, "kind": kind}
     for prefix, probs in (("", plain), ("tta_", tta)):
         if probs is not None:
-            metrics = classification_metrics(y, probs, classes)
-            row[f"{prefix}accuracy"] = metrics["accuracy"]
-            row[f"{prefix}top5_accuracy"] = metrics["top5_accuracy"]
+            labels, scores = check_inputs(y, probs, classes, allow_empty=False)
+            row[f"{prefix}accuracy"] = top1_accuracy(labels, scores)
+            row[f"{prefix}top5_accuracy"] = top_k_or_none(labels, scores)
     if tta is not None:
         row["tta_gain"] = row["tta_accuracy"] - row["accuracy"]
     return row

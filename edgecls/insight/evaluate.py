@@ -15,9 +15,8 @@ import numpy as np
 from edgecls.config import RunConfig
 from edgecls.errors import DataError, EdgeclsError
 from edgecls.fsutil import write_json
+from edgecls.run_folder import RunFolder
 from edgecls.train.evaluate import evaluate_arrays
-
-ENSEMBLE_REPORT_DIR = "eval_ensemble"
 
 
 def evaluate(runs_or_models, data: str | None = None, out: str | None = None, *, tta: int = 0,
@@ -71,7 +70,9 @@ def evaluate(runs_or_models, data: str | None = None, out: str | None = None, *,
 
     what = f"ensemble of {len(members)}" if ensemble else sources[0].model_path.name
     what += f" + TTA×{tta}" if tta else ""
-    out_dir = Path(out) if out else sources[0].model_path.parent / (ENSEMBLE_REPORT_DIR if ensemble else "eval")
+    beside = RunFolder(sources[0].model_path.parent)
+    out_dir = Path(out) if out else (beside.eval_ensemble if ensemble else beside.eval)
+    report = RunFolder(out_dir)
     # The largest decoding makes the most legible gallery of mistakes.
     gallery = _rows_of(splits[sizes[-1]].images, rows[sizes[-1]])
     metrics = evaluate_arrays(None, gallery, y, kept_paths, classes, out_dir, title=f"{what} on {data}",
@@ -82,7 +83,7 @@ def evaluate(runs_or_models, data: str | None = None, out: str | None = None, *,
         metrics["tta"] = {"count": tta, "views": {m.source.name: [v.name for v in m.views] for m in members}}
     if ensemble or tta:
         metrics["comparison"] = comparison
-        plot_comparison(comparison, out_dir / "plots" / "accuracy_comparison.png", tta_count=tta,
+        plot_comparison(comparison, report.accuracy_comparison_png, tta_count=tta,
                         title=f"{what} on {data} ({len(y)} images)")
     metrics["skipped_files"] = len(paths) - len(kept_paths)
     if ensemble:
@@ -91,7 +92,7 @@ def evaluate(runs_or_models, data: str | None = None, out: str | None = None, *,
         metrics["model"] = str(sources[0].model_path)
     metrics["data"] = str(data)
     metrics["report_dir"] = str(out_dir)
-    write_json(out_dir / "metrics.json", metrics)
+    write_json(report.metrics, metrics)
     return metrics
 
 

@@ -197,8 +197,8 @@ def gradcam(run_or_model, inputs, out, *, layer: str | None = None, verbose: int
     from edgecls.data.images import load_rgb
     from edgecls.deploy.inputs import expand_inputs, load_inputs
     from edgecls.insight.overlay import render_gradcam
-    from edgecls.insight.progress import progress_bar
     from edgecls.insight.sources import load_model_source
+    from edgecls.progress import progress_bar
 
     files = expand_inputs(inputs)  # a missing image is reported before the model is loaded
     model, source = load_model_source(run_or_model)

@@ -6,9 +6,9 @@ import dataclasses
 
 import numpy as np
 
-from edgecls.insight.progress import progress_bar
 from edgecls.insight.sources import ModelSource
 from edgecls.insight.tta import View, model_calls, predict_views, tta_views
+from edgecls.progress import progress_bar
 from edgecls.tf import tf
 
 BATCH_SIZE = 64

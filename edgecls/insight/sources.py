@@ -12,10 +12,9 @@ from pathlib import Path
 
 from edgecls.config import RunConfig, load_run_config
 from edgecls.errors import EdgeclsError
-from edgecls.models.model_files import LABELS_FILE, read_labels
+from edgecls.models.model_files import read_labels
+from edgecls.run_folder import EXPORTS, LABELS, MODEL, RunFolder
 from edgecls.sidecar import read_sidecar
-
-EXPORTS_DIR = "exports"
 
 
 @dataclasses.dataclass
@@ -28,7 +27,7 @@ class ModelSource:
     @property
     def name(self) -> str:
         """Short name for tables: the run folder's name, or the model file's name."""
-        if self.run_dir is not None and self.model_path == self.run_dir / "model.keras":
+        if self.run_dir is not None and self.model_path == RunFolder(self.run_dir).model:
             return self.run_dir.name
         return self.model_path.name
 
@@ -37,9 +36,9 @@ def locate(target) -> tuple[Path, Path | None]:
     """``(model file, run folder or None)`` for a run folder or a .keras path; nothing is loaded."""
     target = Path(target)
     if target.is_dir():
-        model_path = target / "model.keras"
+        model_path = RunFolder(target).model
         if not model_path.is_file():
-            raise EdgeclsError(f"not a run folder (no model.keras): {target}")
+            raise EdgeclsError(f"not a run folder (no {MODEL}): {target}")
         return model_path, target
     if not target.exists():
         raise EdgeclsError(f"not found: {target} (give a run folder or a .keras file)")
@@ -48,8 +47,8 @@ def locate(target) -> tuple[Path, Path | None]:
 
 def _owning_run(model_path: Path) -> Path | None:
     parent = model_path.parent
-    for folder in (parent, parent.parent if parent.name == EXPORTS_DIR else None):
-        if folder is not None and (folder / LABELS_FILE).is_file():
+    for folder in (parent, parent.parent if parent.name == EXPORTS else None):
+        if folder is not None and RunFolder(folder).labels.is_file():
             return folder
     return None
 
@@ -60,7 +59,7 @@ def labels_for(model_path: Path, run_dir: Path | None) -> list[str]:
         return [str(label) for label in sidecar["labels"]]
     if run_dir is None:
         raise EdgeclsError(f"no labels for {model_path}: expected a sidecar {model_path.with_suffix('.json').name} "
-                           f"or {LABELS_FILE} in its run folder")
+                           f"or {LABELS} in its run folder")
     return read_labels(run_dir)
 
 
@@ -74,5 +73,5 @@ def load_model_source(target):
     outputs = int(model.output_shape[-1])
     if outputs != len(labels):
         raise EdgeclsError(f"{model_path} has {outputs} outputs but {len(labels)} labels")
-    config = load_run_config(run_dir) if run_dir is not None and (run_dir / "config.yaml").is_file() else None
+    config = load_run_config(run_dir) if run_dir is not None and RunFolder(run_dir).is_run() else None
     return model, ModelSource(model_path, run_dir, labels, config)

@@ -22,7 +22,12 @@ def is_head_layer(layer) -> bool:
     return layer.name.startswith(HEAD_PREFIX)
 
 
-def _classifier_head(features, num_classes: int, dropout: float, feature_scale: float = 1.0):
+def classifier_head(features, num_classes: int, dropout: float, feature_scale: float = 1.0):
+    """The head every edgecls classifier ends with: global average pool, dropout, Dense, softmax.
+
+    Its layers carry the ``head_`` prefix (``head_logits`` is where converters cut for logits,
+    fine-tuning finds the head by name); ``feature_scale`` divides the pooled features first.
+    """
     x = keras.layers.GlobalAveragePooling2D(name="head_pool")(features)
     if feature_scale != 1.0:
         x = keras.layers.Rescaling(1.0 / feature_scale, name="head_rescale")(x)
@@ -42,7 +47,7 @@ def _application(app_fn, name, input_shape, num_classes, weights, dropout, prepr
         raise EdgeclsError(f"{name}: {err}") from None
     if weights is None:
         _settle_batchnorm_quickly(base)
-    return keras.Model(inputs, _classifier_head(base.output, num_classes, dropout), name=name)
+    return keras.Model(inputs, classifier_head(base.output, num_classes, dropout), name=name)
 
 
 def _settle_batchnorm_quickly(model, momentum: float = 0.9) -> None:
@@ -58,7 +63,7 @@ def _mobilenet_v3(variant, name, input_shape, num_classes, weights, alpha, dropo
     inputs = keras.Input(shape=input_shape, name=INPUT_NAME)
     features, kernel_scales, feature_scale = mobilenet_v3_features(
         inputs, variant, alpha=alpha, minimalistic=minimalistic, bn_momentum=0.999 if weights is not None else 0.9)
-    model = keras.Model(inputs, _classifier_head(features, num_classes, dropout, feature_scale), name=name)
+    model = keras.Model(inputs, classifier_head(features, num_classes, dropout, feature_scale), name=name)
     if weights is not None:
         # Keras' own builder downloads (or reads) the weight file; we copy its tensors by layer name.
         app_fn = keras.applications.MobileNetV3Small if variant == "small" else keras.applications.MobileNetV3Large
@@ -76,6 +81,7 @@ def _mobilenet_v3(variant, name, input_shape, num_classes, weights, alpha, dropo
     description="MobileNetV3-Small: the default edge model (alpha = width multiplier)",
     pretrained=True,
     fine_tune_layers=60,
+    test_kwargs={"alpha": 0.35},
 )
 def mobilenet_v3_small(input_shape, num_classes, *, weights=None, alpha=1.0, dropout=0.2):
     return _mobilenet_v3("small", "mobilenet_v3_small", input_shape, num_classes, weights, alpha, dropout)
@@ -86,6 +92,7 @@ def mobilenet_v3_small(input_shape, num_classes, *, weights=None, alpha=1.0, dro
     description="MobileNetV3-Small without SE and hard-swish: fastest int8, a little less accurate",
     pretrained=True,
     fine_tune_layers=50,
+    test_kwargs={"alpha": 0.35},
 )
 def mobilenet_v3_small_minimalistic(input_shape, num_classes, *, weights=None, alpha=1.0, dropout=0.2):
     return _mobilenet_v3("small", "mobilenet_v3_small_minimalistic", input_shape, num_classes, weights, alpha,
@@ -97,6 +104,8 @@ def mobilenet_v3_small_minimalistic(input_shape, num_classes, *, weights=None, a
     description="MobileNetV3-Large: more accurate, ~4x the MACs of Small",
     pretrained=True,
     fine_tune_layers=80,
+    test_kwargs={"alpha": 0.35},
+    test_slow=True,  # the same blocks as mobilenet_v3_small, which the default run checks
 )
 def mobilenet_v3_large(input_shape, num_classes, *, weights=None, alpha=1.0, dropout=0.2):
     return _mobilenet_v3("large", "mobilenet_v3_large", input_shape, num_classes, weights, alpha, dropout)
@@ -111,6 +120,7 @@ def _register_efficientnet(variant: str, app_fn, default_size: int):
         pretrained=True,
         default_size=default_size,
         fine_tune_layers=60,
+        test_slow=variant != "b0",  # b1-b3 scale b0's graph up; b0 is checked in the default run
     )
     def build(input_shape, num_classes, *, weights=None, alpha=1.0, dropout=0.2):
         # alpha does not apply: EfficientNet's width is fixed per variant.
@@ -133,6 +143,7 @@ for _variant, _fn, _size in (
     description="ResNet50: large and slow on edge devices; a transfer-learning baseline",
     pretrained=True,
     fine_tune_layers=40,
+    test_slow=True,  # 25 M parameters: each conversion takes tens of seconds
 )
 def resnet50(input_shape, num_classes, *, weights=None, alpha=1.0, dropout=0.2):
     # Keras' ImageNet weights expect BGR with the ImageNet mean subtracted. The mean is subtracted
@@ -160,6 +171,7 @@ def _conv_bn_relu(x, filters, name, strides=1):
     description="Small VGG-style CNN (the seeds' baseline): good from scratch on small images",
     pretrained=False,
     default_size=32,
+    test_kwargs={"alpha": 0.25},
 )
 def simple_cnn(input_shape, num_classes, *, weights=None, alpha=1.0, dropout=0.3):
     inputs = keras.Input(shape=input_shape, name=INPUT_NAME)
@@ -169,7 +181,7 @@ def simple_cnn(input_shape, num_classes, *, weights=None, alpha=1.0, dropout=0.3
         x = _conv_bn_relu(x, width, f"block{stage}a")
         x = _conv_bn_relu(x, width, f"block{stage}b")
         x = keras.layers.MaxPooling2D(name=f"block{stage}_pool")(x)
-    model = keras.Model(inputs, _classifier_head(x, num_classes, dropout), name="simple_cnn")
+    model = keras.Model(inputs, classifier_head(x, num_classes, dropout), name="simple_cnn")
     return _load_local_weights(model, weights)
 
 
@@ -178,6 +190,7 @@ def simple_cnn(input_shape, num_classes, *, weights=None, alpha=1.0, dropout=0.3
     description="ResNet-9 for small images (CIFAR-size): the fastest route to high accuracy from scratch",
     pretrained=False,
     default_size=32,
+    test_kwargs={"alpha": 0.125},
 )
 def resnet9(input_shape, num_classes, *, weights=None, alpha=1.0, dropout=0.0):
     # The residual network of the DAWNBench CIFAR-10 records (prep, three stages, two residual
@@ -202,7 +215,7 @@ def resnet9(input_shape, num_classes, *, weights=None, alpha=1.0, dropout=0.0):
     x = _conv_bn_relu(x, width(512), "stage3")
     x = keras.layers.MaxPooling2D(name="stage3_pool")(x)
     x = residual(x, width(512), "stage3_res")
-    model = keras.Model(inputs, _classifier_head(x, num_classes, dropout), name="resnet9")
+    model = keras.Model(inputs, classifier_head(x, num_classes, dropout), name="resnet9")
     return _load_local_weights(model, weights)
 
 
@@ -218,7 +231,7 @@ def tiny_cnn(input_shape, num_classes, *, weights=None, alpha=1.0, dropout=0.0):
     x = keras.layers.Rescaling(1.0 / 255.0, name="normalize")(inputs)
     x = _conv_bn_relu(x, 8, "block1", strides=2)
     x = _conv_bn_relu(x, 16, "block2", strides=2)
-    model = keras.Model(inputs, _classifier_head(x, num_classes, dropout), name="tiny_cnn")
+    model = keras.Model(inputs, classifier_head(x, num_classes, dropout), name="tiny_cnn")
     return _load_local_weights(model, weights)
 
 

@@ -6,9 +6,9 @@ import json
 import zipfile
 from pathlib import Path
 
-from edgecls.errors import EdgeclsError, ModelFileError
+from edgecls.errors import EdgeclsError, ModelFileError, first_line
+from edgecls.run_folder import LABELS, RunFolder
 
-LABELS_FILE = "labels.txt"
 # Layers whose config names Python code to run. Safe mode stops pickled ``lambda`` bytecode, but a
 # Lambda naming a plain function is still resolved from any module already imported (os, shutil,
 # ...); edgecls models never contain one, so a model file that does is refused before Keras sees it.
@@ -31,7 +31,7 @@ def load_keras_model(path, *, compile: bool = False):
     try:
         return keras.models.load_model(path, safe_mode=True, compile=compile)
     except Exception as err:  # noqa: BLE001 - Keras raises many kinds for a damaged file
-        first = _first_line(err)
+        first = first_line(err)
         if "safe_mode" in str(err):
             raise ModelFileError(f"refused {path}: it holds Python code that Keras safe mode does not run "
                                  f"({first[:120]})") from None
@@ -52,7 +52,7 @@ def refuse_code_layers(path) -> None:
         raise
     # Damaged zips and JSON fail in many ways; nesting deep enough for RecursionError is one of them.
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as err:
-        raise ModelFileError(f"cannot load model {path}: {_first_line(err)}") from None
+        raise ModelFileError(f"cannot load model {path}: {first_line(err)}") from None
     found = _code_layer_names(config)
     if found:
         raise ModelFileError(f"refused {path}: layer '{found[0]}' is a Lambda layer (stored Python code), which "
@@ -73,14 +73,11 @@ def _code_layer_names(config) -> list[str]:
     return found
 
 
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-
 
 def read_labels(folder) -> list[str]:
-    path = Path(folder) / LABELS_FILE
+    path = RunFolder(folder).labels
     if not path.is_file():
-        raise EdgeclsError(f"no {LABELS_FILE} in {folder}: is this a run folder?")
+        raise EdgeclsError(f"no {LABELS} in {folder}: is this a run folder?")
     labels = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if len(labels) < 2:
         raise EdgeclsError(f"{path} lists fewer than two classes")

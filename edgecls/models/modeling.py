@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgecls.errors import EdgeclsError
+from edgecls.errors import EdgeclsError, first_line
 from edgecls.models import get_model_spec
 from edgecls.models.architectures import is_head_layer
 from edgecls.tf import keras
@@ -23,6 +23,7 @@ def resolve_weights(weights: str | None):
 
 
 def build_model(arch: str, img_size: int, num_classes: int, *, weights="none", alpha=1.0, dropout=None):
+    """A registered architecture at ``img_size`` with a ``num_classes`` head; it takes RGB 0–255 pixels."""
     spec = get_model_spec(arch)
     if img_size < spec.min_size:
         raise EdgeclsError(f"{arch} needs --img-size of at least {spec.min_size}, got {img_size}")
@@ -43,7 +44,7 @@ def build_model(arch: str, img_size: int, num_classes: int, *, weights="none", a
                 "in ~/.keras/models/, pass --weights PATH to a local file, or train from scratch with --weights none"
             ) from None
         if resolved not in (None, "imagenet"):
-            raise EdgeclsError(f"cannot load weights from {resolved} into {arch}: {_first_line(err)}") from None
+            raise EdgeclsError(f"cannot load weights from {resolved} into {arch}: {first_line(err)}") from None
         raise
 
 
@@ -51,9 +52,6 @@ def _looks_like_download_failure(err: Exception) -> bool:
     text = str(err)
     return "URL fetch failure" in text or "fetch" in text.lower() or isinstance(err, OSError)
 
-
-def _first_line(err: Exception) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
 
 
 def count_macs(model) -> int:

@@ -23,8 +23,13 @@ class ModelSpec:
     min_size: int = 32
     default_size: int = 224
     fine_tune_layers: int = 0  # base layers unfrozen in phase 2 (0 = phase 2 fine-tunes all)
-    test_size: int = 32  # smallest size that still exercises the whole graph in fast tests
     test_only: bool = False  # for fast tests and smoke runs; not a deployment architecture
+    # How the shared model checks (tests/model_checks.py) build this model: the smallest size and
+    # builder arguments (e.g. a narrow alpha) that still exercise the whole graph, and whether the
+    # checks are too slow for the default test run.
+    test_size: int = 32
+    test_kwargs: dict = dataclasses.field(default_factory=dict)
+    test_slow: bool = False
 
 
 _MODELS: dict[str, ModelSpec] = {}

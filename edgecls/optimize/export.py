@@ -10,6 +10,7 @@ import numpy as np
 
 from edgecls.errors import EdgeclsError
 from edgecls.fsutil import write_json
+from edgecls.metrics import top1_accuracy
 from edgecls.optimize import tflite_convert
 from edgecls.optimize.exporting import ExportRecord, keras_accuracy, print_table, write_onnx, write_tflite
 from edgecls.optimize.quantize import DEFAULT_CALIBRATION, post_training_int8, variant_prefix
@@ -48,7 +49,7 @@ def _export_onnx(ctx: RunContext, prefix, int8, opset, calibration, float_top1) 
     from edgecls.optimize.onnx_export import check_parity, export_onnx, quantize_onnx_int8
 
     # "onnx_" keeps each variant's sidecar (<variant>.json) apart from the TFLite one of that name.
-    path = export_onnx(ctx.model, ctx.exports / f"{prefix}onnx_float32.onnx", opset=opset)
+    path = export_onnx(ctx.model, ctx.folder.export(f"{prefix}onnx_float32", ".onnx"), opset=opset)
     parity = check_parity(ctx.model, path, ctx.test_images[:64])
     if not parity["ok"]:
         raise EdgeclsError(f"ONNX export does not match Keras: max |diff| {parity['max_abs_diff']:.2e}, "
@@ -57,7 +58,7 @@ def _export_onnx(ctx: RunContext, prefix, int8, opset, calibration, float_top1) 
     record.notes = f"max |diff| vs Keras {parity['max_abs_diff']:.1e}, opset {opset}"
     records = [record]
     if int8:
-        int8_path = quantize_onnx_int8(path, ctx.exports / f"{prefix}onnx_int8.onnx",
+        int8_path = quantize_onnx_int8(path, ctx.folder.export(f"{prefix}onnx_int8", ".onnx"),
                                        ctx.calibration_images(calibration))
         records.append(write_onnx(ctx, f"{prefix}onnx_int8", int8_path, reference_top1=float_top1))
     return records
@@ -66,7 +67,7 @@ def _export_onnx(ctx: RunContext, prefix, int8, opset, calibration, float_top1) 
 def _export_saved_model(ctx: RunContext, prefix, float_top1) -> ExportRecord:
     from edgecls.tf import tf
 
-    target = ctx.exports / f"{prefix}saved_model"
+    target = ctx.folder.export(f"{prefix}saved_model", "")
     _, height, width, channels = ctx.model.input_shape
     signature = tf.function(lambda image: {"probs": ctx.model(image, training=False)},
                             input_signature=[tf.TensorSpec([None, height, width, channels], tf.float32,
@@ -77,7 +78,7 @@ def _export_saved_model(ctx: RunContext, prefix, float_top1) -> ExportRecord:
         loaded = tf.saved_model.load(str(staging / "model")).signatures["serving_default"]
         probs = np.concatenate([loaded(image=tf.constant(np.asarray(ctx.test_images[i:i + 64], np.float32)))["probs"]
                                 .numpy() for i in range(0, len(ctx.test_labels), 64)])
-        top1 = float(np.mean(probs.argmax(axis=1) == ctx.test_labels))
+        top1 = top1_accuracy(ctx.test_labels, probs)
         if target.exists():  # replace the old folder only once the new one is complete
             shutil.rmtree(target)
         (staging / "model").rename(target)

@@ -5,21 +5,40 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import numpy as np
-
 from edgecls.fsutil import atomic_path
+from edgecls.metrics import top1_accuracy, top_k_or_none
 from edgecls.optimize.run_context import RunContext
+from edgecls.run_folder import MODEL
 from edgecls.sidecar import build_sidecar, file_sizes, write_sidecar
 
 
 @dataclasses.dataclass
 class ExportRecord:
+    """One exported model file, as ``edgecls.quantize`` / ``export`` / ``prune`` return it.
+
+    ``path`` is the file (its sidecar is ``path.with_suffix(".json")``), ``size`` holds ``bytes`` and
+    ``gzip_bytes``, ``accuracy``/``top5`` are measured on the run's test split through the deploy
+    runtime (fractions; ``top5`` is None with 5 classes or fewer), ``notes`` says what else was seen
+    (XNNPACK partitions, float ops, ONNX parity).
+
+    Example::
+
+        >>> record = edgecls.quantize("runs/flowers", int8=True)[0]  # doctest: +SKIP
+        >>> record.path, record.accuracy  # doctest: +SKIP
+        (PosixPath('runs/flowers/exports/int8.tflite'), 0.82)
+    """
+
     variant: str
     path: Path
     size: dict
     accuracy: float
     top5: float | None
     notes: str = ""
+
+    def to_dict(self) -> dict:
+        """The JSON record ``--json`` prints: every field, the path as a string."""
+        return {"variant": self.variant, "path": str(self.path), "size": dict(self.size), "accuracy": self.accuracy,
+                "top5": self.top5, "notes": self.notes}
 
 
 def measure_accuracy(model_path, ctx: RunContext) -> dict:
@@ -29,25 +48,21 @@ def measure_accuracy(model_path, ctx: RunContext) -> dict:
     runtime = open_model(model_path, quiet=True)
     probs = runtime.predict(ctx.test_images)
     labels = ctx.test_labels
-    top1 = float(np.mean(probs.argmax(axis=1) == labels))
-    top5 = None
-    if probs.shape[1] > 5:
-        top5 = float(np.mean((np.argsort(-probs, axis=1)[:, :5] == labels[:, None]).any(axis=1)))
-    return {"top1": top1, "top5": top5, "split": "test", "num_samples": int(len(labels)), "predictions": probs}
+    return {"top1": top1_accuracy(labels, probs), "top5": top_k_or_none(labels, probs), "split": "test",
+            "num_samples": int(len(labels)), "predictions": probs}
 
 
 def keras_accuracy(model, ctx: RunContext) -> float:
     from edgecls.train.pipeline import predict_probs
 
-    probs = predict_probs(model, ctx.test_images)
-    return float(np.mean(probs.argmax(axis=1) == ctx.test_labels))
+    return top1_accuracy(ctx.test_labels, predict_probs(model, ctx.test_images))
 
 
 def write_tflite(ctx: RunContext, variant: str, blob: bytes, *, reference_top1: float | None,
                  extra: dict | None = None) -> ExportRecord:
     from edgecls.optimize.tflite_inspect import inspect_tflite
 
-    path = ctx.exports / f"{variant}.tflite"
+    path = ctx.folder.export(variant, ".tflite")
     with atomic_path(path) as tmp:
         tmp.write_bytes(blob)
     info = inspect_tflite(blob)
@@ -98,7 +113,7 @@ def print_table(records: list[ExportRecord], float_top1: float, title: str = "ex
     from rich.table import Table
 
     table = Table("variant", "file", "size", "gzip", "top-1", "vs float", "notes", title=title)
-    table.add_row("keras float", "model.keras", "", "", f"{float_top1:.4f}", "", "reference")
+    table.add_row("keras float", MODEL, "", "", f"{float_top1:.4f}", "", "reference")
     for r in records:
         table.add_row(r.variant, r.path.name, _kb(r.size["bytes"]), _kb(r.size["gzip_bytes"]), f"{r.accuracy:.4f}",
                       f"{(r.accuracy - float_top1) * 100:+.2f} pt", r.notes)
@@ -110,14 +125,3 @@ def print_table(records: list[ExportRecord], float_top1: float, title: str = "ex
 
 def _kb(n: int) -> str:
     return f"{n / 1024:,.0f} KB" if n < 10 * 2**20 else f"{n / 2**20:,.1f} MB"
-
-
-def calibration_progress(total: int, description: str):
-    """A rich progress bar and the callback that advances it, for converter calibration."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    progress = Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        transient=True)
-    task = progress.add_task(description, total=total)
-    return progress, lambda: progress.advance(task)
-

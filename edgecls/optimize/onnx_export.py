@@ -77,8 +77,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from edgecls.errors import EdgeclsError
+from edgecls.errors import EdgeclsError, first_line
 from edgecls.fsutil import atomic_path
+from edgecls.metrics import top1_agreement
 from edgecls.optimize.calibration import pinned_calibration_inputs
 from edgecls.optimize.onnx_metadata import (  # noqa: F401 - the metadata helpers are public here too
     METADATA_KEY,
@@ -126,7 +127,7 @@ def export_onnx(model, path, *, opset: int = DEFAULT_OPSET, output_name: str = O
     except EdgeclsError:
         raise
     except Exception as err:  # noqa: BLE001 - tracing and conversion raise anything
-        raise EdgeclsError(f"ONNX export of {model.name} failed: {_first_line(err)}") from None
+        raise EdgeclsError(f"ONNX export of {model.name} failed: {first_line(err)}") from None
     _raise_on_unsupported_ops(proto, model, opset)
     if len(proto.graph.output) != 1:
         raise EdgeclsError(f"ONNX export expects one model output, {model.name} has {len(proto.graph.output)}")
@@ -147,7 +148,7 @@ def check_parity(model, onnx_path, images_uint8, *, threads: int = 1) -> dict:
                                   for i in range(0, len(images), 32)])
     onnx_probs = open_model(onnx_path, threads=threads, quiet=True).predict(images)
     diff = float(np.abs(keras_probs.astype(np.float32) - onnx_probs).max())
-    agreement = float(np.mean(keras_probs.argmax(-1) == onnx_probs.argmax(-1)))
+    agreement = top1_agreement(keras_probs, onnx_probs)
     return {"images": int(len(images)), "max_abs_diff": diff, "top1_agreement": agreement,
             "same_top1": agreement == 1.0, "ok": diff < PARITY_MAX_ABS_DIFF and agreement == 1.0}
 
@@ -288,7 +289,7 @@ def _save_checked(proto, path) -> None:
         try:
             onnx.checker.check_model(str(tmp))
         except onnx.checker.ValidationError as err:
-            raise EdgeclsError(f"the ONNX model for {Path(path).name} is invalid: {_first_line(err)}") from None
+            raise EdgeclsError(f"the ONNX model for {Path(path).name} is invalid: {first_line(err)}") from None
 
 
 # --------------------------------------------------------------------------- int8
@@ -349,14 +350,14 @@ def quantize_onnx_int8(float_onnx_path, out_path, calibration_images_uint8, *, p
             except EdgeclsError:
                 raise
             except Exception as err:  # noqa: BLE001 - onnxruntime raises plain exceptions
-                raise EdgeclsError(f"ONNX int8 quantization failed: {_first_line(err)}") from None
+                raise EdgeclsError(f"ONNX int8 quantization failed: {first_line(err)}") from None
             quantized = load_onnx(tmp)
             set_metadata(quantized, QUANT_METADATA_KEY, settings)
             onnx.save(quantized, str(tmp))
             try:
                 onnx.checker.check_model(str(tmp))
             except onnx.checker.ValidationError as err:
-                raise EdgeclsError(f"the int8 ONNX model is invalid: {_first_line(err)}") from None
+                raise EdgeclsError(f"the int8 ONNX model is invalid: {first_line(err)}") from None
     return Path(out_path)
 
 
@@ -390,13 +391,10 @@ def _calibration_progress(progress, total: int):
     if not progress:
         yield lambda: None
         return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from edgecls.progress import progress_bar
 
-    columns = (TextColumn("calibrating ONNX int8"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("calibrate", total=total)
-        yield lambda: bar.advance(task)
+    with progress_bar("calibrating ONNX int8", total) as advance:
+        yield advance
 
 
 def _calibration_array(images, expected: tuple[int, int, int]) -> np.ndarray:
@@ -409,6 +407,3 @@ def _calibration_array(images, expected: tuple[int, int, int]) -> np.ndarray:
         raise EdgeclsError(f"calibration images are {tuple(images.shape[1:])}, the model takes {tuple(expected)}")
     return images
 
-
-def _first_line(err: Exception) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0][:300]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import onnx
 
-from edgecls.errors import ModelFileError
+from edgecls.errors import ModelFileError, first_line
 from edgecls.fsutil import atomic_path
 
 METADATA_KEY = "edgecls_sidecar"
@@ -130,8 +130,5 @@ def load_onnx(path) -> onnx.ModelProto:
     try:
         return onnx.load(str(path))
     except Exception as err:  # noqa: BLE001 - protobuf's DecodeError and friends
-        raise ModelFileError(f"cannot read ONNX model {path}: {_first_line(err)}") from None
+        raise ModelFileError(f"cannot read ONNX model {path}: {first_line(err)}") from None
 
-
-def _first_line(err: Exception) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0][:300]

@@ -18,6 +18,7 @@ from edgecls.fsutil import atomic_path, write_json
 from edgecls.optimize.exporting import ExportRecord, keras_accuracy, print_table, write_tflite
 from edgecls.optimize.run_context import RunContext, load_run
 from edgecls.sidecar import build_sidecar, file_sizes, write_sidecar
+from edgecls.train.callbacks import epoch_progress
 
 sparsity = tfmot.sparsity.keras
 PRUNABLE = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
@@ -92,10 +93,11 @@ def prune_run(run_dir, *, target: float = 0.5, epochs: int = 3, lr: float = 1e-4
                   metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
     if verbose:
         print(f"pruning to {target:.0%} sparsity over {epochs} epoch(s)" + (" (XNNPACK policy)" if for_xnnpack else ""))
-    model.fit(train, validation_data=val, epochs=epochs, callbacks=[sparsity.UpdatePruningStep()],
-              verbose=2 if verbose else 0)
+    with epoch_progress(bool(verbose)) as progress:
+        model.fit(train, validation_data=val, epochs=epochs, callbacks=[*progress, sparsity.UpdatePruningStep()],
+                  verbose=0)
     stripped = sparsity.strip_pruning(model)
-    pruned_path = ctx.exports / "pruned.keras"
+    pruned_path = ctx.folder.export("pruned", ".keras")
     with atomic_path(pruned_path) as tmp:
         stripped.save(tmp)
     pruned_top1 = keras_accuracy(stripped, ctx)
@@ -116,7 +118,7 @@ def prune_run(run_dir, *, target: float = 0.5, epochs: int = 3, lr: float = 1e-4
                   "num_samples": len(ctx.test_labels)}, batch=None, extra={"pruning": report}))
 
     records = _pruned_tflite(ctx, stripped, float_top1, for_xnnpack, report)
-    write_json(ctx.exports / "pruning_report.json", report)
+    write_json(ctx.folder.pruning_report, report)
     if verbose:
         _print_sparsity(per_layer, report)
         print_table(records, float_top1, title="pruned exports")
@@ -142,36 +144,21 @@ def _pruned_tflite(ctx: RunContext, stripped, float_top1, for_xnnpack: bool, rep
 
 
 def _convert_sparse(model) -> bytes:
-    from edgecls.optimize.tflite_convert import _concrete_function
+    from edgecls.optimize.tflite_convert import concrete_function
 
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([_concrete_function(model)], model)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete_function(model)], model)
     converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
     return converter.convert()
 
 
-def _latency_pair(dense: bytes, sparse: bytes, runs: int = 100, rounds: int = 5) -> tuple[float, float]:
-    """Median invoke time of both models, interleaved round by round so drift hits both alike."""
-    import time
+def _latency_pair(dense: bytes, sparse: bytes, runs: int = 20, rounds: int = 5) -> tuple[float, float]:
+    """Median invoke time of both models (1 thread), interleaved round by round so drift hits both alike."""
+    from edgecls.deploy.litert import ready_invoke
+    from edgecls.timing import interleaved_latency
 
-    from edgecls.deploy.litert import tflite_interpreter
-
-    interpreters = []
-    for blob in (dense, sparse):
-        it = tflite_interpreter(model_content=blob, num_threads=1)
-        it.allocate_tensors()
-        detail = it.get_input_details()[0]
-        it.set_tensor(detail["index"], np.random.default_rng(0).uniform(0, 255, detail["shape"]).astype(np.float32))
-        for _ in range(10):
-            it.invoke()
-        interpreters.append(it)
-    samples = ([], [])
-    for _ in range(rounds):
-        for index, it in enumerate(interpreters):
-            for _ in range(runs // rounds):
-                start = time.perf_counter()
-                it.invoke()
-                samples[index].append(time.perf_counter() - start)
-    return tuple(float(np.median(s) * 1e3) for s in samples)
+    calls = {"dense": ready_invoke(model_content=dense), "sparse": ready_invoke(model_content=sparse)}
+    stats = interleaved_latency(calls, rounds=rounds, runs=runs, warmup=10)
+    return stats["dense"]["median_ms"], stats["sparse"]["median_ms"]
 
 
 def _print_sparsity(per_layer: dict, report: dict) -> None:

@@ -14,7 +14,8 @@ from edgecls.tf import keras  # first: sets TF_USE_LEGACY_KERAS before tfmot imp
 import tensorflow_model_optimization as tfmot  # noqa: E402  # isort: skip
 
 
-from edgecls.errors import EdgeclsError
+from edgecls.errors import EdgeclsError, first_line
+from edgecls.metrics import top1_accuracy
 from edgecls.models.layers import ChannelShift
 from edgecls.models.mobilenet_v3 import ShiftedReLU6
 from edgecls.optimize.graph_rewrite import split_fused_activations
@@ -95,7 +96,7 @@ def _unsupported(err: Exception, model) -> str:
         shown = ", ".join(f"'{n}'" for n in names) or match.group(1)
         return (f"layer {shown} ({match.group(1)}) is a custom layer tfmot cannot quantize; give it a "
                 "QuantizeConfig or build it from Keras layers")
-    return text.splitlines()[0][:240] if text else type(err).__name__
+    return first_line(err)
 
 
 def train_quantization_aware(ctx, *, epochs: int, lr: float, batch_size: int | None,
@@ -104,6 +105,7 @@ def train_quantization_aware(ctx, *, epochs: int, lr: float, batch_size: int | N
     import numpy as np
 
     from edgecls.optimize.tflite_convert import logits_model
+    from edgecls.train.callbacks import epoch_progress
     from edgecls.train.pipeline import make_dataset, steps_per_epoch
     from edgecls.train.schedules import WarmupCosine
 
@@ -126,10 +128,11 @@ def train_quantization_aware(ctx, *, epochs: int, lr: float, batch_size: int | N
         )
         if verbose:
             print(f"quantization-aware training: {epochs} epoch(s) at lr {lr:g}")
-        qat_model.fit(train, validation_data=val, epochs=epochs, verbose=2 if verbose else 0)
+        with epoch_progress(bool(verbose)) as progress:
+            qat_model.fit(train, validation_data=val, epochs=epochs, callbacks=progress, verbose=0)
     logits = []
     for start in range(0, len(ctx.test_labels), 64):
         x = np.asarray(ctx.test_images[start:start + 64], dtype=np.float32)
         logits.append(qat_model(x, training=False).numpy())
-    qat_top1 = float(np.mean(np.concatenate(logits).argmax(axis=1) == ctx.test_labels))
+    qat_top1 = top1_accuracy(ctx.test_labels, np.concatenate(logits))
     return qat_model, qat_top1

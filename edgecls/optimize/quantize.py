@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-
 from edgecls.errors import EdgeclsError
 from edgecls.optimize import tflite_convert
-from edgecls.optimize.exporting import ExportRecord, calibration_progress, keras_accuracy, print_table, write_tflite
+from edgecls.optimize.exporting import ExportRecord, keras_accuracy, print_table, write_tflite
 from edgecls.optimize.run_context import RunContext, load_run
+from edgecls.progress import progress_bar
 
 DEFAULT_CALIBRATION = 300
 
@@ -50,8 +49,8 @@ def quantize_run(run_dir, *, int8=False, qat=False, float16=False, dynamic=False
 def post_training_int8(ctx: RunContext, *, io: str, calibration: int, reference_top1: float, prefix: str = "",
                        verbose: int = 1) -> ExportRecord:
     images = ctx.calibration_images(calibration)
-    progress, advance = calibration_progress(len(images) + 1, f"calibrating int8 on {len(images)} train images")
-    with progress if verbose else contextlib.nullcontext():
+    with progress_bar(f"calibrating int8 on {len(images)} train images", len(images) + 1,
+                      enabled=bool(verbose)) as advance:
         blob = tflite_convert.convert(ctx.model, "int8", calibration=images, io=io,
                                       progress=advance if verbose else None)
     variant = f"{prefix}int8" if io == "uint8" else f"{prefix}int8_io{io}"

@@ -9,8 +9,7 @@ import numpy as np
 
 from edgecls.config import RunConfig, load_run_config
 from edgecls.errors import DataError, EdgeclsError
-
-EXPORTS = "exports"
+from edgecls.run_folder import RunFolder
 
 
 @dataclasses.dataclass
@@ -23,8 +22,12 @@ class RunContext:
     data: object  # edgecls.train.data_prep.PreparedData
 
     @property
+    def folder(self) -> RunFolder:
+        return RunFolder(self.run_dir)
+
+    @property
     def exports(self) -> Path:
-        return self.run_dir / EXPORTS
+        return self.folder.exports
 
     @property
     def img_size(self) -> int:
@@ -37,6 +40,15 @@ class RunContext:
             raise EdgeclsError(f"--calibration must be at least 1, got {count}")
         pick = np.random.default_rng(seed).choice(len(train), size=min(count, len(train)), replace=False)
         return np.asarray(train[np.sort(pick)])
+
+    @property
+    def val_images(self) -> np.ndarray:
+        """The validation split: what a search chooses on (the test split only reports)."""
+        return self.data.val.images
+
+    @property
+    def val_labels(self) -> np.ndarray:
+        return np.asarray(self.data.val.labels)
 
     @property
     def test_images(self) -> np.ndarray:
@@ -52,10 +64,11 @@ def load_run(run_dir, model_path=None, *, verbose: int = 1) -> RunContext:
     from edgecls.train.data_prep import prepare_data
 
     run_dir = Path(run_dir)
-    if not run_dir.is_dir() or not (run_dir / "config.yaml").is_file():
-        raise EdgeclsError(f"not a run folder (no config.yaml): {run_dir}")
+    folder = RunFolder(run_dir)
+    if not run_dir.is_dir() or not folder.is_run():
+        raise EdgeclsError(f"not a run folder (no {folder.config.name}): {run_dir}")
     config = load_run_config(run_dir)
-    model_path = Path(model_path) if model_path else run_dir / "model.keras"
+    model_path = Path(model_path) if model_path else folder.model
     if not model_path.is_absolute() and not model_path.exists():
         model_path = run_dir / model_path
     model = load_keras_model(model_path)

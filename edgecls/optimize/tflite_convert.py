@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgecls.errors import EdgeclsError
+from edgecls.errors import EdgeclsError, first_line
 from edgecls.optimize.calibration import pinned_calibration_inputs
 from edgecls.tf import keras, tf
 
@@ -28,7 +28,12 @@ def logits_model(model):
     return keras.Model(model.input, logits, name=f"{model.name}_logits")
 
 
-def _concrete_function(model):
+def concrete_function(model):
+    """The model's inference call traced at batch 1 on float32 NHWC images named ``image``.
+
+    Converters start from this rather than from the Keras model, so every TFLite file has the
+    same fixed input signature whatever the model was built with.
+    """
     _, height, width, channels = model.input_shape
     spec = tf.TensorSpec([1, height, width, channels], tf.float32, name="image")
     return tf.function(lambda image: model(image, training=False)).get_concrete_function(spec)
@@ -41,7 +46,7 @@ def convert(model, variant: str, *, calibration: np.ndarray | None = None, io: s
         raise EdgeclsError(f"unknown TFLite variant '{variant}'; choose one of {', '.join(VARIANTS)}")
     integer = variant == "int8"
     graph = logits_model(model) if integer else model
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([_concrete_function(graph)], graph)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete_function(graph)], graph)
     if variant == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
@@ -70,8 +75,7 @@ def convert(model, variant: str, *, calibration: np.ndarray | None = None, io: s
     try:
         return converter.convert()
     except Exception as err:  # noqa: BLE001 - the converter raises ConverterError and friends
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
-        raise EdgeclsError(f"TFLite conversion ({variant}) failed: {first}") from None
+        raise EdgeclsError(f"TFLite conversion ({variant}) failed: {first_line(err)}") from None
 
 
 def convert_qat(qat_model, *, io: str = "uint8") -> bytes:
@@ -79,7 +83,7 @@ def convert_qat(qat_model, *, io: str = "uint8") -> bytes:
     if io not in IO_TYPES:
         raise EdgeclsError(f"unknown --io '{io}'; choose uint8, int8 or float")
     _pin_input_range(qat_model)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([_concrete_function(qat_model)], qat_model)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete_function(qat_model)], qat_model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.inference_input_type = IO_TYPES[io]
     converter.inference_output_type = IO_TYPES[io]
@@ -87,8 +91,7 @@ def convert_qat(qat_model, *, io: str = "uint8") -> bytes:
     try:
         return converter.convert()
     except Exception as err:  # noqa: BLE001
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
-        raise EdgeclsError(f"TFLite conversion of the QAT model failed: {first}") from None
+        raise EdgeclsError(f"TFLite conversion of the QAT model failed: {first_line(err)}") from None
 
 
 def _pin_input_range(qat_model) -> None:

@@ -1,21 +1,25 @@
-"""Keras callbacks: per-epoch checkpoint + resumable state + early stopping, and resource use."""
+"""Keras callbacks: per-epoch checkpoint + resumable state + early stopping, resource use, progress."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 
 from edgecls.fsutil import atomic_path
+from edgecls.progress import progress_bar
+from edgecls.run_folder import CHECKPOINTS
 from edgecls.tf import keras, tf
 from edgecls.train.run_state import RunState
 from edgecls.train.schedules import current_lr
 
-CHECKPOINT_DIR = "checkpoints"
-BEST_WEIGHTS = f"{CHECKPOINT_DIR}/best.weights.h5"
+# Relative to the run folder, as state.json records checkpoints.
+BEST_WEIGHTS = f"{CHECKPOINTS}/best.weights.h5"
 
 
 def save_model(model, path: Path) -> None:
@@ -87,6 +91,50 @@ class ResourceMonitor(keras.callbacks.Callback):
                   f"RSS {usage['rss_mb']:.0f} MB, system RAM {usage['system_ram_percent']:.0f}%{gpu}")
 
 
+class EpochProgress(keras.callbacks.Callback):
+    """A bar of the epoch's steps on stderr while it runs, then one line of its metrics on stdout.
+
+    Replaces Keras' own progress output (``fit(verbose=0)``), which draws on stdout and, in a log,
+    leaves one redraw per batch; the line per epoch keeps the log of a run readable.
+    """
+
+    def __init__(self, stack: contextlib.ExitStack):
+        super().__init__()
+        self._stack = stack
+        self._advance = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._close()
+        total = self.params.get("epochs")
+        self._advance = self._stack.enter_context(progress_bar(f"epoch {epoch + 1}/{total}",
+                                                               self.params.get("steps")))
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._advance is not None:
+            self._advance()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._close()
+        metrics = ", ".join(f"{name} {_plain(value):.4f}" for name, value in (logs or {}).items()
+                            if isinstance(_plain(value), float))
+        print(f"Epoch {epoch + 1}/{self.params.get('epochs')}: {metrics}", flush=True)
+
+    def _close(self):
+        if self._advance is not None:
+            self._stack.close()  # only this epoch's bar is on the stack
+            self._advance = None
+
+
+@contextlib.contextmanager
+def epoch_progress(enabled: bool = True) -> Iterator[list]:
+    """The progress callbacks for ``model.fit(..., verbose=0)``: ``[EpochProgress]``, or ``[]`` when quiet.
+
+    A context manager, so an epoch interrupted by an exception still takes its bar down.
+    """
+    with contextlib.ExitStack() as stack:
+        yield [EpochProgress(stack)] if enabled else []
+
+
 class RunCheckpointer(keras.callbacks.Callback):
     """After each epoch: best model, resumable checkpoint, history and state, then early stopping.
 
@@ -131,7 +179,7 @@ class RunCheckpointer(keras.callbacks.Callback):
             state.wait += 1
 
         previous = state.checkpoint
-        name = f"{CHECKPOINT_DIR}/epoch-{epoch + 1:04d}.keras"
+        name = f"{CHECKPOINTS}/epoch-{epoch + 1:04d}.keras"
         save_model(self.model, self.run_dir / name)
         state.history.append(row)
         state.epoch, state.phase, state.checkpoint = epoch + 1, self.phase, name

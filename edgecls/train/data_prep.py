@@ -32,6 +32,7 @@ def cache_root(config: RunConfig) -> Path:
 
 
 def prepare_data(config: RunConfig, run_dir: Path | None, *, verbose: int = 1) -> PreparedData:
+    """Find, split, decode and cache the dataset of ``config``; with ``run_dir``, write its scan report there."""
     d = config.data
     fractions = {"train": 1.0 - d.val_fraction - d.test_fraction, "val": d.val_fraction, "test": d.test_fraction}
     files = find_dataset(d.path, fractions=fractions, seed=d.seed, cache_root=cache_root(config))

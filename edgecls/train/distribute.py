@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from edgecls.config import STRATEGIES
-from edgecls.errors import EdgeclsError
+from edgecls.errors import EdgeclsError, first_line
 from edgecls.tf import keras, tf
 
 TF_CONFIG = "TF_CONFIG"
@@ -174,8 +174,7 @@ def make_distribution(name: str) -> Distribution:
         try:
             strategy = tf.distribute.MultiWorkerMirroredStrategy()
         except (ValueError, RuntimeError, tf.errors.OpError) as err:
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
-            raise EdgeclsError(f"cannot start {task} of the TF_CONFIG cluster: {first}") from None
+            raise EdgeclsError(f"cannot start {task} of the TF_CONFIG cluster: {first_line(err)}") from None
         return Distribution(strategy, "multiworker", task)
 
     gpus = tf.config.list_logical_devices("GPU")

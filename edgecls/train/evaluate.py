@@ -12,6 +12,8 @@ import numpy as np
 
 from edgecls.errors import DataError
 from edgecls.fsutil import write_json, write_text
+from edgecls.metrics import classification_metrics
+from edgecls.run_folder import RunFolder
 from edgecls.train import report
 from edgecls.train.pipeline import predict_probs
 
@@ -27,13 +29,13 @@ def evaluate_arrays(model, images, labels, paths, classes, out_dir: Path, *, tit
         raise DataError("no test images to evaluate on")
     if probs is None:
         probs = predict_probs(model, images)
-    metrics = report.classification_metrics(labels, probs, classes)
-    write_text(out_dir / "classification_report.txt", report.format_report(metrics, classes))
-    write_json(out_dir / "classification_report.json", metrics)
-    report.plot_confusion_matrix(np.asarray(metrics["confusion_matrix"]), classes,
-                                 out_dir / "plots" / "confusion_matrix.png", title=title or None)
-    metrics["misclassified"] = report.write_misclassified(paths, labels, probs, classes,
-                                                          out_dir / "misclassified.csv")
-    report.plot_misclassified_gallery(images, paths, labels, probs, classes, out_dir / "plots" / "misclassified.png")
+    folder = RunFolder(out_dir)
+    metrics = classification_metrics(labels, probs, classes)
+    write_text(folder.classification_report_txt, report.format_report(metrics, classes))
+    write_json(folder.classification_report_json, metrics)
+    report.plot_confusion_matrix(np.asarray(metrics["confusion_matrix"]), classes, folder.confusion_matrix_png,
+                                 title=title or None)
+    metrics["misclassified"] = report.write_misclassified(paths, labels, probs, classes, folder.misclassified)
+    report.plot_misclassified_gallery(images, paths, labels, probs, classes, folder.misclassified_png)
     return {k: metrics[k] for k in ("accuracy", "top5_accuracy", "macro_precision", "macro_recall", "macro_f1",
                                     "weighted_f1", "num_samples", "misclassified")}

@@ -1,4 +1,4 @@
-"""Evaluation reports: metrics, a text report, plots and the list of mistakes.
+"""Evaluation reports: a text report, plots and the list of mistakes (the metrics: edgecls.metrics).
 
 Everything here works on plain arrays (labels and class probabilities), so it serves the
 float Keras model and the int8 TFLite model alike and never needs TensorFlow.
@@ -21,12 +21,11 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from edgecls.fsutil import atomic_path
+from edgecls.metrics import check_class_names, check_inputs
 
 __all__ = [
-    "classification_metrics",
     "format_report",
     "plot_confusion_matrix",
     "plot_history",
@@ -35,71 +34,13 @@ __all__ = [
     "save_figure",
 ]
 
-_TOP_K = 5
 # Above this many classes, numbers in the cells become unreadable and only slow the render.
 _ANNOTATE_MAX_CLASSES = 20
 MISCLASSIFIED_COLUMNS = ("file", "true_label", "predicted_label", "confidence", "true_label_score")
 
 
-# --------------------------------------------------------------------------- metrics
-
-
-def classification_metrics(y_true, probs, class_names: Sequence[str]) -> dict:
-    """Top-1/top-5 accuracy, precision/recall/F1 and the confusion matrix, as JSON-ready types.
-
-    ``y_true`` holds class indices (N,), ``probs`` the scores (N, C), one column per class name.
-    The macro and weighted averages follow scikit-learn's default and cover the classes that
-    occur in the labels or the predictions: a class with no samples that the model never
-    predicts says nothing about the model, so it should not drag the averages towards zero.
-    It still appears in ``per_class`` (all zeros, support 0) and in the confusion matrix.
-    """
-    names = _check_class_names(class_names)
-    y, p = _check_inputs(y_true, probs, names, allow_empty=False)
-    n, c = p.shape
-    pred = p.argmax(axis=1)
-    labels = list(range(c))
-
-    prec, rec, f1, support = precision_recall_fscore_support(
-        y, pred, labels=labels, average=None, zero_division=0
-    )
-    macro_p, macro_r, macro_f1, _ = precision_recall_fscore_support(
-        y, pred, average="macro", zero_division=0
-    )
-    _, _, weighted_f1, _ = precision_recall_fscore_support(
-        y, pred, average="weighted", zero_division=0
-    )
-    cm = confusion_matrix(y, pred, labels=labels)
-
-    return {
-        "accuracy": float(np.mean(pred == y)),
-        "top5_accuracy": _top_k_accuracy(y, p, _TOP_K) if c > _TOP_K else None,
-        "macro_precision": float(macro_p),
-        "macro_recall": float(macro_r),
-        "macro_f1": float(macro_f1),
-        "weighted_f1": float(weighted_f1),
-        "num_samples": int(n),
-        "per_class": {
-            name: {
-                "precision": float(prec[i]),
-                "recall": float(rec[i]),
-                "f1": float(f1[i]),
-                "support": int(support[i]),
-            }
-            for i, name in enumerate(names)
-        },
-        "confusion_matrix": [[int(v) for v in row] for row in cm],
-    }
-
-
-def _top_k_accuracy(y: np.ndarray, p: np.ndarray, k: int) -> float:
-    # A stable sort on the negated scores breaks ties towards the lower index, exactly as
-    # argmax does, so top-1 under this rule always equals the reported accuracy.
-    order = np.argsort(-p, axis=1, kind="stable")[:, :k]
-    return float(np.mean(np.any(order == y[:, None], axis=1)))
-
-
 def format_report(metrics: Mapping[str, Any], class_names: Sequence[str]) -> str:
-    """Plain-text report in aligned columns, from the dict of :func:`classification_metrics`.
+    """Plain-text report in aligned columns, from the dict of :func:`edgecls.metrics.classification_metrics`.
 
     Works as well on that dict after a JSON round trip, e.g. read back from ``metrics.json``.
     """
@@ -316,8 +257,8 @@ def _phase_changes(rows: Sequence[Mapping[str, Any]], x: np.ndarray) -> list[tup
 
 def _checked_mistakes(paths, y_true, probs, class_names):
     """Validated inputs of the two mistake reports, with the mistakes ranked most confident first."""
-    names = _check_class_names(class_names)
-    y, p = _check_inputs(y_true, probs, names, allow_empty=True)
+    names = check_class_names(class_names)
+    y, p = check_inputs(y_true, probs, names, allow_empty=True)
     paths = list(paths)
     if len(paths) != len(y):
         raise ValueError(f"{len(paths)} paths for {len(y)} samples")
@@ -400,38 +341,6 @@ def _ranked_mistakes(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _check_class_names(class_names: Sequence[str]) -> list[str]:
-    names = [str(n) for n in class_names]
-    if not names:
-        raise ValueError("no class names")
-    if len(set(names)) != len(names):
-        # Per-class results are keyed by name; duplicates would silently merge two classes.
-        raise ValueError("class names must be unique")
-    return names
-
-
-def _check_inputs(y_true, probs, names: list[str], *, allow_empty: bool) -> tuple[np.ndarray, np.ndarray]:
-    y = np.asarray(y_true)
-    p = np.asarray(probs, dtype=np.float64)
-    c = len(names)
-    if y.ndim != 1:
-        raise ValueError(f"y_true must be one-dimensional, got shape {y.shape}")
-    if y.size == 0:
-        if not allow_empty:
-            raise ValueError("no samples to evaluate")
-        p = p.reshape(0, c)
-    if p.ndim != 2 or p.shape != (len(y), c):
-        raise ValueError(f"probs must have shape ({len(y)}, {c}), got {p.shape}")
-    if y.size and y.dtype.kind not in "iu":
-        # Labels read back from CSV/JSON can arrive as floats; accept them if they are whole.
-        if y.dtype.kind != "f" or not np.all(y == np.round(y)):
-            raise ValueError("y_true must hold integer class indices")
-    y = y.astype(np.int64)
-    if y.size and (y.min() < 0 or y.max() >= c):
-        raise ValueError(f"y_true has class indices outside 0..{c - 1}")
-    return y, p
 
 
 def _shorten(text: str, limit: int) -> str:

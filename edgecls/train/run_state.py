@@ -15,9 +15,7 @@ from pathlib import Path
 
 from edgecls.errors import EdgeclsError
 from edgecls.fsutil import write_json, write_text
-
-STATE_FILE = "state.json"
-HISTORY_FILE = "history.csv"
+from edgecls.run_folder import RunFolder
 
 
 @dataclasses.dataclass
@@ -35,7 +33,7 @@ class RunState:
 
     @classmethod
     def load(cls, run_dir: Path) -> RunState | None:
-        path = Path(run_dir) / STATE_FILE
+        path = RunFolder(run_dir).state
         if not path.is_file():
             return None
         try:
@@ -45,9 +43,9 @@ class RunState:
             raise EdgeclsError(f"cannot read {path}: {err}") from None
 
     def save(self, run_dir: Path) -> None:
-        run_dir = Path(run_dir)
-        write_text(run_dir / HISTORY_FILE, history_csv(self.history))
-        write_json(run_dir / STATE_FILE, dataclasses.asdict(self))
+        folder = RunFolder(run_dir)
+        write_text(folder.history, history_csv(self.history))
+        write_json(folder.state, dataclasses.asdict(self))
 
 
 def history_csv(rows: list[dict]) -> str:
@@ -62,7 +60,7 @@ def history_csv(rows: list[dict]) -> str:
 
 
 def read_history(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / HISTORY_FILE
+    path = RunFolder(run_dir).history
     if not path.is_file():
         return []
     with path.open(newline="", encoding="utf-8") as handle:

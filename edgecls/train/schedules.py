@@ -54,6 +54,7 @@ def current_lr(optimizer) -> float:
 
 
 def make_optimizer(name: str, learning_rate, weight_decay: float):
+    """The Keras optimizer a recipe names (adam, adamw or sgd) at ``learning_rate`` (a value or a schedule)."""
     name = name.lower()
     if name == "adam":
         return keras.optimizers.Adam(learning_rate)

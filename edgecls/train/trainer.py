@@ -14,8 +14,9 @@ from edgecls.errors import EdgeclsError
 from edgecls.fsutil import remove_stale_temps, write_json, write_text
 from edgecls.models import get_model_spec, modeling
 from edgecls.models.model_files import load_keras_model
+from edgecls.run_folder import CONFIG, HISTORY, MODEL, STATE, RunFolder
 from edgecls.tf import keras, tf
-from edgecls.train.callbacks import BEST_WEIGHTS, ResourceMonitor, RunCheckpointer, save_inference_model
+from edgecls.train.callbacks import BEST_WEIGHTS, ResourceMonitor, RunCheckpointer, epoch_progress, save_inference_model
 from edgecls.train.data_prep import PreparedData, prepare_data
 from edgecls.train.distribute import (
     Distribution,
@@ -29,7 +30,7 @@ from edgecls.train.pipeline import make_dataset, steps_per_epoch
 from edgecls.train.run_state import RunState
 from edgecls.train.schedules import WarmupCosine, make_optimizer
 
-RUN_MARKERS = ("config.yaml", "state.json", "model.keras", "history.csv")
+RUN_MARKERS = (CONFIG, STATE, MODEL, HISTORY)
 
 
 @dataclasses.dataclass
@@ -64,8 +65,8 @@ def plan_phases(config: RunConfig, pretrained: bool) -> list[Phase]:
 def prepare_run_dir(out: Path, *, resume: bool, force: bool) -> None:
     existing = [m for m in RUN_MARKERS if (out / m).exists()]
     if resume:
-        if not (out / "config.yaml").is_file():
-            raise EdgeclsError(f"nothing to resume: {out} is not a run folder (no config.yaml)")
+        if not RunFolder(out).is_run():
+            raise EdgeclsError(f"nothing to resume: {out} is not a run folder (no {CONFIG})")
         return
     if existing:
         if not force:
@@ -100,7 +101,7 @@ def train(config: RunConfig, out_dir, *, resume: bool = False, force: bool = Fal
         remove_stale_temps(out)
         resume = False
     if resume:
-        if not (out / "config.yaml").is_file() and not writes_run_folder(strategy):
+        if not RunFolder(out).is_run() and not writes_run_folder(strategy):
             raise EdgeclsError(f"nothing to resume: {out} is not visible from this worker; with --strategy "
                                "multiworker every worker reads the chief's run folder, so --out must be on "
                                "storage they all share")
@@ -127,7 +128,7 @@ def _train(config: RunConfig, out: Path, run_dir: Path, dist: Distribution, prec
         print(f"{out} has already finished training; nothing to resume")
         if run_dir == out:
             _remove_resume_checkpoints(out, state)  # in case a kill came between finishing and this
-        return TrainResult(out, _read_json(out / "metrics.json"), 0.0, state.epoch)
+        return TrainResult(out, _read_json(RunFolder(out).metrics), 0.0, state.epoch)
     state = state or RunState()
     if run_dir != out and state.checkpoint:
         best = [BEST_WEIGHTS] if state.best_epoch is not None else []
@@ -145,8 +146,9 @@ def _train(config: RunConfig, out: Path, run_dir: Path, dist: Distribution, prec
 
     seed_everything(config.train.seed)
     data = prepare_data(config, run_dir, verbose=verbose)
-    write_text(run_dir / "config.yaml", config.to_yaml())
-    write_text(run_dir / "labels.txt", "\n".join(data.classes) + "\n")
+    written = RunFolder(run_dir)
+    write_text(written.config, config.to_yaml())
+    write_text(written.labels, "\n".join(data.classes) + "\n")
 
     with precision_policy(precision):
         with dist.scope():  # variables, optimizer and loaded checkpoints must belong to the strategy
@@ -164,7 +166,7 @@ def _train(config: RunConfig, out: Path, run_dir: Path, dist: Distribution, prec
     # Every worker loads and saves: reading the weights is an all-reduce in a cluster.
     _load_best_weights(model, run_dir, dist)
     # Metrics come from the saved float32 model: the one evaluate, export and the Pi load.
-    best = save_inference_model(model, run_dir / "model.keras")
+    best = save_inference_model(model, written.model)
     if not dist.is_chief:
         print(f"{dist.task}: training done; the chief writes the run folder")
         return TrainResult(out, {}, 0.0, state.epoch)
@@ -182,10 +184,10 @@ def _train(config: RunConfig, out: Path, run_dir: Path, dist: Distribution, prec
         "train_seconds": round(sum(float(r.get("epoch_seconds", 0) or 0) for r in state.history), 1),
         "split_source": data.split_source,
     })
-    write_json(out / "metrics.json", metrics)
+    write_json(RunFolder(out).metrics, metrics)
     from edgecls.train.report import plot_history
 
-    plot_history(state.history, out / "plots" / "history.png")
+    plot_history(state.history, RunFolder(out).history_png)
     state.finished = True
     state.save(out)
     _remove_resume_checkpoints(out, state)
@@ -223,8 +225,9 @@ def _fit_phases(model, phases: list[Phase], config: RunConfig, spec, state: RunS
         if config.train.reduce_lr_on_plateau:
             callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.3, patience=2,
                                                                mode="max" if "acc" in monitor else "min"))
-        model.fit(train_ds, validation_data=val_ds, epochs=phase.end_epoch, initial_epoch=state.epoch,
-                  callbacks=callbacks, verbose=_keras_verbosity(verbose))
+        with epoch_progress(bool(verbose)) as progress:
+            model.fit(train_ds, validation_data=val_ds, epochs=phase.end_epoch, initial_epoch=state.epoch,
+                      callbacks=[*progress, *callbacks], verbose=0)
         state.phases_done.append(phase.name)
         state.save(run_dir)
 
@@ -279,15 +282,6 @@ def _remove_resume_checkpoints(out: Path, state: RunState) -> None:
     # model.keras now holds the best weights; per-epoch optimizer state is no longer needed.
     if state.checkpoint:
         (out / state.checkpoint).unlink(missing_ok=True)
-
-
-def _keras_verbosity(verbose: int) -> int:
-    # Keras' live bar on a terminal; one line per epoch in logs, where the bar's redraws are noise.
-    import sys
-
-    if not verbose:
-        return 0
-    return 1 if sys.stdout.isatty() else 2
 
 
 def _read_json(path: Path) -> dict:

@@ -1,0 +1,465 @@
+"""The public Python API: everything the ``edgecls`` command line does, as documented functions.
+
+Each function does one job, reads what the stage before it wrote from disk, and returns a result
+type from :mod:`edgecls.results` whose ``to_dict()`` is exactly what ``edgecls <command> --json``
+prints. TensorFlow is imported inside the functions (through ``edgecls.tf``), never at import time.
+User mistakes raise :class:`edgecls.errors.EdgeclsError` with a one-line message.
+
+Example (the README's "Python API" section runs this end to end)::
+
+    >>> import edgecls
+    >>> run = edgecls.train("data/flowers", "runs/flowers", arch="tiny_cnn", img_size=32, epochs=2,
+    ...                     weights="none")  # doctest: +SKIP
+    >>> int8 = edgecls.quantize(run.run_dir, int8=True)[0]  # doctest: +SKIP
+    >>> edgecls.predict(int8.path, "photo.jpg", top_k=3)[0]["top_k"][0]["label"]  # doctest: +SKIP
+    'daisy'
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edgecls.errors import EdgeclsError
+from edgecls.results import (
+    BundleResult,
+    EvaluateResult,
+    ExportRecord,
+    GradcamResult,
+    PruneResult,
+    Records,
+    TrainResult,
+)
+
+if TYPE_CHECKING:  # imported by optimize() when called; the annotation is for readers and type checkers
+    from edgecls.optimize.search import OptimizeResult
+
+__all__ = ["train", "evaluate", "quantize", "prune", "export", "optimize", "predict", "bench", "bundle", "gradcam",
+           "report", "list_models"]
+
+DEFAULT_CALIBRATION = 300  # edgecls.optimize.quantize.DEFAULT_CALIBRATION, kept importable without it
+
+
+def train(data=None, out=None, *, config=None, arch: str | None = None, img_size: int | None = None,
+          epochs: int | None = None, weights: str | None = None, alpha: float | None = None,
+          head_epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
+          fine_tune_lr: float | None = None, fine_tune_layers: int | None = None, optimizer: str | None = None,
+          label_smoothing: float | None = None, mixup: float | None = None, augment: bool = True,
+          patience: int | None = None, reduce_lr_on_plateau: bool | None = None, val_fraction: float | None = None,
+          test_fraction: float | None = None, seed: int | None = None, precision: str | None = None,
+          mixed_precision: bool | None = None, strategy: str | None = None, overrides: dict | None = None,
+          force: bool = False, resume: bool = False, verbose: int = 1) -> TrainResult:
+    """Train a classifier on ``data`` into the run folder ``out``; returns the run folder and its metrics.
+
+    ``data`` is a folder of class folders, a folder with ``train/`` (``val/``) ``test/``, or a
+    ``.zip``/``.tar(.gz)`` of either. ``config`` is a recipe: a YAML file, a shipped recipe name
+    (``edgecls recipes``), a dict of sections (``{"train": {"epochs": 3}}``) or a
+    :class:`edgecls.config.RunConfig`. Keyword arguments that are not None override it, as the
+    command-line flags do; ``overrides`` sets any other option (``{"data": {"cache_dir": ...}}``).
+    ``augment=False`` turns every augmentation off (MixUp keeps its setting). ``out`` defaults
+    to ``runs/<data name>``. An existing run is refused unless ``force`` (replace it) or ``resume``
+    (continue it from its last completed epoch, with its own config.yaml).
+
+    Example::
+
+        >>> result = edgecls.train("data/flowers", "runs/flowers", arch="tiny_cnn", img_size=32,
+        ...                        epochs=2, weights="none")  # doctest: +SKIP
+        >>> result.run_dir, result.metrics["accuracy"]  # doctest: +SKIP
+        (PosixPath('runs/flowers'), 0.83)
+        >>> edgecls.train(config="cifar10_resnet9", out="runs/cifar10")  # doctest: +SKIP
+    """
+    from edgecls import config as cfg
+
+    flags = {
+        "data": {"path": None if data is None else os.fspath(data), "img_size": img_size,
+                 "val_fraction": val_fraction, "test_fraction": test_fraction, "seed": seed},
+        "model": {"arch": arch, "weights": weights, "alpha": alpha},
+        "train": {"epochs": epochs, "head_epochs": head_epochs, "batch_size": batch_size, "lr": lr,
+                  "fine_tune_lr": fine_tune_lr, "fine_tune_layers": fine_tune_layers, "optimizer": optimizer,
+                  "label_smoothing": label_smoothing, "early_stopping_patience": patience,
+                  "reduce_lr_on_plateau": reduce_lr_on_plateau, "seed": seed,
+                  **cfg.precision_overrides(precision, mixed_precision)},
+        "augment": {"mixup": mixup},
+    }
+    flags = {section: {k: v for k, v in values.items() if v is not None} for section, values in flags.items()}
+    run_config = _run_config(config)
+    cfg.apply_overrides(run_config, flags, source="arguments")
+    if overrides:
+        cfg.apply_overrides(run_config, overrides, source="overrides")
+    if not augment:
+        run_config.augment = cfg.AugmentConfig(flip=False, rotation=0, zoom=0, translate=0, brightness=0,
+                                               contrast=0, saturation=0, crop_pad=0, cutout=0,
+                                               mixup=run_config.augment.mixup)
+    if out is None:
+        if not run_config.data.path:
+            raise EdgeclsError("give DATA (or --config with data.path) and --out")
+        out = Path("runs") / Path(run_config.data.path.rstrip("/")).name.split(".")[0]
+    if not resume and not run_config.data.path:
+        raise EdgeclsError("give the DATA folder or archive to train on")
+    if resume and (any(flags.values()) or overrides or not augment) and verbose:
+        print("note: --resume continues with the run's own config.yaml; other flags are ignored", file=sys.stderr)
+
+    from edgecls.train.trainer import train as run_training
+
+    done = run_training(run_config, Path(out), resume=resume, force=force, verbose=verbose, strategy=strategy)
+    result = TrainResult(Path(done.run_dir), dict(done.metrics), float(done.train_seconds), int(done.epochs))
+    if result.metrics:  # only the process that writes the run folder (the chief of a cluster) has metrics
+        _refresh_report(result.run_dir)
+    return result
+
+
+def _run_config(config):
+    from edgecls import config as cfg
+
+    if config is None:
+        return cfg.from_dict({}, source="defaults")
+    if isinstance(config, cfg.RunConfig):
+        return copy.deepcopy(config)  # the caller's object is left as it was
+    if isinstance(config, dict):
+        return cfg.from_dict(copy.deepcopy(config), source="config")
+    return cfg.from_dict(cfg.load_yaml(os.fspath(config)), source=os.fspath(config))
+
+
+def evaluate(runs_or_models, data=None, out=None, *, tta: bool | int = False, verbose: int = 1) -> EvaluateResult:
+    """Evaluate run folders or .keras files: top-1/top-5, per-class P/R/F1, confusion matrix, mistakes.
+
+    Several models make an ensemble (the mean of their probabilities). ``data`` defaults to the
+    first run's test split. ``tta=True`` averages 8 fixed views per image (an int chooses the
+    number of views); every model's accuracy with and without TTA is kept under
+    ``metrics["comparison"]``. Reports go to ``out`` (default ``RUN/eval``, or
+    ``RUN_A/eval_ensemble`` for an ensemble).
+
+    Example::
+
+        >>> result = edgecls.evaluate("runs/flowers", data="data/flowers/test", tta=True)  # doctest: +SKIP
+        >>> result.metrics["accuracy"], result.metrics["accuracy_without_tta"]  # doctest: +SKIP
+        (0.84, 0.82)
+    """
+    from edgecls.insight.evaluate import evaluate as run_evaluation
+    from edgecls.insight.tta import DEFAULT_COUNT
+
+    if isinstance(tta, bool) or tta is None:
+        count = DEFAULT_COUNT if tta else 0
+    else:
+        count = int(tta)
+        if count < 0:
+            raise EdgeclsError(f"tta must be a number of views (at least 1) or True/False, got {tta}")
+    targets = [runs_or_models] if isinstance(runs_or_models, (str, os.PathLike)) else list(runs_or_models)
+    metrics = run_evaluation(targets, None if data is None else os.fspath(data), None if out is None else os.fspath(out),
+                             tta=count, verbose=verbose)
+    _refresh_report(*targets)
+    return EvaluateResult(Path(metrics["report_dir"]), metrics)
+
+
+def quantize(run, *, int8: bool | None = None, qat: bool = False, float16: bool = False, dynamic: bool = False,
+             io: str = "uint8", calibration: int = DEFAULT_CALIBRATION, epochs: int = 3, lr: float = 1e-4,
+             batch_size: int | None = None, model=None, preserve_sparsity: bool = False,
+             verbose: int = 1) -> list[ExportRecord]:
+    """Quantize a run's model to TFLite; returns one :class:`~edgecls.results.ExportRecord` per file written.
+
+    ``int8`` (the default when no other variant is asked for) is full-integer post-training int8
+    calibrated on ``calibration`` training images; ``qat`` trains quantization-aware for
+    ``epochs`` at ``lr``, then converts to int8; ``float16`` and ``dynamic`` are the other
+    post-training variants. ``io`` is the int8 model's input/output type (uint8, int8, float).
+    ``model`` quantizes another model of the run (e.g. ``exports/pruned.keras``). Files land in
+    ``RUN/exports/<variant>.tflite`` with a sidecar ``<variant>.json``; each record holds the
+    accuracy measured on the test split.
+
+    Example::
+
+        >>> records = edgecls.quantize("runs/flowers", int8=True)  # doctest: +SKIP
+        >>> records[0].path, records[0].accuracy  # doctest: +SKIP
+        (PosixPath('runs/flowers/exports/int8.tflite'), 0.82)
+    """
+    from edgecls.optimize.quantize import quantize_run
+
+    if int8 is None:
+        int8 = not (qat or float16 or dynamic)
+    records = quantize_run(run, int8=int8, qat=qat, float16=float16, dynamic=dynamic, io=io, calibration=calibration,
+                           epochs=epochs, lr=lr, batch_size=batch_size, model=model,
+                           preserve_sparsity=preserve_sparsity, verbose=verbose)
+    _refresh_report(run)
+    return list(records)
+
+
+def export(run, formats: str | Iterable[str] = "tflite", *, int8: bool = False, opset: int = 17,
+           calibration: int = DEFAULT_CALIBRATION, model=None, verbose: int = 1) -> list[ExportRecord]:
+    """Export a run's model to TFLite, ONNX and/or SavedModel; returns one ExportRecord per file or folder.
+
+    ``formats`` is one name or several (``"tflite"``, ``"onnx"``, ``"saved_model"``, ``"all"``, or
+    a comma-separated string). ``int8`` adds the int8 variant of each format that has one. Every
+    export is checked (ONNX against Keras) and measured on the test split.
+
+    Example::
+
+        >>> records = edgecls.export("runs/flowers", ["tflite", "onnx"])  # doctest: +SKIP
+        >>> [r.path.name for r in records]  # doctest: +SKIP
+        ['float32.tflite', 'onnx_float32.onnx']
+    """
+    from edgecls.optimize.export import export_run
+
+    names = [formats] if isinstance(formats, str) else list(formats)
+    names = [part.strip() for item in names for part in str(item).split(",") if part.strip()]
+    records = export_run(run, formats=names, int8=int8, opset=opset, calibration=calibration, model=model,
+                         verbose=verbose)
+    _refresh_report(run)
+    return list(records)
+
+
+def prune(run, *, sparsity: float = 0.5, epochs: int = 3, lr: float = 1e-4, batch_size: int | None = None,
+          for_xnnpack: bool = False, verbose: int = 1) -> PruneResult:
+    """Magnitude-prune a run's model to ``sparsity`` while fine-tuning ``epochs``; returns the pruned model.
+
+    Writes ``RUN/exports/pruned.keras`` (quantize it with ``quantize(run, model="exports/pruned.keras")``),
+    ``pruned_float32.tflite`` and ``pruning_report.json``. ``for_xnnpack`` prunes only the 1x1
+    convolutions XNNPACK's sparse inference accelerates and measures the sparse model's speed.
+
+    Example::
+
+        >>> result = edgecls.prune("runs/flowers", sparsity=0.5, epochs=2)  # doctest: +SKIP
+        >>> result.path.name, round(result.report["overall_sparsity"], 2)  # doctest: +SKIP
+        ('pruned.keras', 0.49)
+    """
+    from edgecls.optimize.prune import prune_run
+
+    report = prune_run(run, target=sparsity, epochs=epochs, lr=lr, batch_size=batch_size, for_xnnpack=for_xnnpack,
+                       verbose=verbose)
+    exports = Path(run) / "exports"
+    latency = report.get("latency_ms") or {}
+    tflite_notes = (f"dense {latency['dense_float32']:.2f} ms → sparse {latency['pruned_sparse_float32']:.2f} ms"
+                    if latency else "")
+    records = [_record_on_disk(exports / "pruned.keras", f"{report['overall_sparsity']:.1%} zero weights"),
+               _record_on_disk(exports / "pruned_float32.tflite", tflite_notes)]
+    _refresh_report(run)
+    return PruneResult(exports / "pruned.keras", report, records)
+
+
+def _record_on_disk(path: Path, notes: str = "") -> ExportRecord:
+    """An ExportRecord read back from a written model and its sidecar (accuracy measured at export)."""
+    from edgecls.sidecar import file_sizes, read_sidecar
+
+    sidecar = read_sidecar(path) or {}
+    accuracy = sidecar.get("accuracy") or {}
+    return ExportRecord(sidecar.get("variant") or path.stem, path, file_sizes(path), accuracy.get("top1"),
+                        accuracy.get("top5"), notes)
+
+
+def optimize(run, *, max_drop: float = 0.5, objective: str = "latency", runtime: str = "tflite",
+             time_budget: float | str | None = None, threads: int = 1, resume: bool = False, model=None,
+             verbose: int = 1) -> OptimizeResult:
+    """Search the run's variants (int8, QAT, pruning...) for the fastest (or smallest) within an accuracy budget.
+
+    ``max_drop`` is the largest top-1 loss allowed against the float model, in percentage points,
+    judged on the validation split (the test split is only reported). ``objective`` is
+    ``"latency"`` or ``"size"``, ``runtime`` ``"tflite"`` or ``"onnx"``; ``time_budget`` caps the
+    search (seconds, or "90s", "30m", "1h"); ``resume`` continues an interrupted search. Returns
+    the search's ``OptimizeResult``: the leaderboard and the chosen candidate, copied to
+    ``RUN/exports/best.tflite`` (or ``best.onnx``). Nothing within budget is not an error:
+    ``within_budget`` is then False and ``chosen`` None.
+
+    Example::
+
+        >>> result = edgecls.optimize("runs/flowers", max_drop=0.5, time_budget="30m")  # doctest: +SKIP
+        >>> result.best_path, result.chosen["variant"]  # doctest: +SKIP
+        (PosixPath('runs/flowers/exports/best.tflite'), 'int8')
+    """
+    from edgecls.optimize.search import optimize_run
+
+    result = optimize_run(run, max_drop=max_drop, objective=objective, runtime=runtime, time_budget=time_budget,
+                          threads=threads, resume=resume, model=model, verbose=verbose)
+    _refresh_report(run)
+    return result
+
+
+def predict(model, images, *, top_k: int = 5, threads: int = 1) -> Records:
+    """Classify image files and folders; returns one record per image, as ``edgecls predict --json`` prints.
+
+    ``model`` is a .tflite, .onnx or .keras file with its sidecar, or a list of them (an ensemble:
+    the mean of their probabilities; members may differ in format and input size). ``images`` is
+    a file or folder, or a list of them (folders are searched recursively). Each record is
+    ``{"file": ..., "top_k": [{"index": i, "label": ..., "score": p}, ...]}``, best first.
+    Files that are not usable images are left out and listed in ``records.skipped``.
+
+    Example::
+
+        >>> records = edgecls.predict("runs/flowers/exports/int8.tflite", "photos/", top_k=3)  # doctest: +SKIP
+        >>> records[0]["top_k"][0]  # doctest: +SKIP
+        {'index': 2, 'label': 'daisy', 'score': 0.91}
+    """
+    from edgecls.deploy.inputs import skipped_note
+    from edgecls.deploy.predict import predict_ensemble, predict_files
+
+    models = _paths(model)
+    if not models:
+        raise EdgeclsError("give a model file (.tflite, .onnx or .keras) to predict with")
+    notes = []
+    if len(models) > 1:
+        result = predict_ensemble(models, _paths(images), top_k=top_k, threads=threads)
+        notes.append(f"note: ensemble of {len(models)} models ({result.runtime}): mean of their probabilities")
+    else:
+        result = predict_files(models, _paths(images), top_k=top_k, threads=threads)[0]
+    note = skipped_note(result.bad)
+    if note:
+        notes.append(note)
+    return Records(result.records, notes=notes, skipped=result.bad)
+
+
+def bench(models=(), *, data=None, runtime: str = "all", threads: int = 1, runs: int = 50, rounds: int = 5,
+          warmup: int = 10, e2e_images: int = 50, reference=None, imports=(), json_out=None, csv_out=None,
+          png_out=None, parity: bool | None = None, verbose: int = 1) -> Records:
+    """Benchmark models: latency (p50/p90/p99 over rounds), load time, memory, size, top-1/top-5 and agreement.
+
+    ``models`` are model files and/or run folders (model.keras + exports/); each runs in every
+    ``runtime`` that can run it (``"tflite"``, ``"onnx"``, ``"keras"`` or ``"all"``). ``data``
+    (class folders, or a dataset with a test/ folder) is what accuracy is measured on.
+    ``imports`` adds device rows written by ``pi_infer.py --bench``. Returns one JSON-ready
+    record per (model, runtime) — exactly the records of the bench JSON file — and writes
+    ``json_out``, ``csv_out`` and ``png_out`` (default: beside the JSON or CSV) when given.
+
+    Example::
+
+        >>> records = edgecls.bench(["runs/flowers/exports/int8.tflite"], data="data/flowers/test",
+        ...                         runtime="tflite", threads=1)  # doctest: +SKIP
+        >>> records[0]["latency_ms"]["p50"], records[0]["accuracy"]  # doctest: +SKIP
+        (0.41, 0.82)
+    """
+    from edgecls.bench.harness import bench as run_bench
+    from edgecls.bench.report import write_report
+
+    targets = _paths(models)
+    result = run_bench(targets, data=data, runtime=runtime, threads=threads, runs=runs, rounds=rounds, warmup=warmup,
+                       e2e_images=e2e_images, reference=reference, imports=_paths(imports),
+                       progress=bool(verbose) and sys.stderr.isatty(), parity=parity)
+    if png_out is None and (json_out or csv_out):
+        png_out = Path(json_out or csv_out).with_suffix(".png")
+    written = write_report(result.records, json_path=json_out, csv_path=csv_out, png_path=png_out)
+    _refresh_report(*targets)
+    return Records(result.records, notes=result.notes, files=written)
+
+
+def bundle(run, out, *, target: str = "pi", model=None, force: bool = False) -> BundleResult:
+    """Assemble a folder for the device: model, sidecar, labels, pi_infer.py, requirements and a README.
+
+    ``model`` defaults to ``RUN/exports/int8.tflite``; ``out`` is replaced only with ``force``.
+    The folder is built under a temporary name and renamed, so it is never half-written.
+
+    Example::
+
+        >>> result = edgecls.bundle("runs/flowers", "pi_bundle", target="pi")  # doctest: +SKIP
+        >>> sorted(result.files)[:2]  # doctest: +SKIP
+        ['README.md', 'int8.json']
+    """
+    from edgecls.deploy.bundle import bundle as build_bundle
+
+    written = build_bundle(run, out=out, target=target, model=model, force=force)
+    return BundleResult(Path(written), target, sorted(p.name for p in Path(written).iterdir()))
+
+
+def gradcam(run_or_model, images, out, *, layer: str | None = None, verbose: int = 1) -> GradcamResult:
+    """Grad-CAM: a PNG per image with the heatmap of what made the model choose its class.
+
+    ``run_or_model`` is a run folder or a .keras file; ``images`` a file or folder or a list of
+    them; ``layer`` the feature-map layer to explain (default: the last convolution's output).
+    PNGs and ``gradcam.json`` go to ``out``.
+
+    Example::
+
+        >>> result = edgecls.gradcam("runs/flowers", ["photo.jpg"], "cams")  # doctest: +SKIP
+        >>> result.records[0]["label"], result.records[0]["png"]  # doctest: +SKIP
+        ('daisy', 'cams/photo_gradcam.png')
+    """
+    from edgecls.insight.gradcam import gradcam as run_gradcam
+
+    made = run_gradcam(run_or_model, _paths(images), out, layer=layer, verbose=verbose)
+    _refresh_report(run_or_model)
+    return GradcamResult(made.layer, list(made.records), [tuple(item) for item in made.bad], Path(made.out_dir))
+
+
+def report(run) -> Path:
+    """Write ``RUN/report.html``: one page with the run's metrics, plots, exports and benchmarks; returns its path.
+
+    Example::
+
+        >>> edgecls.report("runs/flowers")  # doctest: +SKIP
+        PosixPath('runs/flowers/report.html')
+    """
+    from edgecls.report import build_report
+
+    return Path(build_report(Path(run)))
+
+
+def list_models(img_size: int | None = None, *, details: bool = False, include_test_only: bool = True) -> list:
+    """The registered architectures: their names, or with ``details`` one dict per architecture.
+
+    A dict holds ``name``, ``img_size`` (``img_size`` or the native size), ``params``, ``macs``,
+    ``imagenet`` (pretrained weights exist) and ``description`` — what ``edgecls models --json``
+    prints. Names are cheap; details build every model once.
+
+    Example::
+
+        >>> "tiny_cnn" in edgecls.list_models()
+        True
+    """
+    from edgecls.models import list_models as registered_names
+
+    if not details:
+        return registered_names(include_test_only=include_test_only)
+    from edgecls.models.modeling import describe_models
+
+    rows = describe_models(img_size)
+    if not include_test_only:
+        names = set(registered_names(include_test_only=False))
+        rows = [row for row in rows if row["name"] in names]
+    return rows
+
+
+def _paths(value) -> list:
+    """One path or several, as a list (None: none)."""
+    if value is None:
+        return []
+    if isinstance(value, (str, os.PathLike)):
+        return [value]
+    return list(value)
+
+
+def _refresh_report(*paths) -> None:
+    """Rebuild ``report.html`` of each run folder among ``paths`` (a run, or a model inside one).
+
+    The report is a view of files already written, so a failure to draw it is a note, not a failed
+    command; until ``edgecls.report`` is installed there is no report to rebuild.
+    """
+    runs = []
+    for path in paths:
+        run = _run_folder_of(path)
+        if run is not None and run not in runs:
+            runs.append(run)
+    if not runs:
+        return
+    try:
+        from edgecls.report import build_report
+    except ImportError as err:
+        if err.name == "edgecls.report":  # absent (or not yet complete) in this installation
+            return
+        raise
+    for run in runs:
+        try:
+            build_report(run)
+        except (EdgeclsError, OSError) as err:
+            from edgecls.errors import first_line
+
+            print(f"note: {run / 'report.html'} not updated: {first_line(err)}", file=sys.stderr)
+
+
+def _run_folder_of(path) -> Path | None:
+    path = Path(path)
+    candidates = [path, path.parent]
+    if path.parent.name == "exports":
+        candidates.append(path.parent.parent)
+    for candidate in candidates:
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    return None

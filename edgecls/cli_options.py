@@ -1,0 +1,41 @@
+"""Command-line options that several commands share, declared once: spelling, type and help.
+
+Commands use them as annotations, with their own default where it differs::
+
+    def quantize(run: RunArg, epochs: Epochs = 3, quiet: Quiet = False, no_progress: NoProgress = False): ...
+
+``--quiet/-q`` is the one spelling for "no progress bars"; ``--no-progress`` (bench's older
+spelling) is kept as a hidden alias, folded in by :func:`verbosity`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+RunArg = Annotated[Path, typer.Argument(metavar="RUN", help="A run folder (from edgecls train).")]
+
+Data = Annotated[str | None, typer.Option("--data", "-d", help="Class folders, or a dataset with a test/ folder, to "
+                                                                "measure on (evaluate: default the run's test split).")]
+Model = Annotated[Path | None, typer.Option("--model", help="A model file of the run to use instead of its default "
+                                                             "(e.g. exports/pruned.keras).")]
+Calibration = Annotated[int, typer.Option("--calibration", help="Training images used to calibrate int8.")]
+Epochs = Annotated[int | None, typer.Option("--epochs", help="Epochs to train (quantize --qat and prune: "
+                                                              "fine-tuning epochs).")]
+Lr = Annotated[float | None, typer.Option("--lr", help="Learning rate (train: the peak of phase 1 or from scratch; "
+                                                        "quantize --qat and prune: fine-tuning).")]
+BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Images per step (default: the run's).")]
+Threads = Annotated[int, typer.Option("--threads", help="Runtime threads.")]
+Force = Annotated[bool, typer.Option("--force", help="Replace what is already there.")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run where it stopped.")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON records on stdout and nothing else "
+                                                   "(progress and logs go to stderr).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or logs.")]
+NoProgress = Annotated[bool, typer.Option("--no-progress", hidden=True, help="Same as --quiet (older spelling).")]
+
+
+def verbosity(quiet: bool, no_progress: bool = False) -> int:
+    """The API's ``verbose`` for ``--quiet`` and its hidden alias ``--no-progress``."""
+    return 0 if quiet or no_progress else 1

@@ -1,0 +1,252 @@
+"""The shared model checks: one registered architecture, walked through everything a model must survive.
+
+``check_model(name, folder)`` builds the model as its registry entry says (``test_size``,
+``test_kwargs``) and checks, in order: build (flat graph, shapes) → train step → save, then load
+in a fresh process → int8 TFLite, integer from input to logits in one XNNPACK partition → QAT to
+a pure int8 graph → ONNX export with Keras parity → sidecars the deploy runtime reads → a Grad-CAM
+target layer. A new architecture registered with ``@register_model`` is covered without a new test.
+
+Loading in a fresh process costs a Python + TensorFlow start-up, so callers checking many models
+pass ``load_later`` and load the saved files together with :func:`load_in_fresh_process`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+NUM_CLASSES = 3
+LABELS = ("red", "green", "blue")
+BATCH = 8
+
+
+@dataclasses.dataclass
+class Built:
+    name: str
+    size: int
+    model: object
+    images: np.ndarray  # uint8, (BATCH, size, size, 3)
+    probs: np.ndarray  # the model's probabilities on ``images`` after the train step
+    keras_path: Path | None = None
+
+
+def images_for(size: int, count: int = BATCH, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (count, size, size, 3)).astype(np.uint8)
+
+
+def check_build(name: str) -> Built:
+    from edgecls.models import get_model_spec
+    from edgecls.models.modeling import build_model
+    from edgecls.tf import keras
+
+    spec = get_model_spec(name)
+    size = spec.test_size
+    keras.utils.set_random_seed(0)
+    model = build_model(name, size, NUM_CLASSES, weights="none", **spec.test_kwargs)
+    assert model.input_shape == (None, size, size, 3), model.input_shape
+    assert model.output_shape == (None, NUM_CLASSES), model.output_shape
+    assert not any(isinstance(layer, keras.Model) for layer in model.layers), "graphs must be flat for tfmot"
+    return Built(name, size, model, images_for(size), np.zeros(0))
+
+
+def check_train_step(built: Built, steps: int = 3) -> None:
+    """A few eager steps: the weights move, the loss is finite, the BatchNorm statistics see data.
+
+    Eager, because tracing a graph per architecture would cost minutes. The steps also move the
+    BatchNorm moving statistics off their initial values, as any real training does: XNNPACK's
+    int8 ADD refuses scale ratios that only untouched random-init networks produce.
+    """
+    from edgecls.tf import keras, tf
+
+    model = built.model
+    x = tf.constant(built.images.astype("float32"))
+    y = tf.constant(keras.utils.to_categorical(np.arange(BATCH) % NUM_CLASSES, NUM_CLASSES))
+    optimizer = keras.optimizers.Adam(1e-3)
+    before = [w.copy() for w in model.get_weights()]
+    for _ in range(steps):
+        with tf.GradientTape() as tape:
+            loss = keras.losses.categorical_crossentropy(y, model(x, training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        assert all(g is not None for g in grads), "a trainable weight gets no gradient"
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        assert np.all(np.isfinite(loss.numpy())), loss
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights())), "the weights did not move"
+    built.probs = model(x, training=False).numpy()
+    np.testing.assert_allclose(built.probs.sum(axis=1), 1.0, rtol=1e-4)
+
+
+def check_save(built: Built, folder: Path) -> Path:
+    """Saved as training saves it (weights and graph, no optimizer) and loaded back in this process."""
+    from edgecls.models.model_files import load_keras_model
+    from edgecls.train.callbacks import save_inference_model
+
+    path = Path(folder) / f"{built.name}.keras"
+    save_inference_model(built.model, path)
+    again = load_keras_model(path)
+    np.testing.assert_allclose(again(built.images.astype("float32"), training=False).numpy(), built.probs, atol=1e-5)
+    built.keras_path = path
+    return path
+
+
+_FRESH_LOADER = """
+import json, sys
+import numpy as np
+from edgecls.models.model_files import load_keras_model
+out = {}
+for path, images in json.loads(sys.argv[1]).items():
+    model = load_keras_model(path)
+    out[path] = model(np.load(images).astype("float32"), training=False).numpy().tolist()
+# A user's `edgecls quantize` imports only what loading needs: a custom layer that only the
+# builders register would fail here, and nowhere in a test process that imported everything.
+assert "edgecls.models.architectures" not in sys.modules, "loading needed the builders"
+print(json.dumps(out))
+"""
+
+
+def load_in_fresh_process(built_models: list[Built]) -> None:
+    """Load every saved model in one new Python process and compare its outputs with this one's."""
+    jobs = {}
+    for built in built_models:
+        assert built.keras_path is not None, f"{built.name} was not saved"
+        images = built.keras_path.with_suffix(".images.npy")
+        np.save(images, built.images)
+        jobs[str(built.keras_path)] = str(images)
+    done = subprocess.run([sys.executable, "-c", _FRESH_LOADER, json.dumps(jobs)], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    outputs = json.loads(done.stdout.strip().splitlines()[-1])
+    for built in built_models:
+        np.testing.assert_allclose(np.array(outputs[str(built.keras_path)]), built.probs, atol=1e-5,
+                                   err_msg=f"{built.name} loaded in a fresh process computes something else")
+
+
+def assert_integer_graph(info: dict) -> None:
+    assert info["float_ops"] == [], f"float islands: {info['float_ops']}"
+    assert info["boundary_quantize_ops"] <= 2, info["ops"]
+    assert info["input"]["dtype"] == "uint8" and info["input"]["scale"] == 1.0 and info["input"]["zero_point"] == 0, \
+        info["input"]
+    assert info["output"]["dtype"] == "uint8", info["output"]
+    # The uint8<->int8 QUANTIZE ops at the two ends may stay outside the delegate; all else is one partition.
+    assert info["xnnpack_partitions"] == 1, f"{info['xnnpack_partitions']} XNNPACK partitions; the graph is split"
+
+
+def check_int8_tflite(built: Built, folder: Path) -> tuple[Path, dict]:
+    """Post-training int8: raw uint8 pixels in, uint8 logits out, nothing float between."""
+    from edgecls.optimize import tflite_convert
+    from edgecls.optimize.tflite_inspect import inspect_tflite
+
+    blob = tflite_convert.convert(built.model, "int8", calibration=images_for(built.size, 16, seed=1))
+    info = inspect_tflite(blob)
+    assert_integer_graph(info)
+    path = Path(folder) / f"{built.name}_int8.tflite"
+    path.write_bytes(blob)
+    return path, info
+
+
+def check_qat(built: Built) -> None:
+    """Quantization-aware wrapping keeps the graph convertible to a pure int8 model."""
+    from edgecls.optimize import tflite_convert
+    from edgecls.optimize.qat import quantize_aware_model
+    from edgecls.optimize.tflite_inspect import inspect_tflite
+
+    qat = quantize_aware_model(tflite_convert.logits_model(built.model))
+    # Training-mode calls let every fake-quant op learn a range (eager: no graph tracing to wait for).
+    for seed in range(2):
+        qat(images_for(built.size, BATCH, seed=seed).astype("float32"), training=True)
+    assert_integer_graph(inspect_tflite(tflite_convert.convert_qat(qat)))
+
+
+def check_onnx(built: Built, folder: Path) -> Path:
+    """Float ONNX: checked by onnx, named input/output, dynamic batch, the same answers as Keras."""
+    import onnx
+
+    from edgecls.optimize import onnx_export
+
+    path = onnx_export.export_onnx(built.model, Path(folder) / f"{built.name}.onnx")
+    onnx.checker.check_model(str(path))
+    proto = onnx.load(str(path))
+    assert [i.name for i in proto.graph.input] == ["image"] and [o.name for o in proto.graph.output] == ["probs"]
+    assert not onnx_export.integer_op_types(proto)
+    # tf2onnx's transpose pass must have run (it crashes on MobileNetV3's hard-swish without our fix),
+    # and identity Reshapes (squeeze-excite's) are gone.
+    ops = [node.op_type for node in proto.graph.node]
+    assert ops.count("Transpose") <= 2 and "Reshape" not in ops, {op: ops.count(op) for op in set(ops)}
+    parity = onnx_export.check_parity(built.model, path, built.images)
+    assert parity["ok"], parity
+    return path
+
+
+def check_sidecars(built: Built, tflite_path: Path, tflite_info: dict, onnx_path: Path) -> None:
+    """Sidecars written beside (and, for ONNX, inside) the files; the deploy runtime feeds the model by them."""
+    from edgecls.deploy.runtimes import open_model
+    from edgecls.optimize import onnx_export
+    from edgecls.sidecar import build_sidecar, read_sidecar, write_sidecar
+
+    write_sidecar(tflite_path, build_sidecar(
+        model_file=tflite_path, fmt="tflite", variant="int8", labels=LABELS, architecture=built.name,
+        img_size=built.size, input_dtype=tflite_info["input"]["dtype"],
+        input_quant=(tflite_info["input"]["scale"], tflite_info["input"]["zero_point"]),
+        output_kind="probabilities" if tflite_info["ops"].get("SOFTMAX") else "logits",
+        output_dtype=tflite_info["output"]["dtype"],
+        output_quant=(tflite_info["output"]["scale"], tflite_info["output"]["zero_point"])))
+    fields = onnx_export.onnx_sidecar_fields(onnx_path)
+    assert fields["img_size"] == built.size and fields["batch"] is None, fields
+    onnx_export.write_onnx_sidecar(onnx_path, build_sidecar(model_file=onnx_path, labels=LABELS,
+                                                            architecture=built.name, **fields))
+    embedded = onnx_export.read_embedded_metadata(onnx_path)
+    assert embedded["labels"] == list(LABELS) and embedded["architecture"] == built.name
+
+    for path in (tflite_path, onnx_path):
+        sidecar = read_sidecar(path)
+        assert sidecar["architecture"] == built.name and sidecar["input"]["shape"][1:] == [built.size, built.size, 3]
+        runtime = open_model(path, quiet=True)
+        assert runtime.labels == list(LABELS) and runtime.input_size == (built.size, built.size)
+        probs = runtime.predict(built.images)
+        assert probs.shape == (BATCH, NUM_CLASSES)
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-4)  # int8 logits come back as probabilities
+    assert read_sidecar(tflite_path)["output"]["kind"] == "logits", "an int8 model ends at the logits"
+    np.testing.assert_allclose(open_model(onnx_path, quiet=True).predict(built.images), built.probs, atol=1e-3)
+
+
+def check_gradcam(built: Built) -> None:
+    """Grad-CAM explains on the last convolution's feature map, with finite maps in [0, 1]."""
+    from edgecls.insight.gradcam import GradCam, find_target_layer
+    from edgecls.tf import keras
+
+    model = built.model
+    target = find_target_layer(model)
+    order = [layer.name for layer in model.layers]
+    convs = [i for i, layer in enumerate(model.layers)
+             if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))]
+    # A convolution upstream, none downstream, and it feeds the head.
+    assert convs and convs[-1] <= order.index(target.name) < order.index("head_pool"), target.name
+    heatmaps = GradCam(model)(built.images[:2]).heatmaps
+    assert heatmaps.shape == (2, *target.output_shape[1:3])
+    assert np.isfinite(heatmaps).all() and heatmaps.min() >= 0 and heatmaps.max() <= 1
+
+
+def check_model(name: str, folder: Path, *, load_later: dict | None = None) -> Built:
+    """Every check, in order, for the registered architecture ``name``; files go to ``folder``.
+
+    ``load_later``: instead of starting a process to load the saved model, put it (without the
+    in-memory model) in this dict under ``name``, for one :func:`load_in_fresh_process` of many.
+    """
+    folder = Path(folder)
+    built = check_build(name)
+    check_train_step(built)
+    check_save(built, folder)
+    if load_later is None:
+        load_in_fresh_process([built])
+    else:
+        load_later[name] = dataclasses.replace(built, model=None)
+    tflite_path, tflite_info = check_int8_tflite(built, folder)
+    check_qat(built)
+    onnx_path = check_onnx(built, folder)
+    check_sidecars(built, tflite_path, tflite_info, onnx_path)
+    check_gradcam(built)
+    return built
