@@ -70,7 +70,7 @@ def train(data=None, out=None, *, config=None, arch: str | None = None, img_size
         ...                        epochs=2, weights="none")  # doctest: +SKIP
         >>> result.run_dir, result.metrics["accuracy"]  # doctest: +SKIP
         (PosixPath('runs/flowers'), 0.83)
-        >>> edgecls.train(config="cifar10_resnet9", out="runs/cifar10")  # doctest: +SKIP
+        >>> edgecls.train("cifar10.tar.gz", "runs/cifar10", config="cifar10_resnet9", epochs=5)  # doctest: +SKIP
     """
     from edgecls import config as cfg
 

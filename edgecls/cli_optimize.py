@@ -103,19 +103,16 @@ def optimize(
     no_progress: NoProgress = False,
 ):
     """Search int8, QAT and pruned variants for the fastest (or smallest) within --max-drop; writes exports/best.*."""
+    verbose = verbosity(quiet, no_progress)
     with stdout_to_stderr(json_out):
         result = api.optimize(run, max_drop=max_drop, objective=objective, runtime=runtime,
-                              time_budget=_seconds_or_text(time_budget), threads=threads, resume=resume, model=model,
-                              verbose=verbosity(quiet, no_progress))
+                              time_budget=time_budget, threads=threads, resume=resume, model=model, verbose=verbose)
     if json_out:
         emit_json(result)
-    summary = result.summary_line()
-    if result.within_budget:
-        if not json_out:
-            typer.echo(summary)
-        return
-    typer.echo(summary, err=True)
-    raise typer.Exit(NOT_WITHIN_BUDGET_EXIT_CODE)
+    if not verbose:  # a verbose search ends with its leaderboard and this line already
+        typer.echo(result.summary_line(), err=json_out or not result.within_budget)
+    if not result.within_budget:
+        raise typer.Exit(NOT_WITHIN_BUDGET_EXIT_CODE)
 
 
 def _print_records(result, json_out: bool, quiet: bool) -> None:
@@ -127,11 +124,3 @@ def _print_records(result, json_out: bool, quiet: bool) -> None:
             top1 = "–" if record.accuracy is None else f"{record.accuracy:.4f}"
             typer.echo(f"{record.variant}: {record.path} (top-1 {top1})")
 
-
-def _seconds_or_text(value: str | None):
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return value  # "30m", "1h": the search parses (and refuses) the rest

@@ -17,8 +17,8 @@ import typer
 
 RunArg = Annotated[Path, typer.Argument(metavar="RUN", help="A run folder (from edgecls train).")]
 
-Data = Annotated[str | None, typer.Option("--data", "-d", help="Class folders, or a dataset with a test/ folder, to "
-                                                                "measure on (evaluate: default the run's test split).")]
+Data = Annotated[str | None, typer.Option("--data", "-d", help="Class folders, or a dataset with a test/ folder, whose "
+                                                                "test images are measured.")]
 Model = Annotated[Path | None, typer.Option("--model", help="A model file of the run to use instead of its default "
                                                              "(e.g. exports/pruned.keras).")]
 Calibration = Annotated[int, typer.Option("--calibration", help="Training images used to calibrate int8.")]

@@ -75,7 +75,10 @@ def evaluate(
     quiet: Quiet = False,
     no_progress: NoProgress = False,
 ):
-    """Top-1/top-5, per-class P/R/F1, confusion matrix, mistakes; ensembles (mean of probabilities) and TTA."""
+    """Top-1/top-5, per-class P/R/F1, confusion matrix, mistakes; ensembles (mean of probabilities) and TTA.
+
+    Without --data, the first run's own test split is used.
+    """
     if tta_count is not None and tta_count < 1:
         raise EdgeclsError(f"--tta-count must be at least 1, got {tta_count}")
     with stdout_to_stderr(json_out):

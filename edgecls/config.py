@@ -30,7 +30,9 @@ class DataConfig:
 @dataclasses.dataclass
 class ModelConfig:
     arch: str = "mobilenet_v3_small"
-    weights: str = "imagenet"  # imagenet | none | path to a weights file
+    # auto: imagenet where the architecture has published ImageNet weights, else none (from
+    # scratch); config.yaml of a run records what auto chose. Or imagenet | none | a weights file.
+    weights: str = "auto"
     alpha: float = 1.0
     dropout: float = 0.2
 
@@ -68,6 +70,7 @@ class TrainConfig:
     mixed_precision: bool = False  # the older spelling of precision: mixed_float16, kept for existing files
     strategy: str = "auto"  # auto | default | mirrored | multiworker; batch_size and lr are global
     seed: int = 0
+    tensorboard: bool = True  # RUN/tensorboard/ (train, validation; qat, prune for their fine-tuning)
 
     def resolve_precision(self) -> str:
         """Make ``precision`` and its older spelling agree; returns the Keras policy name."""

@@ -22,6 +22,8 @@ def jsonable(value: Any) -> Any:
     """``value`` with paths as strings, tuples as lists and numpy scalars/arrays as Python values."""
     if hasattr(value, "to_dict"):
         return jsonable(value.to_dict())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -156,7 +156,29 @@ class RunFolder:
 
     @property
     def optimize(self) -> Path:
+        """Where ``edgecls optimize`` keeps its candidates and leaderboard."""
         return self.exports / OPTIMIZE
+
+    @property
+    def leaderboard(self) -> Path:
+        return self.optimize / "leaderboard.json"
+
+    @property
+    def leaderboard_csv(self) -> Path:
+        return self.optimize / "leaderboard.csv"
+
+    @property
+    def pareto_png(self) -> Path:
+        return self.optimize / "pareto.png"
+
+    def best(self, suffix: str) -> Path:
+        """The model ``edgecls optimize`` chose, copied to ``exports/best<suffix>`` (.tflite or .onnx)."""
+        return self.export("best", suffix)
+
+    @property
+    def best_json(self) -> Path:
+        """Why the best model was chosen (beside ``best.tflite`` / ``best.onnx``)."""
+        return self.export("best", ".json")
 
     @property
     def pruning_report(self) -> Path:

@@ -2,8 +2,10 @@
 
 Everything a runtime needs to feed the model and read its answer — labels, input size and type,
 resize method, quantization, whether the output is logits or probabilities — plus where the model
-came from, its accuracy measured at export, and the tool versions that made it. Nothing here
-imports TensorFlow: the deploy side reads sidecars too.
+came from, its accuracy measured at export, and the tool versions that made it. ``write_sidecar``
+also embeds it in .tflite/.onnx files (edgecls.model_metadata), and ``read_model_sidecar`` falls
+back to that copy when no JSON is beside the file. Nothing here imports TensorFlow: the deploy
+side reads sidecars too.
 """
 
 from __future__ import annotations
@@ -97,5 +99,30 @@ def build_sidecar(*, model_file, fmt: str, variant: str, labels, architecture: s
 
 
 def write_sidecar(model_path, sidecar: dict) -> Path:
-    """Write ``sidecar`` atomically beside the model as ``<model>.json``; returns its path."""
+    """Write ``sidecar`` atomically beside the model as ``<model>.json``; returns its path.
+
+    A .tflite or .onnx model gets the sidecar embedded in the file first (edgecls.model_metadata),
+    so the file alone still knows its labels and preprocessing; the JSON then records the size of
+    the file as written, embedded copy included. Every writer of an exported model calls this.
+    """
+    from edgecls.model_metadata import EMBEDDING_SUFFIXES, embed_in_file
+
+    model_path = Path(model_path)
+    if model_path.suffix.lower() in EMBEDDING_SUFFIXES and model_path.is_file():
+        embed_in_file(model_path, sidecar)
+        if "size" in sidecar:
+            sidecar = {**sidecar, "size": file_sizes(model_path)}
     return write_json(sidecar_path(model_path), sidecar)
+
+
+def read_model_sidecar(model_path) -> tuple[dict | None, str | None]:
+    """The sidecar of a model and where it came from: ``(<model>.json, "json")`` when that file is
+    beside the model (it wins: it is what a user edits), else ``(copy, "embedded")`` from inside a
+    .tflite/.onnx file, else ``(None, None)``. A damaged sidecar either way is a ModelFileError."""
+    from edgecls.model_metadata import embedded_sidecar
+
+    sidecar = read_sidecar(model_path)
+    if sidecar is not None:
+        return sidecar, "json"
+    sidecar = embedded_sidecar(model_path)
+    return (sidecar, "embedded") if sidecar is not None else (None, None)

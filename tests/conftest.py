@@ -82,3 +82,41 @@ def tiny_config():
         return config
 
     return make
+
+
+@pytest.fixture(scope="session")
+def trained_colour_run(tmp_path_factory) -> Path:
+    """A tiny_cnn run folder (32 px, 3 epochs) on three colour classes, trained once per session.
+
+    Classes class0/1/2 are red, green and blue with noise (40 images each, 24×24, split 70/20/10),
+    so the model learns them and int8, QAT and pruning results can be judged. Never write into
+    it: take ``colour_run``, a copy per test module.
+    """
+    from edgecls.config import RunConfig
+    from edgecls.train.trainer import train
+
+    root = tmp_path_factory.mktemp("colour-run")
+    rng = np.random.default_rng(0)
+    for index, colour in enumerate([(220, 40, 40), (40, 200, 40), (40, 40, 220)]):
+        folder = root / "data" / f"class{index}"
+        folder.mkdir(parents=True)
+        for i in range(40):
+            pixels = np.clip(np.array(colour) + rng.integers(-60, 61, (24, 24, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"{i}.png")
+    config = RunConfig()
+    config.data.path, config.data.img_size = str(root / "data"), 32
+    config.model.arch, config.model.weights = "tiny_cnn", "none"
+    config.train.epochs, config.train.batch_size, config.train.lr = 3, 8, 0.01
+    config.train.early_stopping_patience = 0
+    train(config, root / "run", verbose=0)
+    return root / "run"
+
+
+@pytest.fixture(scope="module")
+def colour_run(trained_colour_run, tmp_path_factory) -> Path:
+    """This module's own copy of ``trained_colour_run``, free to write exports into."""
+    import shutil
+
+    target = tmp_path_factory.mktemp("colour-run-copy") / "run"
+    shutil.copytree(trained_colour_run, target)
+    return target

@@ -181,36 +181,47 @@ def check_onnx(built: Built, folder: Path) -> Path:
     return path
 
 
-def check_sidecars(built: Built, tflite_path: Path, tflite_info: dict, onnx_path: Path) -> None:
-    """Sidecars written beside (and, for ONNX, inside) the files; the deploy runtime feeds the model by them."""
+def check_tflite_sidecar(built: Built, path: Path, info: dict) -> None:
+    """The int8 file's sidecar, built from its graph as an export writes it; the deploy runtime feeds the model by it."""
+    from edgecls.sidecar import build_sidecar, write_sidecar
+
+    write_sidecar(path, build_sidecar(
+        model_file=path, fmt="tflite", variant="int8", labels=LABELS, architecture=built.name, img_size=built.size,
+        input_dtype=info["input"]["dtype"], input_quant=(info["input"]["scale"], info["input"]["zero_point"]),
+        output_kind="probabilities" if info["ops"].get("SOFTMAX") else "logits", output_dtype=info["output"]["dtype"],
+        output_quant=(info["output"]["scale"], info["output"]["zero_point"])))
+    sidecar = _read_back(built, path)
+    assert sidecar["output"]["kind"] == "logits", "an int8 model ends at the logits"
+    assert sidecar["input"]["dtype"] == "uint8" and sidecar["input"]["scale"] == 1.0, sidecar["input"]
+
+
+def check_onnx_sidecar(built: Built, path: Path) -> None:
+    """The ONNX sidecar, from the file's own graph, beside the file and embedded in it."""
     from edgecls.deploy.runtimes import open_model
     from edgecls.optimize import onnx_export
-    from edgecls.sidecar import build_sidecar, read_sidecar, write_sidecar
+    from edgecls.sidecar import build_sidecar
 
-    write_sidecar(tflite_path, build_sidecar(
-        model_file=tflite_path, fmt="tflite", variant="int8", labels=LABELS, architecture=built.name,
-        img_size=built.size, input_dtype=tflite_info["input"]["dtype"],
-        input_quant=(tflite_info["input"]["scale"], tflite_info["input"]["zero_point"]),
-        output_kind="probabilities" if tflite_info["ops"].get("SOFTMAX") else "logits",
-        output_dtype=tflite_info["output"]["dtype"],
-        output_quant=(tflite_info["output"]["scale"], tflite_info["output"]["zero_point"])))
-    fields = onnx_export.onnx_sidecar_fields(onnx_path)
+    fields = onnx_export.onnx_sidecar_fields(path)
     assert fields["img_size"] == built.size and fields["batch"] is None, fields
-    onnx_export.write_onnx_sidecar(onnx_path, build_sidecar(model_file=onnx_path, labels=LABELS,
-                                                            architecture=built.name, **fields))
-    embedded = onnx_export.read_embedded_metadata(onnx_path)
+    onnx_export.write_onnx_sidecar(path, build_sidecar(model_file=path, labels=LABELS, architecture=built.name, **fields))
+    embedded = onnx_export.read_embedded_metadata(path)
     assert embedded["labels"] == list(LABELS) and embedded["architecture"] == built.name
+    _read_back(built, path)
+    np.testing.assert_allclose(open_model(path, quiet=True).predict(built.images), built.probs, atol=1e-3)
 
-    for path in (tflite_path, onnx_path):
-        sidecar = read_sidecar(path)
-        assert sidecar["architecture"] == built.name and sidecar["input"]["shape"][1:] == [built.size, built.size, 3]
-        runtime = open_model(path, quiet=True)
-        assert runtime.labels == list(LABELS) and runtime.input_size == (built.size, built.size)
-        probs = runtime.predict(built.images)
-        assert probs.shape == (BATCH, NUM_CLASSES)
-        np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-4)  # int8 logits come back as probabilities
-    assert read_sidecar(tflite_path)["output"]["kind"] == "logits", "an int8 model ends at the logits"
-    np.testing.assert_allclose(open_model(onnx_path, quiet=True).predict(built.images), built.probs, atol=1e-3)
+
+def _read_back(built: Built, path: Path) -> dict:
+    from edgecls.deploy.runtimes import open_model
+    from edgecls.sidecar import read_sidecar
+
+    sidecar = read_sidecar(path)
+    assert sidecar["architecture"] == built.name and sidecar["input"]["shape"][1:] == [built.size, built.size, 3]
+    runtime = open_model(path, quiet=True)
+    assert runtime.labels == list(LABELS) and runtime.input_size == (built.size, built.size)
+    probs = runtime.predict(built.images)
+    assert probs.shape == (BATCH, NUM_CLASSES)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-4)  # int8 logits come back as probabilities
+    return sidecar
 
 
 def check_gradcam(built: Built) -> None:
@@ -230,12 +241,18 @@ def check_gradcam(built: Built) -> None:
     assert np.isfinite(heatmaps).all() and heatmaps.min() >= 0 and heatmaps.max() <= 1
 
 
-def check_model(name: str, folder: Path, *, load_later: dict | None = None) -> Built:
-    """Every check, in order, for the registered architecture ``name``; files go to ``folder``.
+CHECKS = ("int8", "qat", "onnx", "sidecar", "gradcam")  # after build, train step and save, which always run
 
-    ``load_later``: instead of starting a process to load the saved model, put it (without the
-    in-memory model) in this dict under ``name``, for one :func:`load_in_fresh_process` of many.
+
+def check_model(name: str, folder: Path, *, checks=CHECKS, load_later: dict | None = None) -> Built:
+    """Every check in ``checks``, in order, for the registered architecture ``name``; files go to ``folder``.
+
+    ``sidecar`` checks the sidecar of each file the other checks exported. ``load_later``: instead
+    of starting a process to load the saved model, put it (without the in-memory model) in this
+    dict under ``name``, for one :func:`load_in_fresh_process` of many.
     """
+    unknown = set(checks) - set(CHECKS)
+    assert not unknown, f"unknown checks {unknown}; choose from {CHECKS}"
     folder = Path(folder)
     built = check_build(name)
     check_train_step(built)
@@ -244,9 +261,16 @@ def check_model(name: str, folder: Path, *, load_later: dict | None = None) -> B
         load_in_fresh_process([built])
     else:
         load_later[name] = dataclasses.replace(built, model=None)
-    tflite_path, tflite_info = check_int8_tflite(built, folder)
-    check_qat(built)
-    onnx_path = check_onnx(built, folder)
-    check_sidecars(built, tflite_path, tflite_info, onnx_path)
-    check_gradcam(built)
+    if "int8" in checks:
+        tflite_path, tflite_info = check_int8_tflite(built, folder)
+        if "sidecar" in checks:
+            check_tflite_sidecar(built, tflite_path, tflite_info)
+    if "qat" in checks:
+        check_qat(built)
+    if "onnx" in checks:
+        onnx_path = check_onnx(built, folder)
+        if "sidecar" in checks:
+            check_onnx_sidecar(built, onnx_path)
+    if "gradcam" in checks:
+        check_gradcam(built)
     return built

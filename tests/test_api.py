@@ -72,6 +72,9 @@ def test_list_models_and_config_mistakes_without_training(tmp_path):
     with pytest.raises(EdgeclsError, match="config not found"):
         edgecls.train(tmp_path, tmp_path / "run", config=tmp_path / "missing.yaml")
     assert not (tmp_path / "run").exists()
+    # A shipped recipe by name: it resolves, and training stops at the missing data, not at the config.
+    with pytest.raises(EdgeclsError, match="dataset not found"):
+        edgecls.train(tmp_path / "nowhere", tmp_path / "recipe_run", config="cifar10_resnet9")
 
 
 def readme_python_example() -> str:

@@ -193,3 +193,16 @@ def test_models_json_in_a_real_process_has_nothing_else_on_stdout():
     rows = _json_alone(result.returncode, result.stdout, result.stderr)
     assert {"tiny_cnn", "mobilenet_v3_small"} <= {row["name"] for row in rows}
     assert all(row["img_size"] == 32 and row["params"] > 0 for row in rows)
+
+
+def test_optimize_json_and_report(json_run, capsys):
+    run, _, _, _ = json_run
+    assert (run / "report.html").is_file()  # train rebuilt the run's report at its end
+    code, out, err = run_main(["optimize", str(run), "--time-budget", "40s", "--json", "-q"], capsys)
+    result = json.loads(out)
+    assert code == (0 if result["within_budget"] else 3), err
+    assert result["leaderboard"] and result["out_dir"] == str(run / "exports" / "optimize")
+    if result["chosen"] is not None:
+        assert Path(result["best_path"]).is_file()
+    code, out, err = run_main(["report", str(run)], capsys)
+    assert code in (0, None) and out.strip() == f"report → {run / 'report.html'}", err

@@ -42,3 +42,25 @@ def test_check_mode_spots_a_stale_file(tmp_path):
 def test_readme_points_to_the_full_reference():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert "docs/cli.md" in readme
+
+
+def test_readme_table_of_shared_options_matches_the_commands():
+    import re
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    table = readme.split("### Command-line options\n", 1)[1].split("\n#", 1)[0]
+    options_of = {name: {opt for p in command.params for opt in getattr(p, "opts", [])} for name, command in commands()}
+    rows = [line.split("|")[1:3] for line in table.splitlines() if line.startswith("| `-")]
+    assert len(rows) >= 6
+    for options_cell, commands_cell in rows:
+        options = [o for o in re.findall(r"`(-[-\w]+)", options_cell) if o.startswith("--")]
+        # Command names before any ":" or "(" qualifier are claimed to take every option of the row.
+        named = re.findall(r"[a-z]+", re.split(r"[:(;]", commands_cell)[0])
+        assert named, commands_cell
+        for command in named:
+            for option in options:
+                if option in ("--force", "--resume"):
+                    continue  # one row, two lists: checked below
+                assert option in options_of[command], (command, option)
+    assert all("--force" in options_of[c] for c in ("train", "demo", "bundle"))
+    assert all("--resume" in options_of[c] for c in ("train", "optimize"))

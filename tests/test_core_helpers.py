@@ -127,6 +127,8 @@ def test_run_folder_names_every_file(tmp_path):
     assert run.optimize == tmp_path / "exports" / "optimize"
     assert run.bench_json == tmp_path / "exports" / "bench.json"
     assert run.int8_tflite == run.export("int8", ".tflite") == tmp_path / "exports" / "int8.tflite"
+    assert run.best(".onnx") == tmp_path / "exports" / "best.onnx"
+    assert run.leaderboard == tmp_path / "exports" / "optimize" / "leaderboard.json"
     # An evaluation folder holds the same report files.
     assert RunFolder(run.eval).metrics == tmp_path / "eval" / "metrics.json"
 

@@ -19,7 +19,7 @@ import pytest
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "edgecls"
 
 # Lowest first. A module may import its own layer and the layers below it.
-CORE_MODULES = {"errors", "fsutil", "tf", "sidecar", "config", "configs", "metrics", "progress", "timing", "run_folder"}
+CORE_MODULES = {"errors", "fsutil", "tf", "sidecar", "model_metadata", "config", "configs", "metrics", "progress", "timing", "run_folder"}
 API_MODULES = {"__init__", "api", "results", "demo"}
 LAYERS = ["core", "data", "models", "deploy", "train", "optimize", "insight|bench", "report", "api", "cli"]
 SIBLINGS_THAT_NEVER_MEET = {"insight", "bench"}

@@ -1,11 +1,15 @@
-"""Every registered architecture builds, is flat, trains a step and round-trips through a .keras file."""
+"""Model building details: MACs, freezing, Keras weight files, errors.
+
+Build → train step → save and load in a fresh process for every registered architecture is in the
+shared model checks (tests/model_checks.py, run by tests/test_model_checks.py).
+"""
 
 import numpy as np
 import pytest
 
 from edgecls.errors import EdgeclsError
-from edgecls.models import get_model_spec, list_models, modeling
-from edgecls.tf import keras, tf
+from edgecls.models import modeling
+from edgecls.tf import keras
 
 NUM_CLASSES = 3
 
@@ -14,36 +18,6 @@ NUM_CLASSES = 3
 def _fresh_session():
     yield
     keras.backend.clear_session()
-
-
-@pytest.mark.parametrize("arch", list_models())
-def test_every_model_builds_trains_and_reloads(arch, tmp_path):
-    spec = get_model_spec(arch)
-    size = spec.test_size
-    model = modeling.build_model(arch, size, NUM_CLASSES, weights="none", alpha=0.35 if "mobilenet" in arch else 1.0)
-    assert model.input_shape == (None, size, size, 3)
-    assert model.output_shape == (None, NUM_CLASSES)
-    assert not any(isinstance(layer, keras.Model) for layer in model.layers), "graphs must be flat for tfmot"
-
-    # Pixels 0–255 in, probabilities out: normalisation lives inside the model. Eager steps, because
-    # tracing a graph per architecture would cost minutes of the default test run.
-    x = tf.constant(np.random.default_rng(0).integers(0, 256, (4, size, size, 3)).astype("float32"))
-    y = tf.constant(keras.utils.to_categorical([0, 1, 2, 0], NUM_CLASSES))
-    optimizer = keras.optimizers.Adam(1e-3)
-    before = [w.copy() for w in model.get_weights()]
-    with tf.GradientTape() as tape:
-        loss = keras.losses.categorical_crossentropy(y, model(x, training=True))
-    grads = tape.gradient(loss, model.trainable_variables)
-    optimizer.apply_gradients(zip(grads, model.trainable_variables))
-    assert np.all(np.isfinite(loss.numpy()))
-    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
-    probs = model(x, training=False).numpy()
-    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-4)
-
-    path = tmp_path / "m.keras"
-    model.save(path)
-    again = keras.models.load_model(path, safe_mode=True, compile=False)
-    np.testing.assert_allclose(again(x, training=False).numpy(), probs, atol=1e-5)
 
 
 def test_macs_of_mobilenet_v3_small_match_the_paper():
@@ -123,19 +97,3 @@ def test_from_scratch_batchnorm_statistics_can_settle_in_a_short_run():
     model = modeling.build_model("mobilenet_v3_small", 32, NUM_CLASSES, weights="none", alpha=0.35)
     momenta = {layer.momentum for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)}
     assert momenta == {0.9}
-
-
-def test_every_custom_layer_loads_in_a_fresh_process(tmp_path):
-    # In-process tests import every module; a user's `edgecls quantize` process imports only what
-    # loading needs, and a custom layer nobody registered fails with a cryptic Keras error.
-    import subprocess
-    import sys
-
-    path = tmp_path / "m.keras"
-    modeling.build_model("mobilenet_v3_small", 32, NUM_CLASSES, weights="none", alpha=0.35).save(path)
-    code = ("import sys; from edgecls.models.model_files import load_keras_model; "
-            "m = load_keras_model(sys.argv[1]); "
-            "assert 'edgecls.models.architectures' not in sys.modules; print(m.output_shape)")
-    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "(None, 3)" in done.stdout

@@ -1,4 +1,7 @@
-"""ONNX export and ONNX int8: parity with Keras, integer ops, embedded sidecar, one-line errors.
+"""ONNX int8, the embedded sidecar, custom layers and one-line errors.
+
+Float export with Keras parity for every registered architecture is in the shared model checks
+(tests/model_checks.py).
 
 Models are 32x32 with 3 classes; tiny_cnn is trained for a moment on colour-coded classes so its
 predictions are confident enough to judge int8 agreement.
@@ -14,13 +17,13 @@ import onnxruntime as ort
 import pytest
 
 from edgecls.errors import EdgeclsError
+from edgecls.models import get_model_spec
 from edgecls.models.modeling import build_model
 from edgecls.optimize import onnx_export
 from edgecls.tf import keras, tf
 
 SIZE = 32
 NUM_CLASSES = 3
-ARCHS = {"tiny_cnn": {}, "mobilenet_v3_small": {"alpha": 0.35}, "efficientnet_b0": {}}
 
 
 def colour_images(n: int, seed: int):
@@ -52,7 +55,7 @@ def exported(tmp_path_factory):
     def get(arch):
         if arch not in cache:
             keras.utils.set_random_seed(0)
-            model = build_model(arch, SIZE, NUM_CLASSES, weights="none", **ARCHS[arch])
+            model = build_model(arch, SIZE, NUM_CLASSES, weights="none", **get_model_spec(arch).test_kwargs)
             if arch == "tiny_cnn":
                 images, labels = colour_images(96, seed=1)
                 model.compile(keras.optimizers.Adam(3e-2), "sparse_categorical_crossentropy")
@@ -61,27 +64,6 @@ def exported(tmp_path_factory):
         return cache[arch]
 
     return get
-
-
-@pytest.mark.parametrize("arch", list(ARCHS))
-def test_export_matches_keras(arch, exported):
-    model, path = exported(arch)
-    onnx.checker.check_model(str(path))
-    proto = onnx.load(str(path))
-    assert [i.name for i in proto.graph.input] == ["image"] and [o.name for o in proto.graph.output] == ["probs"]
-    assert proto.opset_import[0].version == onnx_export.DEFAULT_OPSET
-    assert not onnx_export.integer_op_types(proto)
-    # tf2onnx's transpose pass must have run (it crashes on MobileNetV3's hard-swish without our fix),
-    # and the identity Reshapes of the squeeze-excite blocks are gone.
-    ops = [node.op_type for node in proto.graph.node]
-    assert ops.count("Transpose") <= 2 and "Reshape" not in ops
-
-    images = random_images(5)
-    result = onnx_export.check_parity(model, path, images)
-    assert result["ok"], result
-    assert result["max_abs_diff"] < 1e-3 and result["same_top1"]
-    # The batch dimension stays dynamic.
-    assert session(path).run(None, {"image": images[:2].astype(np.float32)})[0].shape == (2, NUM_CLASSES)
 
 
 def test_int8_is_integer_and_agrees_where_the_float_model_is_confident(exported, tmp_path):

@@ -1,4 +1,8 @@
-"""Optimize stage: int8 with no float islands, QAT for every family, pruning, sidecars, errors."""
+"""Optimize stage: int8 I/O options, QAT and pruning of a run, sidecars, errors.
+
+Int8 with no float islands and QAT to a pure int8 graph, for every registered architecture, are
+in the shared model checks (tests/model_checks.py).
+"""
 
 import json
 
@@ -6,6 +10,7 @@ import numpy as np
 import pytest
 
 from edgecls.errors import EdgeclsError
+from edgecls.models import get_model_spec
 from edgecls.models.modeling import build_model
 from edgecls.optimize import tflite_convert
 from edgecls.optimize.qat import quantize_aware_model
@@ -13,41 +18,16 @@ from edgecls.optimize.tflite_inspect import inspect_tflite
 from edgecls.tf import keras
 
 SIZE = 32
-FAMILIES = ["tiny_cnn", "mobilenet_v3_small", "efficientnet_b0"]
 SIDECAR_KEYS = {"schema", "model_file", "format", "variant", "architecture", "labels", "input", "output",
                 "source_run", "accuracy", "size", "versions"}
 
 
 def _model(arch):
-    return build_model(arch, SIZE, 3, weights="none", alpha=0.35 if "mobilenet" in arch else 1.0)
+    return build_model(arch, SIZE, 3, weights="none", **get_model_spec(arch).test_kwargs)
 
 
 def _images(count=12):
     return np.random.default_rng(0).integers(0, 256, (count, SIZE, SIZE, 3)).astype(np.uint8)
-
-
-def _assert_integer_graph(info):
-    assert info["float_ops"] == [], f"float islands: {info['float_ops']}"
-    assert info["boundary_quantize_ops"] <= 2
-    assert info["input"]["dtype"] == "uint8" and info["input"]["scale"] == 1.0 and info["input"]["zero_point"] == 0
-    assert info["output"]["dtype"] == "uint8"
-    assert info["xnnpack_partitions"] == 1
-
-
-@pytest.mark.parametrize("arch", FAMILIES)
-def test_post_training_int8_is_integer_from_input_to_logits(arch):
-    info = inspect_tflite(tflite_convert.convert(_model(arch), "int8", calibration=_images()))
-    _assert_integer_graph(info)
-
-
-@pytest.mark.parametrize("arch", FAMILIES + [pytest.param("resnet50", marks=pytest.mark.slow)])
-def test_quantization_aware_model_converts_to_a_pure_int8_graph(arch):
-    model = tflite_convert.logits_model(_model(arch))
-    qat = quantize_aware_model(model)
-    # Training-mode calls let every fake-quant op learn a range (eager: no graph tracing to wait for).
-    for _ in range(2):
-        qat(_images(8).astype("float32"), training=True)
-    _assert_integer_graph(inspect_tflite(tflite_convert.convert_qat(qat)))
 
 
 def test_int8_io_options():
@@ -71,28 +51,9 @@ def test_unsupported_layer_in_a_users_model_is_named():
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    """A tiny_cnn run with a real test split, trained for two epochs."""
-    from PIL import Image
-
-    from edgecls.config import RunConfig
-    from edgecls.train.trainer import train
-
-    root = tmp_path_factory.mktemp("optimize")
-    rng = np.random.default_rng(0)
-    for index, colour in enumerate([(220, 40, 40), (40, 200, 40), (40, 40, 220)]):
-        folder = root / "data" / f"class{index}"
-        folder.mkdir(parents=True)
-        for i in range(30):
-            pixels = np.clip(np.array(colour) + rng.integers(-40, 41, (24, 24, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(pixels).save(folder / f"{i}.png")
-    config = RunConfig()
-    config.data.path, config.data.img_size = str(root / "data"), SIZE
-    config.model.arch, config.model.weights = "tiny_cnn", "none"
-    config.train.epochs, config.train.batch_size, config.train.lr = 4, 8, 0.01
-    config.train.early_stopping_patience = 0
-    train(config, root / "run", verbose=0)
-    return root / "run"
+def trained_run(colour_run):
+    """The session's tiny_cnn colour run (tests/conftest.py), copied for this module's exports."""
+    return colour_run
 
 
 def test_quantize_writes_variants_with_complete_sidecars(trained_run):

@@ -16,6 +16,7 @@ from PIL import Image, TiffImagePlugin
 
 from edgecls.data.images import BadImage, load_image_array
 from edgecls.deploy.predict import predict_files
+from edgecls.model_metadata import strip_tflite
 
 
 @pytest.fixture
@@ -189,7 +190,7 @@ def test_pi_infer_without_sidecar_notes_the_assumptions(run, tmp_path, make_imag
     pi = load_pi_infer()
     data = make_images(tmp_path / "imgs", per_class=1)
     model = tmp_path / "bare.tflite"
-    model.write_bytes((run / "exports" / "int8.tflite").read_bytes())
+    model.write_bytes(strip_tflite((run / "exports" / "int8.tflite").read_bytes()))  # no embedded sidecar either
     assert pi.main([str(model), str(data), "--top-k", "1"]) == 0
     captured = capsys.readouterr()
     assert captured.err.startswith("note: no sidecar for bare.tflite")

@@ -3,7 +3,9 @@
 
 Standalone on purpose: Python standard library + numpy + pillow + ai_edge_litert or tflite_runtime,
 nothing else. Works with tflite-runtime 2.14 on numpy 1.x (Python <= 3.11) and ai-edge-litert on
-numpy 2. Labels and preprocessing come from the sidecar (<model>.json) beside the model.
+numpy 2. Labels and preprocessing come from the sidecar (<model>.json) beside the model, else from
+the copy edgecls embeds in the .tflite file itself (a zip appended to the flatbuffer, which the
+interpreter ignores; read here with the standard library's zipfile).
 
     python3 pi_infer.py int8.tflite photo.jpg more_photos/ --top-k 3
     python3 pi_infer.py int8.tflite photos/ --json > predictions.json
@@ -27,6 +29,8 @@ import sys
 import tempfile
 import time
 import warnings
+import zipfile
+import zlib
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -174,8 +178,11 @@ def _version(package):
         return "?"
 
 
+EMBEDDED_SIDECAR = "edgecls/sidecar.json"  # = edgecls.model_metadata.ZIP_SIDECAR
+
+
 def read_sidecar(model_path):
-    """The sidecar (<model>.json), else labels.txt beside the model, else None (with a note)."""
+    """The sidecar (<model>.json) beside the model, else the one embedded in it, else None."""
     path = os.path.splitext(model_path)[0] + ".json"
     if os.path.isfile(path):
         try:
@@ -186,7 +193,39 @@ def read_sidecar(model_path):
         if not isinstance(data, dict) or "labels" not in data or "input" not in data:
             raise UserError("%s is not an edgecls sidecar (no labels/input)" % path)
         return data
-    return None
+    return read_embedded_sidecar(model_path)
+
+
+def read_embedded_sidecar(model_path):
+    """The sidecar edgecls appends to a .tflite file as a zip, None when the file has none."""
+    damaged = ("%s: its embedded sidecar (%s) is damaged (%%s), so its labels and preprocessing are unknown; "
+               "put %s beside it or export it again"
+               % (model_path, EMBEDDED_SIDECAR, os.path.basename(os.path.splitext(model_path)[0] + ".json")))
+    try:
+        with zipfile.ZipFile(model_path) as zipped:
+            if EMBEDDED_SIDECAR not in zipped.namelist():
+                return None
+            text = zipped.read(EMBEDDED_SIDECAR).decode("utf-8")
+    except zipfile.BadZipFile as err:
+        with open(model_path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - (1 << 20)))
+            if EMBEDDED_SIDECAR.encode() in handle.read():
+                raise UserError(damaged % _first(err)) from None
+        return None  # a plain flatbuffer
+    except (zlib.error, UnicodeDecodeError, EOFError) as err:
+        raise UserError(damaged % _first(err)) from None
+    try:
+        data = json.loads(text)
+    except ValueError as err:
+        raise UserError(damaged % _first(err)) from None
+    if not isinstance(data, dict) or "labels" not in data or "input" not in data:
+        raise UserError(damaged % "no labels/input")
+    return data
+
+
+def _first(err):
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
 
 
 class Model:
@@ -219,7 +258,8 @@ class Model:
         else:
             self.labels = _labels_txt(path) or [str(i) for i in range(self.num_classes)]
             self.output_kind = "logits" if integer_output else "probabilities"
-            print("note: no sidecar for %s; assuming RGB 0-255 input resized with PIL bilinear, %s, %s output"
+            print("note: no sidecar for %s; assuming RGB 0-255 input resized with PIL bilinear, %s, %s output "
+                  "(no sidecar JSON beside it, none embedded in it)"
                   % (os.path.basename(path), "labels from labels.txt" if _labels_txt(path) else
                      "class indices as labels", self.output_kind), file=sys.stderr)
         if len(self.labels) != self.num_classes:
@@ -495,7 +535,8 @@ def _bundled_model() -> str:
 def parse_args(argv):
     parser = argparse.ArgumentParser(description="Classify images with an edgecls TFLite model.")
     parser.add_argument("model", nargs="?", default=None,
-                        help="the .tflite model (its sidecar <model>.json beside it); may be left out inside a "
+                        help="the .tflite model (its sidecar <model>.json beside it, or embedded by edgecls); may be "
+                             "left out inside a "
                              "bundle that holds one .tflite")
     parser.add_argument("inputs", nargs="*", help="image files and folders")
     parser.add_argument("--top-k", type=int, default=5, help="classes shown per image (default 5)")

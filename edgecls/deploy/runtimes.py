@@ -1,7 +1,8 @@
 """One runtime layer for .tflite, .onnx and .keras models, all fed the same resized uint8 images.
 
-Input spec, labels and quantization come from the sidecar; without one, what is assumed is said
-once on stderr. ``predict`` returns class probabilities; ``invoke`` runs the prepared input only,
+Input spec, labels and quantization come from the sidecar: ``<model>.json`` beside the file, else
+the copy embedded in a .tflite/.onnx file (edgecls.model_metadata); without either, what is
+assumed is said once on stderr. ``predict`` returns class probabilities; ``invoke`` runs the prepared input only,
 for the benchmark harness to time the model alone.
 """
 
@@ -13,8 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from edgecls.errors import EdgeclsError, ModelFileError, first_line
+from edgecls.model_metadata import onnx_props_sidecar
 from edgecls.run_folder import RunFolder
-from edgecls.sidecar import read_sidecar
+from edgecls.sidecar import read_model_sidecar, read_sidecar
 
 RUNTIMES = ("tflite", "onnx", "keras")
 SUFFIX_RUNTIME = {".tflite": "tflite", ".onnx": "onnx", ".keras": "keras"}
@@ -31,8 +33,12 @@ class Runtime:
 
     def __init__(self, path: Path, sidecar: dict | None, threads: int):
         self.path = Path(path)
-        self.sidecar = sidecar
         self.threads = threads
+        self.sidecar_source = None  # "json", "embedded" or "run folder", set by open_model
+        self.use_sidecar(sidecar)
+
+    def use_sidecar(self, sidecar: dict | None) -> None:
+        self.sidecar = sidecar
         self.output_kind = (sidecar or {}).get("output", {}).get("kind", "probabilities")
 
     # Subclasses set: self.input_size (h, w), self.labels, and implement _run_batch(uint8) -> raw outputs.
@@ -124,6 +130,12 @@ class OnnxRuntime(Runtime):
         self.batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else 32
         self.num_classes = class_count(self.session.get_outputs()[0].shape, path)
         self.input_dtype = np.uint8 if self.input.type == "tensor(uint8)" else np.float32
+        if sidecar is None:
+            # onnxruntime reads metadata_props with the model: no second parse with the onnx package.
+            embedded = onnx_props_sidecar(self.session.get_modelmeta().custom_metadata_map, path)
+            if embedded is not None:
+                self.use_sidecar(embedded)
+                self.sidecar_source = "embedded"
 
     def prepare(self, images):
         return images.astype(self.input_dtype, copy=False)
@@ -177,13 +189,20 @@ def open_model(path, *, threads: int = 1, quiet: bool = False) -> Runtime:
     if not path.is_file():
         raise ModelFileError(f"model file not found: {path}")
     kind = runtime_for(path)
-    sidecar = read_sidecar(path)
+    if kind == "onnx":
+        # An embedded ONNX sidecar is read from the session the runtime opens anyway.
+        sidecar, source = read_sidecar(path), "json"
+    else:
+        sidecar, source = read_model_sidecar(path)
     if sidecar is None and kind == "keras":
-        sidecar = _run_folder_sidecar(path)
+        sidecar, source = _run_folder_sidecar(path), "run folder"
     runtime = _CLASSES[kind](path, sidecar, threads)
-    if sidecar is None and not quiet:
+    if sidecar is not None:
+        runtime.sidecar_source = source
+    if runtime.sidecar is None and not quiet:
         print(f"note: no sidecar for {path.name}; assuming RGB 0-255 input resized with PIL bilinear, "
-              f"class indices as labels, {runtime.output_kind} output", file=sys.stderr)
+              f"class indices as labels, {runtime.output_kind} output (no {path.with_suffix('.json').name} beside "
+              "it, none embedded in it)", file=sys.stderr)
     return runtime
 
 

@@ -93,6 +93,7 @@ def mobilenet_v3_small(input_shape, num_classes, *, weights=None, alpha=1.0, dro
     pretrained=True,
     fine_tune_layers=50,
     test_kwargs={"alpha": 0.35},
+    test_slow_checks=("int8", "qat"),  # its blocks are mobilenet_v3_small's without SE and hard-swish
 )
 def mobilenet_v3_small_minimalistic(input_shape, num_classes, *, weights=None, alpha=1.0, dropout=0.2):
     return _mobilenet_v3("small", "mobilenet_v3_small_minimalistic", input_shape, num_classes, weights, alpha,
@@ -121,6 +122,9 @@ def _register_efficientnet(variant: str, app_fn, default_size: int):
         default_size=default_size,
         fine_tune_layers=60,
         test_slow=variant != "b0",  # b1-b3 scale b0's graph up; b0 is checked in the default run
+        # Swish and squeeze-excite through the TFLite converter take minutes here; mobilenet_v3_small
+        # takes squeeze-excite through both in the default run.
+        test_slow_checks=("int8", "qat"),
     )
     def build(input_shape, num_classes, *, weights=None, alpha=1.0, dropout=0.2):
         # alpha does not apply: EfficientNet's width is fixed per variant.

@@ -10,6 +10,18 @@ from edgecls.models.architectures import is_head_layer
 from edgecls.tf import keras
 
 
+AUTO_WEIGHTS = "auto"
+
+
+def choose_weights(arch: str, weights: str | None) -> str | None:
+    """What ``auto`` (the default) means for ``arch``: ``imagenet`` where published ImageNet weights
+    exist, else ``none``. Any other choice is returned as it is, so an explicit ``imagenet`` on an
+    architecture without them stays an error."""
+    if weights is None or str(weights).strip().lower() != AUTO_WEIGHTS:
+        return weights
+    return "imagenet" if get_model_spec(arch).pretrained else "none"
+
+
 def resolve_weights(weights: str | None):
     """``none`` → None, ``imagenet`` → "imagenet", anything else must be an existing file."""
     if weights is None or str(weights).lower() in ("", "none", "random", "scratch"):
@@ -18,7 +30,7 @@ def resolve_weights(weights: str | None):
         return "imagenet"
     path = Path(weights).expanduser()
     if not path.is_file():
-        raise EdgeclsError(f"weights file not found: {weights} (use --weights imagenet, none, or a file path)")
+        raise EdgeclsError(f"weights file not found: {weights} (use --weights auto, imagenet, none, or a file path)")
     return str(path)
 
 
@@ -29,7 +41,7 @@ def build_model(arch: str, img_size: int, num_classes: int, *, weights="none", a
         raise EdgeclsError(f"{arch} needs --img-size of at least {spec.min_size}, got {img_size}")
     if num_classes < 2:
         raise EdgeclsError(f"a classifier needs at least two classes, got {num_classes}")
-    resolved = resolve_weights(weights)
+    resolved = resolve_weights(choose_weights(arch, weights))
     kwargs = {"weights": resolved, "alpha": alpha}
     if dropout is not None:
         kwargs["dropout"] = dropout

@@ -24,12 +24,13 @@ class ModelSpec:
     default_size: int = 224
     fine_tune_layers: int = 0  # base layers unfrozen in phase 2 (0 = phase 2 fine-tunes all)
     test_only: bool = False  # for fast tests and smoke runs; not a deployment architecture
-    # How the shared model checks (tests/model_checks.py) build this model: the smallest size and
-    # builder arguments (e.g. a narrow alpha) that still exercise the whole graph, and whether the
-    # checks are too slow for the default test run.
+    # How the shared model checks (tests/model_checks.py) treat this model: the smallest size and
+    # builder arguments (e.g. a narrow alpha) that still exercise the whole graph; whether all its
+    # checks, or which of them (e.g. "qat"), are too slow for the default test run (pytest -m slow).
     test_size: int = 32
     test_kwargs: dict = dataclasses.field(default_factory=dict)
     test_slow: bool = False
+    test_slow_checks: tuple[str, ...] = ()
 
 
 _MODELS: dict[str, ModelSpec] = {}

@@ -10,6 +10,8 @@ per-tensor Dense weights. Without either change the result is the very model ``c
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from edgecls.errors import EdgeclsError, first_line
@@ -71,7 +73,9 @@ def _activations(blob: bytes, images: np.ndarray, names: set[str]):
     from edgecls.deploy.litert import interpreter_class
 
     cls, _ = interpreter_class()
-    interpreter = cls(model_content=blob, num_threads=1, experimental_preserve_all_tensors=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "intended for debugging": reading every tensor is the point here
+        interpreter = cls(model_content=blob, num_threads=1, experimental_preserve_all_tensors=True)
     interpreter.allocate_tensors()
     detail = interpreter.get_input_details()[0]
     wanted = [t for t in interpreter.get_tensor_details() if t["name"] in names]

@@ -18,7 +18,7 @@ OBJECTIVES = ("latency", "size")
 LATENCY_TIE = 0.03
 CSV_COLUMNS = ("variant", "format", "family", "val_accuracy", "val_drop_pt", "test_accuracy", "test_drop_pt",
                "latency_ms", "latency_vs_float32", "size_bytes", "gzip_bytes", "partitions", "float_ops",
-               "within_budget", "chosen", "build_seconds", "notes", "path")
+               "within_budget", "slower_than_float32", "chosen", "build_seconds", "notes", "path")
 
 
 def score(record: dict, objective: str) -> float:
@@ -32,21 +32,22 @@ def val_drop_pt(val_accuracy: float, float_val_accuracy: float) -> float:
     return (float_val_accuracy - val_accuracy) * 100.0
 
 
-def mark_budget(records: list[dict], max_drop: float) -> None:
-    """Set ``within_budget`` from the validation drop, and exclude integer models slower than float32.
+def mark_budget(records: list[dict], max_drop: float, *, forbid_slow_int8: bool = True) -> None:
+    """Set ``within_budget`` from the validation drop; with ``forbid_slow_int8``, also exclude
+    integer models slower than the float32 model of their runtime.
 
-    An int8 model that runs slower than the float32 one of the same runtime is no optimisation,
-    whatever its size: it is never handed back.
+    For onnxruntime an int8 model can run slower than fp32 (int8 activations, or ops without
+    fused integer kernels) and is then no optimisation whatever its size; the search forbids it
+    there always, and for TFLite when the objective is latency (for size, smaller wins).
     """
     reference = {r["format"]: r.get("latency_ms") for r in records if r.get("family") in ("float32", "onnx_float32")}
     for record in records:
         fits = record["val_drop_pt"] <= max_drop + 1e-9
         float_ms = reference.get(record["format"])
-        slower = (record.get("integer") and float_ms is not None and record.get("latency_ms") is not None
-                  and record["latency_ms"] > float_ms)
+        slower = (forbid_slow_int8 and record.get("integer") and float_ms is not None
+                  and record.get("latency_ms") is not None and record["latency_ms"] > float_ms)
         record["within_budget"] = bool(fits and not slower)
-        if fits and slower and "slower than float32" not in record.get("notes", ""):
-            record["notes"] = _join(record.get("notes", ""), "int8 slower than float32: never chosen")
+        record["slower_than_float32"] = bool(slower)
 
 
 def choose(records: list[dict], objective: str) -> dict | None:
@@ -106,7 +107,8 @@ def print_leaderboard(records: list[dict], *, float_val: float, max_drop: float,
                       f"{r['test_accuracy']:.4f}", _ms(r.get("latency_ms")),
                       "" if r.get("latency_vs_float32") is None else f"{r['latency_vs_float32']:.2f}×",
                       _kb(r["size_bytes"]), _kb(r["gzip_bytes"]),
-                      "" if r.get("partitions") is None else str(r["partitions"]), r.get("notes", ""))
+                      "" if r.get("partitions") is None else str(r["partitions"]),
+                      _join(r.get("notes", ""), "int8 slower than float32: never chosen" if r.get("slower_than_float32") else ""))
     Console(stderr=True, width=None if sys.stderr.isatty() else 160).print(table)
 
 

@@ -2,8 +2,9 @@
 
 Light on purpose (onnx and the stdlib, no TensorFlow, no onnxruntime), so the deploy side can
 read an exported model's sidecar from the model itself. ``embed_metadata`` stores the sidecar as
-JSON in ``metadata_props["edgecls_sidecar"]``; ``onnx_export`` stores its quantization settings
-under ``"edgecls_quantization"``.
+JSON in ``metadata_props["edgecls_sidecar"]`` (through ``edgecls.model_metadata``, which also
+reads it back, as the deploy runtimes do when no sidecar JSON is beside the file);
+``onnx_export`` stores its quantization settings under ``"edgecls_quantization"``.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from pathlib import Path
 import onnx
 
 from edgecls.errors import ModelFileError, first_line
-from edgecls.fsutil import atomic_path
+from edgecls.model_metadata import ONNX_KEY, embed_in_file, onnx_sidecar
+from edgecls.model_metadata import set_onnx_property as set_metadata  # noqa: F401 - onnx_export uses it
 
-METADATA_KEY = "edgecls_sidecar"
+METADATA_KEY = ONNX_KEY
 QUANT_METADATA_KEY = "edgecls_quantization"
 INTEGER_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "ConvInteger",
                          "MatMulInteger", "QLinearConv", "QLinearMatMul", "QLinearAdd", "QLinearMul",
@@ -59,27 +61,14 @@ def onnx_sidecar_fields(onnx_path) -> dict:
 
 
 def embed_metadata(onnx_path, sidecar: dict) -> Path:
-    """Store ``sidecar`` as JSON under ``metadata_props["edgecls_sidecar"]``, re-saving atomically."""
-    proto = load_onnx(onnx_path)
-    set_metadata(proto, METADATA_KEY, sidecar)
-    with atomic_path(onnx_path) as tmp:
-        onnx.save(proto, str(tmp))
-    return Path(onnx_path)
+    """Store ``sidecar`` (less ``size``) as JSON under ``metadata_props["edgecls_sidecar"]``, re-saving
+    atomically; the same embedding ``edgecls.sidecar.write_sidecar`` does for every ONNX export."""
+    return embed_in_file(onnx_path, sidecar)
 
 
 def read_embedded_metadata(onnx_path) -> dict | None:
     """The sidecar embedded by ``embed_metadata``, or None when the file carries none."""
-    proto = load_onnx(onnx_path)
-    for prop in proto.metadata_props:
-        if prop.key == METADATA_KEY:
-            try:
-                data = json.loads(prop.value)
-            except ValueError as err:
-                raise ModelFileError(f"{onnx_path}: unreadable {METADATA_KEY} metadata: {err}") from None
-            if not isinstance(data, dict):
-                raise ModelFileError(f"{onnx_path}: {METADATA_KEY} metadata is not a JSON object")
-            return data
-    return None
+    return onnx_sidecar(onnx_path)
 
 
 def write_onnx_sidecar(onnx_path, sidecar: dict) -> Path:
@@ -88,28 +77,9 @@ def write_onnx_sidecar(onnx_path, sidecar: dict) -> Path:
     A file cannot hold its own size, so the embedded copy goes without ``size``; the JSON
     sidecar gets the size of the model as written, metadata included. Returns the JSON path.
     """
-    from edgecls.sidecar import file_sizes, write_sidecar
+    from edgecls.sidecar import write_sidecar
 
-    embed_metadata(onnx_path, {key: value for key, value in sidecar.items() if key != "size"})
-    return write_sidecar(onnx_path, {**sidecar, "size": file_sizes(onnx_path)})
-
-
-def set_metadata(proto, key: str, value: dict) -> None:
-    text = json.dumps(value, default=_json_default)
-    for prop in proto.metadata_props:
-        if prop.key == key:
-            prop.value = text
-            return
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = key, text
-
-
-def _json_default(value):
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    return write_sidecar(onnx_path, sidecar)
 
 
 def onnx_image_input(proto, path) -> tuple[str, tuple[int, int, int]]:

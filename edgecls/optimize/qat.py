@@ -99,9 +99,93 @@ def _unsupported(err: Exception, model) -> str:
     return first_line(err)
 
 
+CALIBRATION_IMAGES = 300  # as post-training int8 calibrates
+
+
+def output_ranges(model, names, images, batch: int = 32) -> dict[str, tuple[float, float]]:
+    """Min and max of the named layers' outputs over ``images``: the ranges PTQ calibrates."""
+    import numpy as np
+
+    probe = keras.Model(model.input, [model.get_layer(name).output for name in names])
+    low = dict.fromkeys(names, np.inf)
+    high = dict.fromkeys(names, -np.inf)
+    for start in range(0, len(images), batch):
+        outputs = probe(np.asarray(images[start:start + batch], dtype=np.float32), training=False)
+        if len(names) == 1:
+            outputs = [outputs]
+        for name, value in zip(names, outputs, strict=True):
+            value = value.numpy()
+            low[name] = min(low[name], float(value.min()))
+            high[name] = max(high[name], float(value.max()))
+    return {name: (low[name], high[name]) for name in names}
+
+
+def initialise_ranges(qat_model, float_graph, images) -> int:
+    """Start every fake-quant range where post-training calibration would put it; returns how many.
+
+    tfmot starts activation and weight ranges at [-6, 6] until the first training step, then
+    moves activation ranges by a moving average (decay 0.999): a short QAT run keeps much of the
+    arbitrary start and scores far below the PTQ model it began as. Here weight ranges are set
+    from the weights themselves (tfmot's own rule, applied once) and activation ranges from the
+    float model's outputs on calibration images, so the QAT model before its first step already
+    computes what the PTQ model computes. ``float_graph``: the annotated float model (same names).
+    """
+    wrappers = [layer for layer in qat_model.layers if hasattr(layer, "layer") and hasattr(layer, "quantize_config")]
+    known = {layer.name for layer in float_graph.layers}
+    names = [w.layer.name for w in wrappers if _range_weights(w) and w.layer.name in known]
+    ranges = output_ranges(float_graph, names, images) if names else {}
+    count = 0
+    for layer in qat_model.layers:
+        if layer.name == "quantize_layer":  # the input quantizer: pixels 0-255
+            for weight in layer.weights:
+                if weight.name.endswith("_min:0"):
+                    weight.assign(0.0)
+                elif weight.name.endswith("_max:0"):
+                    weight.assign(255.0)
+    for wrapper in wrappers:
+        # tfmot keeps the weight quantizers in a private list; calling one in training mode is
+        # what its first training step does: it sets the range from the current weights.
+        for weight, quantizer, variables in getattr(wrapper, "_weight_vars", []):
+            quantizer(weight, training=True, weights=variables)
+            count += 1
+        low_high = ranges.get(wrapper.layer.name)
+        if low_high is None:
+            continue
+        low, high = min(low_high[0], 0.0), max(low_high[1], 0.0)
+        for weight in _range_weights(wrapper):
+            weight.assign(low if weight.name.endswith("_min:0") else high)
+            count += 1
+    return count
+
+
+def _range_weights(wrapper) -> list:
+    # The ranges of the layer's output: its "output" quantizer or its activation's "post_activation".
+    return [w for w in wrapper.weights
+            if w.name.endswith(("output_min:0", "output_max:0", "post_activation_min:0", "post_activation_max:0"))]
+
+
+def freeze_batch_norm(qat_model) -> int:
+    """Keep BatchNorm statistics fixed during QAT (a trainable tf_keras BN uses batch statistics).
+
+    Fine-tuning at a small learning rate with batch statistics moves every BN layer away from
+    the statistics the model was trained and calibrated with; training's own fine-tuning phase
+    keeps BN frozen too.
+    """
+    count = 0
+    for layer in qat_model.layers:
+        inner = getattr(layer, "layer", layer)
+        if isinstance(inner, keras.layers.BatchNormalization):
+            inner.trainable = False
+            count += 1
+    return count
+
+
 def train_quantization_aware(ctx, *, epochs: int, lr: float, batch_size: int | None,
-                             preserve_sparsity: bool = False, verbose: int = 1):
-    """Fine-tune the run's model with fake quantization; returns (QAT model, its test top-1)."""
+                             preserve_sparsity: bool = False, calibration=None, verbose: int = 1):
+    """Fine-tune the run's model with fake quantization; returns (QAT model, its test top-1).
+
+    Ranges start from ``calibration`` images (default: the training images PTQ calibrates on).
+    """
     import numpy as np
 
     from edgecls.optimize.tflite_convert import logits_model
@@ -112,7 +196,15 @@ def train_quantization_aware(ctx, *, epochs: int, lr: float, batch_size: int | N
     config = ctx.config
     batch = batch_size or config.train.batch_size
     classes = len(ctx.labels)
-    qat_model = quantize_aware_model(logits_model(ctx.model), preserve_sparsity=preserve_sparsity)
+    # A copy: tfmot's wrappers keep the layers they wrap and set their kernels to fake-quantized
+    # tensors, which would leak into the run's model (and every later conversion of it).
+    copy = keras.models.clone_model(ctx.model)
+    copy.set_weights(ctx.model.get_weights())
+    float_graph = logits_model(copy)
+    qat_model = quantize_aware_model(float_graph, preserve_sparsity=preserve_sparsity)
+    images = ctx.calibration_images(CALIBRATION_IMAGES) if calibration is None else calibration
+    initialise_ranges(qat_model, split_fused_activations(float_graph), images)
+    freeze_batch_norm(qat_model)
     train = make_dataset(ctx.data.train.images, ctx.data.train.labels, classes, batch, training=True,
                          augment=config.augment, seed=config.train.seed)
     val = None

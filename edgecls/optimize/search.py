@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecls.errors import EdgeclsError
+from edgecls.metrics import top1_accuracy
 from edgecls.optimize import leaderboard as board
 from edgecls.run_folder import RunFolder
 
@@ -119,8 +120,10 @@ def check_arguments(max_drop, objective: str, runtime: str, threads) -> None:
 class SearchState:
     """What the candidates measured so far; the steps and the stop rule read it."""
 
-    def __init__(self, ctx, *, max_drop: float, objective: str, float_val_probs: np.ndarray):
+    def __init__(self, ctx, *, max_drop: float, objective: str, float_val_probs: np.ndarray,
+                 forbid_slow_int8: bool = True):
         self.ctx = ctx
+        self.forbid_slow_int8 = forbid_slow_int8
         self.max_drop = max_drop
         self.objective = objective
         self.float_val_probs = float_val_probs
@@ -145,7 +148,7 @@ class SearchState:
 
     def best(self) -> dict | None:
         records = [dict(r) for r in self.records]
-        board.mark_budget(records, self.max_drop)
+        board.mark_budget(records, self.max_drop, forbid_slow_int8=self.forbid_slow_int8)
         return board.choose(records, self.objective)
 
 
@@ -177,8 +180,8 @@ def optimize_run(run, *, max_drop: float = 0.5, objective: str = "latency", runt
     out_dir = folder.optimize
     out_dir.mkdir(parents=True, exist_ok=True)
     reference = _reference(ctx, folder)
-    float_val = float(np.mean(reference["val_probs"].argmax(axis=1) == ctx.val_labels))
-    float_test = float(np.mean(reference["test_probs"].argmax(axis=1) == ctx.test_labels))
+    float_val = top1_accuracy(ctx.val_labels, reference["val_probs"])
+    float_test = top1_accuracy(ctx.test_labels, reference["test_probs"])
     source = {"model": str(ctx.model_path), "sha256": _sha256(ctx.model_path),
               "reference": str(folder.model)}
     previous = _previous_records(out_dir, source) if resume else {}
@@ -188,7 +191,8 @@ def optimize_run(run, *, max_drop: float = 0.5, objective: str = "latency", runt
             "float_val_accuracy": float_val, "float_test_accuracy": float_test,
             "val_images": int(len(ctx.val_labels)), "test_images": int(len(ctx.test_labels)),
             "threads": threads, "status": "searching"}
-    state = SearchState(ctx, max_drop=max_drop, objective=objective, float_val_probs=reference["val_probs"])
+    state = SearchState(ctx, max_drop=max_drop, objective=objective, float_val_probs=reference["val_probs"],
+                        forbid_slow_int8=runtime == "onnx" or objective == "latency")
     say = _say if verbose else (lambda text: None)
     say(f"optimize {folder.path}: {runtime}, objective {objective}, budget −{max_drop:g} pt of validation top-1 "
         f"(float {float_val:.4f} on {len(ctx.val_labels)} images), {threads} thread(s)")
@@ -240,7 +244,7 @@ def optimize_run(run, *, max_drop: float = 0.5, objective: str = "latency", runt
                 for candidate in step.candidates(state):
                     record = measure(candidate, previous.get(candidate.variant), state)
                     state.records.append(record)
-                    board.mark_budget(state.records, max_drop)
+                    board.mark_budget(state.records, max_drop, forbid_slow_int8=state.forbid_slow_int8)
                     board.write_leaderboard(out_dir, state.records, meta)
                     best = state.best()
                     say(f"  {record['variant']}: val {record['val_accuracy']:.4f} ({0.0 - record['val_drop_pt']:+.2f} pt), "
@@ -264,7 +268,7 @@ def optimize_run(run, *, max_drop: float = 0.5, objective: str = "latency", runt
               "run again with --resume to continue", file=sys.stderr)
         raise
     records = state.records
-    board.mark_budget(records, max_drop)
+    board.mark_budget(records, max_drop, forbid_slow_int8=state.forbid_slow_int8)
     chosen = board.choose(records, objective)
     for record in records:
         record["chosen"] = record is chosen
@@ -442,8 +446,8 @@ class _Measurer:
         val_probs = runtime.predict(self.ctx.val_images)
         test_probs = runtime.predict(self.ctx.test_images)
         state.val_probs[candidate.variant] = val_probs
-        val = float(np.mean(val_probs.argmax(axis=1) == self.ctx.val_labels))
-        test = float(np.mean(test_probs.argmax(axis=1) == self.ctx.test_labels))
+        val = top1_accuracy(self.ctx.val_labels, val_probs)
+        test = top1_accuracy(self.ctx.test_labels, test_probs)
         accuracy = {"top1": test, "split": "test", "num_samples": int(len(self.ctx.test_labels)),
                     "float_top1": self.float_test, "val_top1": val, "float_val_top1": self.float_val,
                     "val_samples": int(len(self.ctx.val_labels))}
@@ -518,6 +522,11 @@ def _publish_best(folder: RunFolder, chosen: dict | None, runtime: str, *, objec
     suffix = ".tflite" if runtime == "tflite" else ".onnx"
     target = folder.exports / f"best{suffix}"
     if chosen is None:
+        # A best model left by an earlier search would now be a claim this search did not make.
+        previous = read_sidecar(target) if target.is_file() and sidecar_path(target).is_file() else None
+        if previous and previous.get("model_file") == target.name and "optimize" in previous:
+            target.unlink()
+            sidecar_path(target).unlink()
         return None
     source = Path(chosen["path"])
     with atomic_path(target) as tmp:

@@ -1,4 +1,4 @@
-"""Keras callbacks: per-epoch checkpoint + resumable state + early stopping, resource use, progress."""
+"""Keras callbacks: per-epoch checkpoint + resumable state + early stopping, resource use, progress, TensorBoard."""
 
 from __future__ import annotations
 
@@ -190,6 +190,35 @@ class RunCheckpointer(keras.callbacks.Callback):
         if self.patience > 0 and state.wait >= self.patience:
             print(f"early stopping: no {self.monitor} improvement in {self.patience} epochs")
             self.model.stop_training = True
+
+
+class EpochTensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard callback, once per epoch, with the learning rate of every optimizer.
+
+    Keras logs ``learning_rate`` only when it is a schedule; a plain value (ReduceLROnPlateau,
+    pruning's Adam) is added here, so every run folder's curves carry it.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})  # the other callbacks (history.csv, the epoch line) keep theirs as they were
+        logs.setdefault("learning_rate", current_lr(self.model.optimizer))
+        super().on_epoch_end(epoch, logs)
+        # Keras flushes every two minutes or at the end of fit(); a kill -9 in between would lose
+        # the epochs a --resume does not run again.
+        for writer in getattr(self, "_writers", {}).values():
+            writer.flush()
+
+
+def tensorboard_callbacks(log_dir: Path, enabled: bool = True) -> list:
+    """``[EpochTensorBoard]`` writing ``log_dir/train`` and ``log_dir/validation``, or ``[]`` when off.
+
+    Scalars only, per epoch: no graph, histograms or profiling, which cost time on every run and
+    which a user asks TensorBoard for explicitly (``keras.callbacks.TensorBoard``) when needed.
+    """
+    if not enabled:
+        return []
+    return [EpochTensorBoard(log_dir=str(log_dir), update_freq="epoch", histogram_freq=0, write_graph=False,
+                             write_images=False, write_steps_per_second=False, profile_batch=0)]
 
 
 def _plain(value):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,14 @@ from edgecls.models import get_model_spec, modeling
 from edgecls.models.model_files import load_keras_model
 from edgecls.run_folder import CONFIG, HISTORY, MODEL, STATE, RunFolder
 from edgecls.tf import keras, tf
-from edgecls.train.callbacks import BEST_WEIGHTS, ResourceMonitor, RunCheckpointer, epoch_progress, save_inference_model
+from edgecls.train.callbacks import (
+    BEST_WEIGHTS,
+    ResourceMonitor,
+    RunCheckpointer,
+    epoch_progress,
+    save_inference_model,
+    tensorboard_callbacks,
+)
 from edgecls.train.data_prep import PreparedData, prepare_data
 from edgecls.train.distribute import (
     Distribution,
@@ -136,8 +144,13 @@ def _train(config: RunConfig, out: Path, run_dir: Path, dist: Distribution, prec
 
     spec = get_model_spec(config.model.arch)  # unknown architecture fails before any data work
     config.data.img_size = int(config.data.img_size or spec.default_size)
-    # Resolved before any data work, so a missing weights file fails fast.
-    pretrained = spec.pretrained and modeling.resolve_weights(config.model.weights) is not None
+    # Resolved before any data work, so a missing weights file fails fast; config.yaml records the
+    # choice, so --resume and later stages see what training used rather than "auto".
+    chosen = modeling.choose_weights(spec.name, config.model.weights)
+    if verbose and chosen != config.model.weights and chosen == "none":
+        print(f"{spec.name} has no published ImageNet weights: training from scratch", file=sys.stderr)
+    config.model.weights = chosen
+    pretrained = spec.pretrained and modeling.resolve_weights(chosen) is not None
     phases = plan_phases(config, pretrained)
     batch_size = config.train.batch_size
     dist.per_replica_batch(batch_size)  # the global batch must split evenly, checked before data work
@@ -222,6 +235,11 @@ def _fit_phases(model, phases: list[Phase], config: RunConfig, spec, state: RunS
         resources = ResourceMonitor(verbose=bool(verbose))
         callbacks = [resources, RunCheckpointer(run_dir, state, phase.name, monitor,
                                                 config.train.early_stopping_patience, resources)]
+        # After the checkpointer, so the curves never show an epoch that a kill took back (a resumed
+        # run appends to the same folder, its steps going on from the epoch it resumed at), and
+        # before ReduceLROnPlateau, so the learning rate logged is the epoch's, as in history.csv.
+        callbacks += tensorboard_callbacks(RunFolder(run_dir).tensorboard,
+                                           config.train.tensorboard and dist.is_chief)
         if config.train.reduce_lr_on_plateau:
             callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.3, patience=2,
                                                                mode="max" if "acc" in monitor else "min"))
