@@ -51,8 +51,8 @@ def train(data=None, out=None, *, config=None, arch: str | None = None, img_size
           label_smoothing: float | None = None, mixup: float | None = None, augment: bool = True,
           patience: int | None = None, reduce_lr_on_plateau: bool | None = None, val_fraction: float | None = None,
           test_fraction: float | None = None, seed: int | None = None, precision: str | None = None,
-          mixed_precision: bool | None = None, strategy: str | None = None, overrides: dict | None = None,
-          force: bool = False, resume: bool = False, verbose: int = 1) -> TrainResult:
+          mixed_precision: bool | None = None, strategy: str | None = None, tensorboard: bool | None = None,
+          overrides: dict | None = None, force: bool = False, resume: bool = False, verbose: int = 1) -> TrainResult:
     """Train a classifier on ``data`` into the run folder ``out``; returns the run folder and its metrics.
 
     ``data`` is a folder of class folders, a folder with ``train/`` (``val/``) ``test/``, or a
@@ -62,7 +62,9 @@ def train(data=None, out=None, *, config=None, arch: str | None = None, img_size
     command-line flags do; ``overrides`` sets any other option (``{"data": {"cache_dir": ...}}``).
     ``augment=False`` turns every augmentation off (MixUp keeps its setting). ``out`` defaults
     to ``runs/<data name>``. An existing run is refused unless ``force`` (replace it) or ``resume``
-    (continue it from its last completed epoch, with its own config.yaml).
+    (continue it from its last completed epoch, with its own config.yaml). ``weights`` defaults to
+    ``auto``: ImageNet weights where the architecture has published ones, else from scratch.
+    ``tensorboard=False`` writes no ``RUN/tensorboard/`` logs.
 
     Example::
 
@@ -81,7 +83,7 @@ def train(data=None, out=None, *, config=None, arch: str | None = None, img_size
         "train": {"epochs": epochs, "head_epochs": head_epochs, "batch_size": batch_size, "lr": lr,
                   "fine_tune_lr": fine_tune_lr, "fine_tune_layers": fine_tune_layers, "optimizer": optimizer,
                   "label_smoothing": label_smoothing, "early_stopping_patience": patience,
-                  "reduce_lr_on_plateau": reduce_lr_on_plateau, "seed": seed,
+                  "reduce_lr_on_plateau": reduce_lr_on_plateau, "seed": seed, "tensorboard": tensorboard,
                   **cfg.precision_overrides(precision, mixed_precision)},
         "augment": {"mixup": mixup},
     }
@@ -158,7 +160,7 @@ def evaluate(runs_or_models, data=None, out=None, *, tta: bool | int = False, ve
 def quantize(run, *, int8: bool | None = None, qat: bool = False, float16: bool = False, dynamic: bool = False,
              io: str = "uint8", calibration: int = DEFAULT_CALIBRATION, epochs: int = 3, lr: float = 1e-4,
              batch_size: int | None = None, model=None, preserve_sparsity: bool = False,
-             verbose: int = 1) -> list[ExportRecord]:
+             tensorboard: bool | None = None, verbose: int = 1) -> list[ExportRecord]:
     """Quantize a run's model to TFLite; returns one :class:`~edgecls.results.ExportRecord` per file written.
 
     ``int8`` (the default when no other variant is asked for) is full-integer post-training int8
@@ -167,7 +169,8 @@ def quantize(run, *, int8: bool | None = None, qat: bool = False, float16: bool 
     post-training variants. ``io`` is the int8 model's input/output type (uint8, int8, float).
     ``model`` quantizes another model of the run (e.g. ``exports/pruned.keras``). Files land in
     ``RUN/exports/<variant>.tflite`` with a sidecar ``<variant>.json``; each record holds the
-    accuracy measured on the test split.
+    accuracy measured on the test split. QAT logs to ``RUN/tensorboard/qat`` unless ``tensorboard``
+    is False (None: as the run was trained).
 
     Example::
 
@@ -181,7 +184,7 @@ def quantize(run, *, int8: bool | None = None, qat: bool = False, float16: bool 
         int8 = not (qat or float16 or dynamic)
     records = quantize_run(run, int8=int8, qat=qat, float16=float16, dynamic=dynamic, io=io, calibration=calibration,
                            epochs=epochs, lr=lr, batch_size=batch_size, model=model,
-                           preserve_sparsity=preserve_sparsity, verbose=verbose)
+                           preserve_sparsity=preserve_sparsity, tensorboard=tensorboard, verbose=verbose)
     _refresh_report(run)
     return list(records)
 
@@ -211,12 +214,14 @@ def export(run, formats: str | Iterable[str] = "tflite", *, int8: bool = False, 
 
 
 def prune(run, *, sparsity: float = 0.5, epochs: int = 3, lr: float = 1e-4, batch_size: int | None = None,
-          for_xnnpack: bool = False, verbose: int = 1) -> PruneResult:
+          for_xnnpack: bool = False, tensorboard: bool | None = None, verbose: int = 1) -> PruneResult:
     """Magnitude-prune a run's model to ``sparsity`` while fine-tuning ``epochs``; returns the pruned model.
 
     Writes ``RUN/exports/pruned.keras`` (quantize it with ``quantize(run, model="exports/pruned.keras")``),
     ``pruned_float32.tflite`` and ``pruning_report.json``. ``for_xnnpack`` prunes only the 1x1
     convolutions XNNPACK's sparse inference accelerates and measures the sparse model's speed.
+    The fine-tuning logs to ``RUN/tensorboard/prune`` unless ``tensorboard`` is False (None: as
+    the run was trained).
 
     Example::
 
@@ -227,7 +232,7 @@ def prune(run, *, sparsity: float = 0.5, epochs: int = 3, lr: float = 1e-4, batc
     from edgecls.optimize.prune import prune_run
 
     report = prune_run(run, target=sparsity, epochs=epochs, lr=lr, batch_size=batch_size, for_xnnpack=for_xnnpack,
-                       verbose=verbose)
+                       tensorboard=tensorboard, verbose=verbose)
     exports = Path(run) / "exports"
     latency = report.get("latency_ms") or {}
     tflite_notes = (f"dense {latency['dense_float32']:.2f} ms → sparse {latency['pruned_sparse_float32']:.2f} ms"

@@ -13,10 +13,12 @@ from edgecls.cli_options import (
     Lr,
     Model,
     NoProgress,
+    NoTensorboard,
     Quiet,
     Resume,
     RunArg,
     Threads,
+    tensorboard_choice,
     verbosity,
 )
 from edgecls.cli_output import emit_json, stdout_to_stderr
@@ -38,6 +40,7 @@ def quantize(
     model: Model = None,
     preserve_sparsity: bool = typer.Option(False, "--preserve-sparsity",
                                            help="With --qat on a pruned model: keep its zeros (prune-preserving QAT)."),
+    no_tensorboard: NoTensorboard = False,
     json_out: Json = False,
     quiet: Quiet = False,
     no_progress: NoProgress = False,
@@ -47,7 +50,8 @@ def quantize(
     with stdout_to_stderr(json_out):
         records = api.quantize(run, int8=int8, qat=qat, float16=float16, dynamic=dynamic, io=io,
                                calibration=calibration, epochs=epochs, lr=lr, batch_size=batch_size, model=model,
-                               preserve_sparsity=preserve_sparsity, verbose=verbosity(quiet, no_progress))
+                               preserve_sparsity=preserve_sparsity, tensorboard=tensorboard_choice(no_tensorboard),
+                               verbose=verbosity(quiet, no_progress))
     _print_records(records, json_out, quiet or no_progress)
 
 
@@ -76,6 +80,7 @@ def prune(
     lr: Lr = 1e-4,
     batch_size: BatchSize = None,
     for_xnnpack: bool = typer.Option(False, "--for-xnnpack", help="Prune for XNNPACK sparse inference; export sparse fp32."),
+    no_tensorboard: NoTensorboard = False,
     json_out: Json = False,
     quiet: Quiet = False,
     no_progress: NoProgress = False,
@@ -83,7 +88,8 @@ def prune(
     """Magnitude-prune a run; writes exports/pruned.keras, a pruned TFLite and the sparsity report."""
     with stdout_to_stderr(json_out):
         result = api.prune(run, sparsity=sparsity, epochs=epochs, lr=lr, batch_size=batch_size,
-                           for_xnnpack=for_xnnpack, verbose=verbosity(quiet, no_progress))
+                           for_xnnpack=for_xnnpack, tensorboard=tensorboard_choice(no_tensorboard),
+                           verbose=verbosity(quiet, no_progress))
     _print_records(result, json_out, quiet or no_progress)
 
 

@@ -33,7 +33,14 @@ Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted 
 Json = Annotated[bool, typer.Option("--json", help="Print JSON records on stdout and nothing else "
                                                    "(progress and logs go to stderr).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or logs.")]
+NoTensorboard = Annotated[bool, typer.Option("--no-tensorboard", help="Write no TensorBoard logs (RUN/tensorboard/; "
+                                                                     "view them with tensorboard --logdir runs/).")]
 NoProgress = Annotated[bool, typer.Option("--no-progress", hidden=True, help="Same as --quiet (older spelling).")]
+
+
+def tensorboard_choice(no_tensorboard: bool) -> bool | None:
+    """The API's ``tensorboard`` for ``--no-tensorboard``: None leaves it to the run's config."""
+    return False if no_tensorboard else None
 
 
 def verbosity(quiet: bool, no_progress: bool = False) -> int:

@@ -8,7 +8,20 @@ from typing import Annotated
 import typer
 
 from edgecls import api
-from edgecls.cli_options import BatchSize, Data, Epochs, Force, Json, Lr, NoProgress, Quiet, Resume, verbosity
+from edgecls.cli_options import (
+    BatchSize,
+    Data,
+    Epochs,
+    Force,
+    Json,
+    Lr,
+    NoProgress,
+    NoTensorboard,
+    Quiet,
+    Resume,
+    tensorboard_choice,
+    verbosity,
+)
 from edgecls.cli_output import emit_json, print_metrics, stdout_to_stderr
 from edgecls.errors import EdgeclsError
 
@@ -19,7 +32,8 @@ def train(
     config: str | None = typer.Option(None, "--config", "-c", help="Recipe YAML file or shipped recipe name."),
     arch: str | None = typer.Option(None, help="Architecture (see `edgecls models`)."),
     img_size: int | None = typer.Option(None, help="Square input size (default: the architecture's native)."),
-    weights: str | None = typer.Option(None, help="imagenet | none | PATH to a weights file."),
+    weights: str | None = typer.Option(None, help="auto (default: imagenet where the architecture has published "
+                                                  "ImageNet weights, else none) | imagenet | none | PATH to a weights file."),
     alpha: float | None = typer.Option(None, help="Width multiplier (MobileNetV3, simple_cnn)."),
     epochs: Epochs = None,
     head_epochs: int | None = typer.Option(None, help="Epochs with a frozen base (pretrained weights)."),
@@ -41,6 +55,7 @@ def train(
     precision: str | None = typer.Option(None, help="float32 | mixed_float16 | mixed_bfloat16 (CPUs with bf16)."),
     strategy: str | None = typer.Option(None, help="auto | default | mirrored (all local GPUs) | multiworker "
                                                       "(cluster from TF_CONFIG). Batch size and lr are global."),
+    no_tensorboard: NoTensorboard = False,
     resume: Resume = False,
     force: Force = False,
     json_out: Json = False,
@@ -55,8 +70,8 @@ def train(
             fine_tune_layers=fine_tune_layers, optimizer=optimizer, label_smoothing=label_smoothing, mixup=mixup,
             augment=not no_augment, patience=patience, reduce_lr_on_plateau=reduce_lr_on_plateau,
             val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, precision=precision,
-            mixed_precision=mixed_precision, strategy=strategy, resume=resume, force=force,
-            verbose=verbosity(quiet, no_progress))
+            mixed_precision=mixed_precision, strategy=strategy, tensorboard=tensorboard_choice(no_tensorboard),
+            resume=resume, force=force, verbose=verbosity(quiet, no_progress))
     if json_out:
         emit_json(result)
     elif result.metrics:  # empty on the workers of a cluster that are not its chief

@@ -2,8 +2,8 @@
 
 ``check_model(name, folder)`` builds the model as its registry entry says (``test_size``,
 ``test_kwargs``) and checks, in order: build (flat graph, shapes) → train step → save, then load
-in a fresh process → int8 TFLite, integer from input to logits in one XNNPACK partition → QAT to
-a pure int8 graph → ONNX export with Keras parity → sidecars the deploy runtime reads → a Grad-CAM
+in a fresh process → int8 TFLite, integer from input to logits in one XNNPACK partition → QAT
+wrapping, then its conversion to a pure int8 graph → ONNX export with Keras parity → sidecars the deploy runtime reads → a Grad-CAM
 target layer. A new architecture registered with ``@register_model`` is covered without a new test.
 
 Loading in a fresh process costs a Python + TensorFlow start-up, so callers checking many models
@@ -148,16 +148,23 @@ def check_int8_tflite(built: Built, folder: Path) -> tuple[Path, dict]:
     return path, info
 
 
-def check_qat(built: Built) -> None:
-    """Quantization-aware wrapping keeps the graph convertible to a pure int8 model."""
+def check_qat(built: Built):
+    """tfmot wraps every layer for quantization-aware training, and the fake-quant ops learn ranges."""
     from edgecls.optimize import tflite_convert
     from edgecls.optimize.qat import quantize_aware_model
-    from edgecls.optimize.tflite_inspect import inspect_tflite
 
     qat = quantize_aware_model(tflite_convert.logits_model(built.model))
     # Training-mode calls let every fake-quant op learn a range (eager: no graph tracing to wait for).
     for seed in range(2):
         qat(images_for(built.size, BATCH, seed=seed).astype("float32"), training=True)
+    return qat
+
+
+def check_qat_tflite(qat) -> None:
+    """The quantization-aware model converts to a pure int8 graph."""
+    from edgecls.optimize import tflite_convert
+    from edgecls.optimize.tflite_inspect import inspect_tflite
+
     assert_integer_graph(inspect_tflite(tflite_convert.convert_qat(qat)))
 
 
@@ -241,7 +248,9 @@ def check_gradcam(built: Built) -> None:
     assert np.isfinite(heatmaps).all() and heatmaps.min() >= 0 and heatmaps.max() <= 1
 
 
-CHECKS = ("int8", "qat", "onnx", "sidecar", "gradcam")  # after build, train step and save, which always run
+# After build, train step and save, which always run. "qat" wraps the model for QAT; "qat_tflite"
+# (which wraps it too) converts the result to TFLite.
+CHECKS = ("int8", "qat", "qat_tflite", "onnx", "sidecar", "gradcam")
 
 
 def check_model(name: str, folder: Path, *, checks=CHECKS, load_later: dict | None = None) -> Built:
@@ -265,8 +274,10 @@ def check_model(name: str, folder: Path, *, checks=CHECKS, load_later: dict | No
         tflite_path, tflite_info = check_int8_tflite(built, folder)
         if "sidecar" in checks:
             check_tflite_sidecar(built, tflite_path, tflite_info)
-    if "qat" in checks:
-        check_qat(built)
+    if "qat" in checks or "qat_tflite" in checks:
+        qat = check_qat(built)
+        if "qat_tflite" in checks:
+            check_qat_tflite(qat)
     if "onnx" in checks:
         onnx_path = check_onnx(built, folder)
         if "sidecar" in checks:

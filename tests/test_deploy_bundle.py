@@ -99,3 +99,28 @@ def test_bundle_errors_are_one_line(case, fragment, run, tmp_path, capsys):
         args += ["--target", "esp32"]
     code, stdout, err = cli(args, capsys)
     assert_one_error_line(code, stdout, err, fragment)
+
+
+def test_the_readme_states_the_accuracy_measured_at_export(tmp_path, make_images, capsys):
+    # A real run and a real `edgecls quantize`: the README must read what the exporter writes.
+    import edgecls
+
+    data = make_images(tmp_path / "data", per_class=10)
+    run = tmp_path / "run"
+    edgecls.train(data, run, arch="tiny_cnn", weights="none", img_size=32, epochs=1, batch_size=8, patience=0,
+                  tensorboard=False, verbose=0)
+    edgecls.quantize(run, int8=True, calibration=16, verbose=0)
+    accuracy = json.loads((run / "exports" / "int8.json").read_text())["accuracy"]
+    code, _, err = cli(["bundle", run, "--out", tmp_path / "b"], capsys)
+    assert code == 0, err
+    readme = (tmp_path / "b" / "README.md").read_text()
+    line = next(line for line in readme.splitlines() if "Measured top-1 accuracy" in line)
+    assert f"{100 * accuracy['top1']:.1f} %" in line
+    assert f"on the {accuracy['num_samples']} images of the test split" in line
+    assert f"float Keras model it came from: {100 * accuracy['float_top1']:.1f} %" in line
+
+
+def test_the_readme_says_when_the_accuracy_was_never_measured(run, tmp_path):
+    # The session's tiny run exports its files by hand, without measuring them.
+    readme = (bundle(run, out=tmp_path / "b") / "README.md").read_text()
+    assert "accuracy was not measured at export" in readme

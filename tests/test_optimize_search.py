@@ -139,6 +139,7 @@ def test_search_writes_leaderboard_plot_and_best_within_budget(searched, tiny_ru
     assert sidecar["optimize"]["chosen"] == searched.chosen["variant"]
     assert sidecar["optimize"]["max_drop_pt"] == 0.5 and "validation" in sidecar["optimize"]["why"]
     assert searched.chosen["variant"] in searched.summary_line()
+    assert searched.to_dict() == searched.leaderboard  # what --json prints: the list of records
 
 
 def test_candidates_are_scored_on_the_validation_split(searched, tiny_run):

@@ -116,6 +116,10 @@ def test_resume_after_kill_9_completes_the_planned_epochs(tmp_path, make_images)
     assert not list(run.rglob(".tmp-*")), "no temporary files are left behind"
 
 
+# Slow (30 s): learning real images is this test's own; its code paths run in the default suite —
+# `edgecls train` in a real process (test_resume_after_kill_9_...), archives (test_data_archive.py),
+# the run folder (test_train_writes_a_complete_run_folder), evaluate (test_evaluate_json in test_cli.py).
+@pytest.mark.slow
 def test_cifar10_mini_end_to_end_train_and_evaluate(tmp_path, cifar10_mini):
     run = tmp_path / "cifar"
     env = {**os.environ}

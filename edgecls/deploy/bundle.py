@@ -104,10 +104,29 @@ def _swap_into_place(staging: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def measured_accuracy(sidecar: dict) -> str:
+    """The sentence of the README that states the accuracy edgecls measured on this very file."""
+    accuracy = sidecar.get("accuracy")
+    if not isinstance(accuracy, dict) or not _is_number(accuracy.get("top1")):
+        # Written by hand or by an older edgecls: `edgecls quantize` / `export` measure every file.
+        return "Its accuracy was not measured at export (`edgecls quantize` and `edgecls export` measure it)."
+    count, split = accuracy.get("num_samples"), accuracy.get("split") or "test"
+    on = f" on the {count} images of the {split} split" if _is_number(count) else f" on the {split} split"
+    text = f"Measured top-1 accuracy of this file: {100 * accuracy['top1']:.1f} %{on}"
+    if _is_number(accuracy.get("top5")):
+        text += f" (top-5 {100 * accuracy['top5']:.1f} %)"
+    if _is_number(accuracy.get("float_top1")):
+        text += f"; the float Keras model it came from: {100 * accuracy['float_top1']:.1f} %"
+    return text + "."
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def readme(model_name: str, sidecar: dict, folder: str) -> str:
     size = sidecar.get("input", {}).get("shape", [None, "?", "?"])
-    accuracy = (sidecar.get("accuracy") or {}).get("accuracy") if isinstance(sidecar.get("accuracy"), dict) else None
-    measured = f" Top-1 accuracy measured at export: {accuracy:.4f}." if isinstance(accuracy, (int, float)) else ""
+    measured = "\n" + measured_accuracy(sidecar)
     return f"""# {folder}: an edgecls classifier for the Raspberry Pi
 
 `{model_name}` ({sidecar.get('variant', 'model')}, {sidecar.get('architecture', '?')}, input {size[1]}×{size[2]} RGB)

@@ -82,6 +82,9 @@ def _mobilenet_v3(variant, name, input_shape, num_classes, weights, alpha, dropo
     pretrained=True,
     fine_tune_layers=60,
     test_kwargs={"alpha": 0.35},
+    # Its QAT graph takes ~45 s through the TFLite converter here; convert_qat itself runs on the
+    # small CNNs in the default run, and this model's QAT wrapping and post-training int8 do too.
+    test_slow_checks=("qat_tflite",),
 )
 def mobilenet_v3_small(input_shape, num_classes, *, weights=None, alpha=1.0, dropout=0.2):
     return _mobilenet_v3("small", "mobilenet_v3_small", input_shape, num_classes, weights, alpha, dropout)
@@ -93,7 +96,7 @@ def mobilenet_v3_small(input_shape, num_classes, *, weights=None, alpha=1.0, dro
     pretrained=True,
     fine_tune_layers=50,
     test_kwargs={"alpha": 0.35},
-    test_slow_checks=("int8", "qat"),  # its blocks are mobilenet_v3_small's without SE and hard-swish
+    test_slow_checks=("int8", "qat", "qat_tflite"),  # its blocks are mobilenet_v3_small's without SE and hard-swish
 )
 def mobilenet_v3_small_minimalistic(input_shape, num_classes, *, weights=None, alpha=1.0, dropout=0.2):
     return _mobilenet_v3("small", "mobilenet_v3_small_minimalistic", input_shape, num_classes, weights, alpha,
@@ -122,9 +125,9 @@ def _register_efficientnet(variant: str, app_fn, default_size: int):
         default_size=default_size,
         fine_tune_layers=60,
         test_slow=variant != "b0",  # b1-b3 scale b0's graph up; b0 is checked in the default run
-        # Swish and squeeze-excite through the TFLite converter take minutes here; mobilenet_v3_small
-        # takes squeeze-excite through both in the default run.
-        test_slow_checks=("int8", "qat"),
+        # Its conversions take minutes here; mobilenet_v3_small takes squeeze-excite and the same
+        # converters through the default run, b0 its build, train step, save and Grad-CAM.
+        test_slow_checks=("int8", "qat", "qat_tflite", "onnx"),
     )
     def build(input_shape, num_classes, *, weights=None, alpha=1.0, dropout=0.2):
         # alpha does not apply: EfficientNet's width is fixed per variant.

@@ -9,7 +9,6 @@ from edgecls.models import get_model_spec
 from edgecls.models.architectures import is_head_layer
 from edgecls.tf import keras
 
-
 AUTO_WEIGHTS = "auto"
 
 

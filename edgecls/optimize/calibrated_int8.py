@@ -96,7 +96,7 @@ def _activations(blob: bytes, images: np.ndarray, names: set[str]):
 
 
 def percentile_ranges(calibrated: bytes, images: np.ndarray, *, percentile: float = 99.99,
-                      samples_per_image: int = 4096, seed: int = 0) -> bytes:
+                      samples_per_image: int = 1024, seed: int = 0) -> bytes:
     """The calibrated model with each activation range narrowed to the given percentiles.
 
     Min/max calibration lets a handful of outlier activations stretch a tensor's range, and

@@ -162,6 +162,8 @@ def plot_pareto(path: Path, records: list[dict], *, float_val: float, max_drop: 
     ax.axhline(float_val * 100, color="black", linewidth=0.8, label=f"float {float_val * 100:.2f} %")
     ax.axhline((float_val * 100) - max_drop, color="tab:red", linewidth=0.8, linestyle=":",
                label=f"budget: −{max_drop:g} pt")
+    low, high = ax.get_ylim()
+    ax.set_ylim(low, min(high, 100.5))  # room for markers at 100 %, no axis beyond it
     ax.set_xlabel("latency per image (ms, median, interleaved)")
     ax.set_ylabel("validation top-1 (%)")
     ax.set_title(f"{title}\nmarker area ∝ file size; grey: outside the budget", fontsize=9)

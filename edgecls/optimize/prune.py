@@ -18,7 +18,7 @@ from edgecls.fsutil import atomic_path, write_json
 from edgecls.optimize.exporting import ExportRecord, keras_accuracy, print_table, write_tflite
 from edgecls.optimize.run_context import RunContext, load_run
 from edgecls.sidecar import build_sidecar, file_sizes, write_sidecar
-from edgecls.train.callbacks import epoch_progress
+from edgecls.train.callbacks import epoch_progress, tensorboard_callbacks
 
 sparsity = tfmot.sparsity.keras
 PRUNABLE = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
@@ -64,7 +64,8 @@ def overall_sparsity(model) -> float:
 
 
 def prune_run(run_dir, *, target: float = 0.5, epochs: int = 3, lr: float = 1e-4, batch_size=None,
-              for_xnnpack: bool = False, verbose: int = 1) -> dict:
+              for_xnnpack: bool = False, tensorboard: bool | None = None, verbose: int = 1) -> dict:
+    """``tensorboard``: log the fine-tuning to RUN/tensorboard/prune (None: as the run's config says)."""
     if not 0.0 < target < 1.0:
         raise EdgeclsError(f"--sparsity must be between 0 and 1, got {target}")
     if epochs < 1:
@@ -93,9 +94,11 @@ def prune_run(run_dir, *, target: float = 0.5, epochs: int = 3, lr: float = 1e-4
                   metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
     if verbose:
         print(f"pruning to {target:.0%} sparsity over {epochs} epoch(s)" + (" (XNNPACK policy)" if for_xnnpack else ""))
+    board = tensorboard_callbacks(ctx.folder.tensorboard / "prune",
+                                  config.train.tensorboard if tensorboard is None else tensorboard)
     with epoch_progress(bool(verbose)) as progress:
-        model.fit(train, validation_data=val, epochs=epochs, callbacks=[*progress, sparsity.UpdatePruningStep()],
-                  verbose=0)
+        model.fit(train, validation_data=val, epochs=epochs,
+                  callbacks=[*progress, sparsity.UpdatePruningStep(), *board], verbose=0)
     stripped = sparsity.strip_pruning(model)
     pruned_path = ctx.folder.export("pruned", ".keras")
     with atomic_path(pruned_path) as tmp:

@@ -189,7 +189,7 @@ def train_quantization_aware(ctx, *, epochs: int, lr: float, batch_size: int | N
     import numpy as np
 
     from edgecls.optimize.tflite_convert import logits_model
-    from edgecls.train.callbacks import epoch_progress
+    from edgecls.train.callbacks import epoch_progress, tensorboard_callbacks
     from edgecls.train.pipeline import make_dataset, steps_per_epoch
     from edgecls.train.schedules import WarmupCosine
 
@@ -221,7 +221,11 @@ def train_quantization_aware(ctx, *, epochs: int, lr: float, batch_size: int | N
         if verbose:
             print(f"quantization-aware training: {epochs} epoch(s) at lr {lr:g}")
         with epoch_progress(bool(verbose)) as progress:
-            qat_model.fit(train, validation_data=val, epochs=epochs, callbacks=progress, verbose=0)
+            # RUN/tensorboard/qat for the run's model, pruned_qat for exports/pruned.keras.
+            stem = ctx.model_path.stem
+            board = tensorboard_callbacks(ctx.folder.tensorboard / ("qat" if stem == "model" else f"{stem}_qat"),
+                                          ctx.config.train.tensorboard)
+            qat_model.fit(train, validation_data=val, epochs=epochs, callbacks=[*progress, *board], verbose=0)
     logits = []
     for start in range(0, len(ctx.test_labels), 64):
         x = np.asarray(ctx.test_images[start:start + 64], dtype=np.float32)

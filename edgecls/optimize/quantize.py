@@ -19,12 +19,15 @@ def variant_prefix(ctx: RunContext) -> str:
 
 def quantize_run(run_dir, *, int8=False, qat=False, float16=False, dynamic=False, io="uint8",
                  calibration=DEFAULT_CALIBRATION, epochs=3, lr=1e-4, batch_size=None, model=None,
-                 preserve_sparsity=False, verbose=1) -> list[ExportRecord]:
+                 preserve_sparsity=False, tensorboard=None, verbose=1) -> list[ExportRecord]:
+    """``tensorboard``: log QAT to RUN/tensorboard/qat (None: as the run's config.yaml says)."""
     if not (int8 or qat or float16 or dynamic):
         raise EdgeclsError("choose at least one of --int8, --qat, --float16, --dynamic")
     if preserve_sparsity and not qat:
         raise EdgeclsError("--preserve-sparsity applies to --qat (post-training int8 keeps zeros anyway)")
     ctx = load_run(run_dir, model, verbose=verbose)
+    if tensorboard is not None:
+        ctx.config.train.tensorboard = bool(tensorboard)  # for this command only; config.yaml stays
     float_top1 = keras_accuracy(ctx.model, ctx)
     prefix = variant_prefix(ctx)
     records = []

@@ -193,20 +193,26 @@ class RunCheckpointer(keras.callbacks.Callback):
 
 
 class EpochTensorBoard(keras.callbacks.TensorBoard):
-    """Keras' TensorBoard callback, once per epoch, with the learning rate of every optimizer.
+    """Keras' TensorBoard callback, once per epoch, with the learning rate history.csv records.
 
-    Keras logs ``learning_rate`` only when it is a schedule; a plain value (ReduceLROnPlateau,
-    pruning's Adam) is added here, so every run folder's curves carry it.
+    Keras logs ``learning_rate`` only for a schedule, and then the rate of the step after the
+    epoch; this logs it for a plain value too (ReduceLROnPlateau, pruning's Adam), and as the rate
+    of the epoch's last step, so the curve and history.csv agree.
     """
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})  # the other callbacks (history.csv, the epoch line) keep theirs as they were
-        logs.setdefault("learning_rate", current_lr(self.model.optimizer))
+        logs["learning_rate"] = current_lr(self.model.optimizer)
         super().on_epoch_end(epoch, logs)
         # Keras flushes every two minutes or at the end of fit(); a kill -9 in between would lose
         # the epochs a --resume does not run again.
         for writer in getattr(self, "_writers", {}).values():
             writer.flush()
+
+    def _collect_learning_rate(self, logs):
+        # Keras' hook that would replace the rate above with the next step's; should a later
+        # version rename it, Keras' own value is logged instead, one step later.
+        return logs
 
 
 def tensorboard_callbacks(log_dir: Path, enabled: bool = True) -> list:

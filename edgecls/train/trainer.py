@@ -233,13 +233,13 @@ def _fit_phases(model, phases: list[Phase], config: RunConfig, spec, state: RunS
             # A model built, loaded or compiled outside the scope trains on one device, silently.
             raise RuntimeError(f"the model is not under the {dist.kind} strategy")
         resources = ResourceMonitor(verbose=bool(verbose))
-        callbacks = [resources, RunCheckpointer(run_dir, state, phase.name, monitor,
-                                                config.train.early_stopping_patience, resources)]
-        # After the checkpointer, so the curves never show an epoch that a kill took back (a resumed
-        # run appends to the same folder, its steps going on from the epoch it resumed at), and
-        # before ReduceLROnPlateau, so the learning rate logged is the epoch's, as in history.csv.
-        callbacks += tensorboard_callbacks(RunFolder(run_dir).tensorboard,
-                                           config.train.tensorboard and dist.is_chief)
+        # TensorBoard before the checkpointer: a kill between the two makes --resume log that epoch
+        # again (into a new event file of the same folder), a step with two points at worst; the
+        # other order would leave a step with none. Before ReduceLROnPlateau, so the learning rate
+        # logged is the epoch's, as in history.csv.
+        board = tensorboard_callbacks(RunFolder(run_dir).tensorboard, config.train.tensorboard and dist.is_chief)
+        callbacks = [resources, *board, RunCheckpointer(run_dir, state, phase.name, monitor,
+                                                        config.train.early_stopping_patience, resources)]
         if config.train.reduce_lr_on_plateau:
             callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.3, patience=2,
                                                                mode="max" if "acc" in monitor else "min"))
