@@ -295,9 +295,9 @@ def _outputs(blob, images, dequantize=False):
 
 
 def _ranges(calibrated) -> dict:
-    from tensorflow.lite.tools import flatbuffer_utils
+    from edgecls.optimize.calibrated_int8 import _model_object
 
-    graph = flatbuffer_utils.convert_bytearray_to_object(calibrated).subgraphs[0]
+    graph = _model_object(calibrated).subgraphs[0]
     return {t.name.decode(): (float(t.quantization.min[0]), float(t.quantization.max[0]))
             for t in graph.tensors if t.quantization is not None and t.quantization.min is not None
             and len(t.quantization.min) == 1}

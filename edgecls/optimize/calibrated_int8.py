@@ -38,10 +38,8 @@ def calibrate(model, calibration: np.ndarray) -> bytes:
 
 def quantize_calibrated(calibrated: bytes, *, float_nodes=(), io: str = "uint8") -> bytes:
     """Quantize a calibrated model; ``float_nodes`` (op output tensor names) stay float."""
-    from tensorflow.lite.python import convert as tflite_internal
-
     try:
-        return tflite_internal.mlir_quantize(
+        return _tf_module("lite.python.convert").mlir_quantize(
             calibrated, disable_per_channel=False, input_data_type=IO_TYPES[io], output_data_type=IO_TYPES[io],
             denylisted_nodes=list(float_nodes) or None,
             # Per-tensor Dense weights, as tflite_convert.convert (tflite-runtime 2.14 on aarch64).
@@ -50,16 +48,21 @@ def quantize_calibrated(calibrated: bytes, *, float_nodes=(), io: str = "uint8")
         raise EdgeclsError(f"int8 quantization failed: {first_line(err, 300)}") from None
 
 
-def _model_object(blob: bytes):
-    from tensorflow.lite.tools import flatbuffer_utils
+def _tf_module(name: str):
+    # TensorFlow's own TFLite internals (mlir_quantize, the flatbuffer object API) are no
+    # attributes of the public ``tf`` namespace. ``tf`` above came from edgecls.tf, so
+    # TF_USE_LEGACY_KERAS is already set: importing the submodule by name is safe here.
+    import importlib
 
-    return flatbuffer_utils.convert_bytearray_to_object(blob)
+    return importlib.import_module(f"{tf.__name__}.{name}")
+
+
+def _model_object(blob: bytes):
+    return _tf_module("lite.tools.flatbuffer_utils").convert_bytearray_to_object(blob)
 
 
 def _model_bytes(obj) -> bytes:
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(obj))
+    return bytes(_tf_module("lite.tools.flatbuffer_utils").convert_object_to_bytearray(obj))
 
 
 def op_outputs(calibrated: bytes) -> list[str]:
