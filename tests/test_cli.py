@@ -199,10 +199,15 @@ def test_optimize_json_and_report(json_run, capsys):
     run, _, _, _ = json_run
     assert (run / "report.html").is_file()  # train rebuilt the run's report at its end
     code, out, err = run_main(["optimize", str(run), "--time-budget", "40s", "--json", "-q"], capsys)
-    result = json.loads(out)
-    assert code == (0 if result["within_budget"] else 3), err
-    assert result["leaderboard"] and result["out_dir"] == str(run / "exports" / "optimize")
-    if result["chosen"] is not None:
-        assert Path(result["best_path"]).is_file()
+    records = json.loads(out)  # the leaderboard, one record per candidate
+    chosen = [r for r in records if r["chosen"]]
+    assert records and len(chosen) <= 1
+    assert code == (0 if chosen else 3), err
+    for record in records:
+        assert {"variant", "format", "path", "val_accuracy", "test_accuracy", "latency_ms", "size_bytes",
+                "gzip_bytes", "partitions", "chosen"} <= set(record)
+    assert (run / "exports" / "optimize" / "leaderboard.json").is_file()
+    if chosen:
+        assert (run / "exports" / f"best{Path(chosen[0]['path']).suffix}").is_file()
     code, out, err = run_main(["report", str(run)], capsys)
     assert code in (0, None) and out.strip() == f"report → {run / 'report.html'}", err

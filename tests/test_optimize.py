@@ -30,6 +30,20 @@ def _images(count=12):
     return np.random.default_rng(0).integers(0, 256, (count, SIZE, SIZE, 3)).astype(np.uint8)
 
 
+def test_every_variant_keeps_the_serving_signature():
+    # Converted straight from the graph (no SavedModel step), the signature is written back.
+    from edgecls.deploy.litert import tflite_interpreter
+
+    model, images = _model("tiny_cnn"), _images()
+    for variant in tflite_convert.VARIANTS:
+        interpreter = tflite_interpreter(model_content=tflite_convert.convert(model, variant, calibration=images))
+        signatures = interpreter.get_signature_list()
+        assert signatures == {"serving_default": {"inputs": ["image"], "outputs": ["output_0"]}}, variant
+        runner = interpreter.get_signature_runner("serving_default")
+        detail = interpreter.get_input_details()[0]
+        assert runner(image=images[:1].astype(detail["dtype"]))["output_0"].shape[-1] == 3
+
+
 def test_int8_io_options():
     model, images = _model("tiny_cnn"), _images()
     assert inspect_tflite(tflite_convert.convert(model, "int8", calibration=images, io="int8"))["input"]["dtype"] == "int8"

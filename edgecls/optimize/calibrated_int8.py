@@ -16,7 +16,7 @@ import numpy as np
 
 from edgecls.errors import EdgeclsError, first_line
 from edgecls.optimize.calibration import pinned_calibration_inputs
-from edgecls.optimize.tflite_convert import IO_TYPES, concrete_function, logits_model
+from edgecls.optimize.tflite_convert import IO_TYPES, converter_for, logits_model, with_serving_signature
 from edgecls.tf import tf
 
 
@@ -25,7 +25,7 @@ def calibrate(model, calibration: np.ndarray) -> bytes:
     if calibration is None or len(calibration) == 0:
         raise EdgeclsError("int8 calibration needs at least one image")
     graph = logits_model(model)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete_function(graph)], graph)
+    converter = converter_for(graph)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ([sample] for sample in pinned_calibration_inputs(calibration))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -39,11 +39,11 @@ def calibrate(model, calibration: np.ndarray) -> bytes:
 def quantize_calibrated(calibrated: bytes, *, float_nodes=(), io: str = "uint8") -> bytes:
     """Quantize a calibrated model; ``float_nodes`` (op output tensor names) stay float."""
     try:
-        return _tf_module("lite.python.convert").mlir_quantize(
+        return with_serving_signature(_tf_module("lite.python.convert").mlir_quantize(
             calibrated, disable_per_channel=False, input_data_type=IO_TYPES[io], output_data_type=IO_TYPES[io],
             denylisted_nodes=list(float_nodes) or None,
             # Per-tensor Dense weights, as tflite_convert.convert (tflite-runtime 2.14 on aarch64).
-            disable_per_channel_for_dense_layers=True)
+            disable_per_channel_for_dense_layers=True))
     except Exception as err:  # noqa: BLE001
         raise EdgeclsError(f"int8 quantization failed: {first_line(err, 300)}") from None
 

@@ -172,8 +172,8 @@ def _describe(ctx, candidate, path: Path, accuracy: dict, extra: dict) -> dict:
 def publish_best(folder: RunFolder, chosen: dict | None, runtime: str, *, objective: str, max_drop: float,
                   float_val: float, threads: int) -> Path | None:
     """Copy the chosen file to exports/best.<ext> with best.json saying why; None when nothing fits."""
-    from edgecls.fsutil import atomic_path, write_json
-    from edgecls.sidecar import file_sizes, read_sidecar, sidecar_path
+    from edgecls.fsutil import atomic_path
+    from edgecls.sidecar import read_sidecar, sidecar_path, write_sidecar
 
     suffix = ".tflite" if runtime == "tflite" else ".onnx"
     target = folder.exports / f"best{suffix}"
@@ -190,10 +190,10 @@ def publish_best(folder: RunFolder, chosen: dict | None, runtime: str, *, object
     sidecar = read_sidecar(source) or {}
     why = (f"the {'fastest' if objective == 'latency' else 'smallest (gzip)'} candidate whose validation top-1 "
            f"is within {max_drop:g} pt (absolute) of the float model's {float_val:.4f}")
-    sidecar.update(model_file=target.name, size=file_sizes(target), optimize={
+    sidecar.update(model_file=target.name, optimize={
         **sidecar.get("optimize", {}), "chosen": chosen["variant"], "why": why, "objective": objective,
         "max_drop_pt": max_drop, "val_drop_pt": chosen["val_drop_pt"], "val_accuracy": chosen["val_accuracy"],
         "test_accuracy": chosen["test_accuracy"], "latency_ms": chosen["latency_ms"], "threads": threads,
         "gzip_bytes": chosen["gzip_bytes"], "leaderboard": str(folder.optimize / "leaderboard.json")})
-    write_json(sidecar_path(target), sidecar)
+    write_sidecar(target, sidecar)  # embeds this sidecar, the why included, in best.* itself
     return target

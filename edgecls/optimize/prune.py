@@ -147,11 +147,11 @@ def _pruned_tflite(ctx: RunContext, stripped, float_top1, for_xnnpack: bool, rep
 
 
 def _convert_sparse(model) -> bytes:
-    from edgecls.optimize.tflite_convert import concrete_function
+    from edgecls.optimize.tflite_convert import converter_for, with_serving_signature
 
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete_function(model)], model)
+    converter = converter_for(model)
     converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
-    return converter.convert()
+    return with_serving_signature(converter.convert())
 
 
 def _latency_pair(dense: bytes, sparse: bytes, runs: int = 20, rounds: int = 5) -> tuple[float, float]:
