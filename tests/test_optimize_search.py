@@ -328,14 +328,17 @@ def test_qat_model_before_its_first_step_scores_what_ptq_scores(tiny_run):
     calibration = ctx.calibration_images(32)
     ptq = _outputs(tflite_convert.convert(ctx.model, "int8", calibration=calibration), images, dequantize=True)
     graph = tflite_convert.logits_model(ctx.model)
+    # A QAT model made before this one (as in any longer session) gives this one's layers numbered
+    # names ("quantize_layer_1"): the ranges must be found all the same.
+    fresh = qat.quantize_aware_model(graph)
     model = qat.quantize_aware_model(graph)
+    assert not any(layer.name == "quantize_layer" for layer in model.layers)
     qat.initialise_ranges(model, split_fused_activations(graph), calibration)
     logits = model(images.astype(np.float32), training=False).numpy()
     ptq_top1 = np.mean(ptq.argmax(1) == labels)
     assert abs(np.mean(logits.argmax(1) == labels) - ptq_top1) * 100 <= 0.5
     assert np.mean(logits.argmax(1) == ptq.argmax(1)) >= 0.99
     # tfmot's own start ([-6, 6] for every activation and weight) is far from it
-    fresh = qat.quantize_aware_model(graph)
     assert np.abs(fresh(images[:8].astype(np.float32), training=False).numpy() - ptq[:8]).max() > \
         4 * np.abs(logits[:8] - ptq[:8]).max()
 

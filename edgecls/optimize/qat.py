@@ -19,6 +19,7 @@ from edgecls.metrics import top1_accuracy
 from edgecls.models.layers import ChannelShift
 from edgecls.models.mobilenet_v3 import ShiftedReLU6
 from edgecls.optimize.graph_rewrite import split_fused_activations
+from edgecls.optimize.tflite_convert import pin_input_range
 
 quantize = tfmot.quantization.keras
 MovingAverageQuantizer = quantize.quantizers.MovingAverageQuantizer
@@ -135,13 +136,7 @@ def initialise_ranges(qat_model, float_graph, images) -> int:
     names = [w.layer.name for w in wrappers if _range_weights(w) and w.layer.name in known]
     ranges = output_ranges(float_graph, names, images) if names else {}
     count = 0
-    for layer in qat_model.layers:
-        if layer.name == "quantize_layer":  # the input quantizer: pixels 0-255
-            for weight in layer.weights:
-                if weight.name.endswith("_min:0"):
-                    weight.assign(0.0)
-                elif weight.name.endswith("_max:0"):
-                    weight.assign(255.0)
+    pin_input_range(qat_model)  # the input quantizer: pixels 0-255
     for wrapper in wrappers:
         # tfmot keeps the weight quantizers in a private list; calling one in training mode is
         # what its first training step does: it sets the range from the current weights.

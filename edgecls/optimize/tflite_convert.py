@@ -129,7 +129,7 @@ def convert_qat(qat_model, *, io: str = "uint8") -> bytes:
     """Convert a quantization-aware-trained model: every range comes from its fake-quant ops."""
     if io not in IO_TYPES:
         raise EdgeclsError(f"unknown --io '{io}'; choose uint8, int8 or float")
-    _pin_input_range(qat_model)
+    pin_input_range(qat_model)
     converter = converter_for(qat_model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.inference_input_type = IO_TYPES[io]
@@ -141,11 +141,15 @@ def convert_qat(qat_model, *, io: str = "uint8") -> bytes:
         raise EdgeclsError(f"TFLite conversion of the QAT model failed: {first_line(err)}") from None
 
 
-def _pin_input_range(qat_model) -> None:
-    # The input quantizer learned the range of the pixels it saw; the input domain is 0–255, and
-    # pinning it keeps uint8 input at scale 1, zero point 0 (raw pixels on the device).
+def pin_input_range(qat_model) -> None:
+    """Set the QAT model's input quantizer to the pixel domain 0–255.
+
+    The input quantizer learned the range of the pixels it saw; pinning it keeps uint8 input at
+    scale 1, zero point 0 (raw pixels on the device). Found by type, not by name: Keras numbers
+    the names of later models in one process (``quantize_layer_3``).
+    """
     for layer in qat_model.layers:
-        if layer.name == "quantize_layer":
+        if type(layer).__name__ == "QuantizeLayer":
             for weight in layer.weights:
                 if weight.name.endswith("_min:0"):
                     weight.assign(0.0)
