@@ -144,8 +144,7 @@ def demo(
     epochs: Epochs = 10,
     force: Force = False,
 ):
-    """Offline end-to-end demo on scikit-learn's bundled handwritten digits (no download)."""
-    from edgecls.demo import run_demo
+    """The whole product offline on scikit-learn's digits: train, optimize, bench, Pi bundle, pi_infer.py."""
+    from edgecls.demo import print_summary, run_demo
 
-    result = run_demo(out, epochs=epochs, force=force)
-    print_metrics(result.metrics, result.run_dir)
+    print_summary(run_demo(out, epochs=epochs, force=force))
