@@ -2,7 +2,8 @@
 
 Train → ``edgecls optimize`` (the fastest TFLite model within 0.5 pt of float) → export float32
 TFLite and ONNX → bench Keras, TFLite fp32, TFLite int8 and ONNX side by side → bundle for the
-Pi → run the bundle's own ``pi_infer.py`` in a fresh process on a few test images → one table.
+Pi → run the bundle's own ``pi_infer.py`` in a fresh process on a few test images → Grad-CAM of
+some of them for the run's report → one table.
 Every step is a public API call, so the demo is also a worked example of the library.
 """
 
@@ -94,7 +95,10 @@ def run_demo(out, *, epochs: int = 10, force: bool = False, time_budget: str | f
     bundled = api.bundle(run_dir, folder.path / "pi_bundle", model=device_model, force=True)
 
     _say(verbose, f"demo 6/6: the bundle's pi_infer.py in its own process on {PI_IMAGES} test images")
-    pi_row = _run_pi_infer(bundled.path, test_dir, device_model.name)
+    images = _spread(test_dir, PI_IMAGES)
+    pi_row = _run_pi_infer(bundled.path, images, device_model.name)
+    # Grad-CAM of a few of the same images, for the run's report (which every API call rebuilds).
+    api.gradcam(run_dir, images[:4], folder.path / "gradcam", verbose=0)
 
     stages = [_stage(row) for row in rows] + [pi_row]
     return DemoResult(run_dir=run_dir, metrics=metrics, chosen=chosen, bundle=bundled.path, stages=stages)
@@ -136,8 +140,13 @@ def _link_test_split(run_dir: Path, target: Path) -> Path:
     return target
 
 
-def _run_pi_infer(bundle: Path, test_dir: Path, model_name: str) -> dict:
-    images = sorted(test_dir.glob("*/*"))[:: max(1, len(list(test_dir.glob("*/*"))) // PI_IMAGES)][:PI_IMAGES]
+def _spread(test_dir: Path, count: int) -> list[Path]:
+    """``count`` test images spread over the classes (the files are sorted by class)."""
+    files = sorted(test_dir.glob("*/*"))
+    return files[:: max(1, len(files) // count)][:count]
+
+
+def _run_pi_infer(bundle: Path, images: list[Path], model_name: str) -> dict:
     command = [sys.executable, str(bundle / "pi_infer.py"), str(bundle / model_name), *map(str, images), "--json"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     if done.returncode != 0:

@@ -19,6 +19,9 @@ def test_demo_runs_the_whole_product(tmp_path, capsys):
     assert (result.bundle / "pi_infer.py").is_file() and (out / "report.html").is_file()
     assert json.loads((out / "exports" / "bench.json").read_text())
     assert (out / "exports" / "optimize" / "leaderboard.json").is_file()
+    assert (out / "gradcam" / "gradcam.json").is_file()
+    report = (out / "report.html").read_text()
+    assert "Grad-CAM" in report and "leaderboard" in report.lower()
 
     # The closing table and the three commands to run next (what `edgecls demo` prints last).
     from edgecls.demo import print_summary
