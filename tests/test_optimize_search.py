@@ -18,28 +18,9 @@ FAST = dict(calibration=16, rounds=2, runs=5, warmup=1, verbose=0)
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """A tiny_cnn run on three colour classes (train/val/test), trained for three epochs."""
-    from PIL import Image
-
-    from edgecls.config import RunConfig
-    from edgecls.train.trainer import train
-
-    root = tmp_path_factory.mktemp("optimize_search")
-    rng = np.random.default_rng(0)
-    for index, colour in enumerate([(220, 40, 40), (40, 200, 40), (40, 40, 220)]):
-        folder = root / "data" / f"class{index}"
-        folder.mkdir(parents=True)
-        for i in range(40):
-            pixels = np.clip(np.array(colour) + rng.integers(-60, 61, (24, 24, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(pixels).save(folder / f"{i}.png")
-    config = RunConfig()
-    config.data.path, config.data.img_size = str(root / "data"), SIZE
-    config.model.arch, config.model.weights = "tiny_cnn", "none"
-    config.train.epochs, config.train.batch_size, config.train.lr = 3, 8, 0.01
-    config.train.early_stopping_patience = 0
-    train(config, root / "run", verbose=0)
-    return root / "run"
+def tiny_run(colour_run):
+    """This module's copy of the session's tiny_cnn run on three colour classes (tests/conftest.py)."""
+    return colour_run
 
 
 @pytest.fixture
