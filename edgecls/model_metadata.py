@@ -136,7 +136,7 @@ def _damaged(path: Path, reason: str) -> ModelFileError:
 def onnx_sidecar(path) -> dict | None:
     """The sidecar in an ONNX file's ``metadata_props``, None when it carries none."""
     path = Path(path)
-    props = {prop.key: prop.value for prop in _load_onnx(path).metadata_props}
+    props = {prop.key: prop.value for prop in load_onnx(path).metadata_props}
     return onnx_props_sidecar(props, path)
 
 
@@ -159,7 +159,7 @@ def embed_in_file(model_path, sidecar: dict) -> Path:
         with atomic_path(path) as tmp:
             tmp.write_bytes(blob)
     elif suffix == ".onnx":
-        proto = _load_onnx(path)
+        proto = load_onnx(path)
         set_onnx_property(proto, ONNX_KEY, embedded_copy(sidecar))
         import onnx
 
@@ -191,9 +191,11 @@ def set_onnx_property(proto, key: str, value: dict) -> None:
     entry.key, entry.value = key, text
 
 
-def _load_onnx(path: Path):
+def load_onnx(path):
+    """The ONNX model at ``path``; a missing or unreadable file is one ModelFileError line."""
     import onnx
 
+    path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"ONNX model not found: {path}")
     try:

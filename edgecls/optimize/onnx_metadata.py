@@ -14,8 +14,8 @@ from pathlib import Path
 
 import onnx
 
-from edgecls.errors import ModelFileError, first_line
-from edgecls.model_metadata import ONNX_KEY, embed_in_file, onnx_sidecar
+from edgecls.errors import ModelFileError
+from edgecls.model_metadata import ONNX_KEY, embed_in_file, load_onnx, onnx_sidecar  # noqa: F401 - load_onnx re-exported
 from edgecls.model_metadata import set_onnx_property as set_metadata  # noqa: F401 - onnx_export uses it
 
 METADATA_KEY = ONNX_KEY
@@ -93,12 +93,4 @@ def onnx_image_input(proto, path) -> tuple[str, tuple[int, int, int]]:
     return inputs[0].name, (int(dims[1]), int(dims[2]), int(dims[3]))
 
 
-def load_onnx(path) -> onnx.ModelProto:
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"ONNX model not found: {path}")
-    try:
-        return onnx.load(str(path))
-    except Exception as err:  # noqa: BLE001 - protobuf's DecodeError and friends
-        raise ModelFileError(f"cannot read ONNX model {path}: {first_line(err)}") from None
 
