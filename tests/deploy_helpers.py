@@ -8,7 +8,9 @@ float32.json (tiny_cnn, 32×32, 3 classes a/b/c, untrained). ``cli(args, capsys)
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import venv
 from pathlib import Path
 
 import numpy as np
@@ -144,3 +146,20 @@ def onnx_model(path: Path, size: int = 32, labels=LABELS) -> Path:
                                       architecture="mean_colour", img_size=size, input_dtype="float32",
                                       output_kind="probabilities"))
     return path
+
+
+def tflite_runtime_214_python(tmp_path: Path) -> Path:
+    """The Python of a fresh venv with the Pi's Bookworm stack (tflite-runtime 2.14, numpy<2, pillow).
+
+    Skips the calling test, saying why, when pip cannot fetch those wheels here.
+    """
+    import pytest
+
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    install = subprocess.run([str(python), "-m", "pip", "install", "-q", "tflite-runtime==2.14.0", "numpy<2",
+                              "pillow"], capture_output=True, text=True, timeout=600)
+    if install.returncode != 0:
+        pytest.skip(f"pip cannot fetch tflite-runtime 2.14 / numpy<2 here: {install.stderr.strip()[-300:]}")
+    return python

@@ -36,3 +36,12 @@ def test_cifar10_and_variants_scripts_on_the_mini_dataset(cifar10_mini, tmp_path
     assert set(rows) == {"float32", "dynamic", "float16", "int8", "qat_int8", "pruned_int8"}
     assert rows["int8"]["size_bytes"] < rows["float32"]["size_bytes"] / 3
     assert rows["pruned_int8"]["gzip_bytes"] < rows["int8"]["gzip_bytes"]
+
+    _run("optimize_cifar10.py", "--runs", run, "--variants", out / "cifar10_variants.json", "--out", out / "opt",
+         "--time-budget", "10m", "--rounds", "2", "--runs-per-round", "20", "--warmup", "2")
+    summary = json.loads((out / "opt" / "optimize_cifar10.json").read_text())
+    (entry,) = summary["runs"]
+    assert set(entry["side_by_side_ms"]) >= {"float32", "hand_picked"}
+    assert entry["leaderboard_rows"] and (out / "opt" / run.name / "leaderboard.csv").is_file()
+    assert (out / "opt" / run.name / "pareto.png").is_file()
+    assert "## cifar10_mini_simple_cnn" in (out / "opt" / "optimize_cifar10.md").read_text()

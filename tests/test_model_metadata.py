@@ -12,13 +12,12 @@ import json
 import shutil
 import subprocess
 import sys
-import venv
 import zipfile
 
 import numpy as np
 import onnx
 import pytest
-from deploy_helpers import NO_TF_RUNNER, PI_INFER, assert_one_error_line, cli, load_pi_infer
+from deploy_helpers import NO_TF_RUNNER, PI_INFER, assert_one_error_line, cli, load_pi_infer, tflite_runtime_214_python
 from PIL import Image
 
 from edgecls.deploy.predict import predict_files
@@ -220,13 +219,7 @@ def test_without_any_sidecar_the_assumptions_are_said(exported, images, tmp_path
 @pytest.mark.slow
 def test_tflite_runtime_2_14_reads_a_lone_tflite(exported, images, tmp_path):
     """The Pi's stack (tflite-runtime 2.14, numpy<2) loads the file with its block and reads the labels."""
-    env_dir = tmp_path / "venv"
-    venv.create(env_dir, with_pip=True)
-    python = env_dir / "bin" / "python"
-    install = subprocess.run([str(python), "-m", "pip", "install", "-q", "tflite-runtime==2.14.0", "numpy<2",
-                              "pillow"], capture_output=True, text=True, timeout=600)
-    if install.returncode != 0:
-        pytest.skip(f"pip cannot fetch tflite-runtime 2.14 / numpy<2 here: {install.stderr.strip()[-300:]}")
+    python = tflite_runtime_214_python(tmp_path)
     lone = _lone(exported["int8.tflite"], tmp_path / "pi")
     result = subprocess.run([str(python), str(PI_INFER), str(lone), str(images), "--json", "--top-k", "3"],
                             capture_output=True, text=True, timeout=120)

@@ -342,3 +342,17 @@ def test_qat_keeps_batch_norm_statistics_frozen(tiny_run):
     model.train_on_batch(images, keras.utils.to_categorical(ctx.data.train.labels[:16], 3))
     assert np.array_equal(bn.moving_mean.numpy(), before_mean)
     assert not np.array_equal(kernel.numpy(), before_kernel)
+
+
+def test_qat_that_lowers_validation_accuracy_hands_back_the_calibrated_start(tiny_run):
+    from edgecls.optimize import qat
+    from edgecls.optimize.run_context import load_run
+
+    ctx = load_run(tiny_run, verbose=0)
+    # A learning rate no one should use wrecks the model in one epoch; QAT must not ship that.
+    model, _, selection = qat.train_quantization_aware(ctx, epochs=1, lr=30.0, batch_size=None, verbose=0)
+    start, after = selection["val_accuracy_by_epoch"]
+    assert after < start, "the destructive epoch should score worse on validation"
+    assert selection["kept_epoch"] == 0
+    logits = model(ctx.data.val.images.astype(np.float32), training=False).numpy()
+    assert np.mean(logits.argmax(1) == ctx.data.val.labels) == pytest.approx(start)

@@ -7,11 +7,10 @@ import json
 import subprocess
 import sys
 import types
-import venv
 
 import numpy as np
 import pytest
-from deploy_helpers import NO_TF_RUNNER, PI_INFER, load_pi_infer, tiny_run
+from deploy_helpers import NO_TF_RUNNER, PI_INFER, load_pi_infer, tflite_runtime_214_python, tiny_run
 from PIL import Image, TiffImagePlugin
 
 from edgecls.data.images import BadImage, load_image_array
@@ -200,13 +199,7 @@ def test_pi_infer_without_sidecar_notes_the_assumptions(run, tmp_path, make_imag
 @pytest.mark.slow
 def test_tflite_runtime_2_14_with_numpy_1(run, tmp_path, make_images):
     """A fresh venv with tflite-runtime 2.14 + numpy<2 (the Bookworm stack) gives the same answers."""
-    env_dir = tmp_path / "venv"
-    venv.create(env_dir, with_pip=True)
-    python = env_dir / "bin" / "python"
-    install = subprocess.run([str(python), "-m", "pip", "install", "-q", "tflite-runtime==2.14.0", "numpy<2",
-                              "pillow"], capture_output=True, text=True, timeout=600)
-    if install.returncode != 0:
-        pytest.skip(f"pip cannot fetch tflite-runtime 2.14 / numpy<2 here: {install.stderr.strip()[-300:]}")
+    python = tflite_runtime_214_python(tmp_path)
     data = make_images(tmp_path / "imgs", per_class=3)
     model = run / "exports" / "int8.tflite"
     result = subprocess.run([str(python), str(PI_INFER), str(model), str(data), "--json", "--top-k", "2"],

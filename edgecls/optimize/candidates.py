@@ -95,8 +95,10 @@ class TfliteBuilder:
         from edgecls.optimize import tflite_convert
         from edgecls.optimize.qat import train_quantization_aware
 
-        model, keras_top1 = train_quantization_aware(self.ctx, epochs=epochs, lr=self.lr, batch_size=None, verbose=0)
-        return tflite_convert.convert_qat(model), {"qat": {"epochs": epochs, "lr": self.lr, "keras_test_top1": keras_top1}}
+        model, keras_top1, selection = train_quantization_aware(self.ctx, epochs=epochs, lr=self.lr, batch_size=None,
+                                                                verbose=0)
+        return tflite_convert.convert_qat(model), {"qat": {"epochs": epochs, "lr": self.lr, "keras_test_top1": keras_top1,
+                                                           **selection}}
 
     def pruned_int8(self, target: float, epochs: int) -> tuple[bytes, dict]:
         from edgecls.optimize import calibrated_int8

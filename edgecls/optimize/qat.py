@@ -175,11 +175,45 @@ def freeze_batch_norm(qat_model) -> int:
     return count
 
 
+class KeepBestOnValidation(keras.callbacks.Callback):
+    """Hand back the weights of the epoch with the best validation top-1, the start counting as epoch 0.
+
+    The start is the calibrated model, which computes what PTQ computes; fine-tuning that lowers
+    validation accuracy (too high a learning rate, too few images per class) is then undone
+    instead of shipped. Chosen on validation only: the test split never decides.
+    """
+
+    def __init__(self, start_accuracy: float):
+        super().__init__()
+        self.history = [float(start_accuracy)]
+        self.kept_epoch = 0
+        self._best = None
+
+    def on_train_begin(self, logs=None):
+        self._best = self.model.get_weights()
+
+    def on_epoch_end(self, epoch, logs=None):
+        accuracy = float((logs or {}).get("val_accuracy", float("nan")))
+        self.history.append(accuracy)
+        if accuracy > max(self.history[:-1]):
+            self.kept_epoch = epoch + 1
+            self._best = self.model.get_weights()
+
+    def on_train_end(self, logs=None):
+        if self._best is not None:
+            self.model.set_weights(self._best)
+
+    def summary(self) -> dict:
+        return {"kept_epoch": self.kept_epoch, "val_accuracy_by_epoch": [round(a, 6) for a in self.history]}
+
+
 def train_quantization_aware(ctx, *, epochs: int, lr: float, batch_size: int | None,
                              preserve_sparsity: bool = False, calibration=None, verbose: int = 1):
-    """Fine-tune the run's model with fake quantization; returns (QAT model, its test top-1).
+    """Fine-tune the run's model with fake quantization; returns (QAT model, its test top-1, selection).
 
     Ranges start from ``calibration`` images (default: the training images PTQ calibrates on).
+    With a validation split, the weights kept are those of the epoch (0 = the calibrated start)
+    that scored best on it; ``selection`` says which (``kept_epoch``, ``val_accuracy_by_epoch``).
     """
     import numpy as np
 
@@ -213,6 +247,10 @@ def train_quantization_aware(ctx, *, epochs: int, lr: float, batch_size: int | N
                                                       label_smoothing=config.train.label_smoothing),
             metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
         )
+        keep_best = []
+        if val is not None:
+            start = qat_model.evaluate(val, verbose=0, return_dict=True)["accuracy"]
+            keep_best = [KeepBestOnValidation(start)]
         if verbose:
             print(f"quantization-aware training: {epochs} epoch(s) at lr {lr:g}")
         with epoch_progress(bool(verbose)) as progress:
@@ -220,10 +258,14 @@ def train_quantization_aware(ctx, *, epochs: int, lr: float, batch_size: int | N
             stem = ctx.model_path.stem
             board = tensorboard_callbacks(ctx.folder.tensorboard / ("qat" if stem == "model" else f"{stem}_qat"),
                                           ctx.config.train.tensorboard)
-            qat_model.fit(train, validation_data=val, epochs=epochs, callbacks=[*progress, *board], verbose=0)
+            qat_model.fit(train, validation_data=val, epochs=epochs, callbacks=[*progress, *board, *keep_best],
+                          verbose=0)
     logits = []
     for start in range(0, len(ctx.test_labels), 64):
         x = np.asarray(ctx.test_images[start:start + 64], dtype=np.float32)
         logits.append(qat_model(x, training=False).numpy())
     qat_top1 = top1_accuracy(ctx.test_labels, np.concatenate(logits))
-    return qat_model, qat_top1
+    selection = keep_best[0].summary() if keep_best else {"kept_epoch": epochs, "val_accuracy_by_epoch": []}
+    if verbose and keep_best:
+        print(f"QAT kept epoch {selection['kept_epoch']} of {epochs} (best validation top-1; 0 = calibrated start)")
+    return qat_model, qat_top1, selection

@@ -68,13 +68,13 @@ def quantization_aware_int8(ctx: RunContext, *, io: str, epochs: int, lr: float,
 
     if epochs < 1:
         raise EdgeclsError(f"--epochs must be at least 1 for --qat, got {epochs}")
-    qat_model, qat_top1 = train_quantization_aware(ctx, epochs=epochs, lr=lr, batch_size=batch_size,
-                                                   preserve_sparsity=preserve_sparsity, verbose=verbose)
+    qat_model, qat_top1, selection = train_quantization_aware(ctx, epochs=epochs, lr=lr, batch_size=batch_size,
+                                                              preserve_sparsity=preserve_sparsity, verbose=verbose)
     blob = tflite_convert.convert_qat(qat_model, io=io)
     variant = f"{prefix}qat_int8" if io == "uint8" else f"{prefix}qat_int8_io{io}"
     record = write_tflite(ctx, variant, blob, reference_top1=reference_top1,
                           extra={"qat": {"epochs": epochs, "lr": lr, "keras_top1": qat_top1,
-                                         "preserve_sparsity": preserve_sparsity}})
+                                         "preserve_sparsity": preserve_sparsity, **selection}})
     gap = (record.accuracy - qat_top1) * 100
     record.notes = f"QAT Keras top-1 {qat_top1:.4f}, TFLite {gap:+.2f} pt; " + record.notes
     return record
