@@ -127,11 +127,12 @@ def load_in_fresh_process(built_models: list[Built]) -> None:
 
 def assert_integer_graph(info: dict) -> None:
     assert info["float_ops"] == [], f"float islands: {info['float_ops']}"
-    assert info["boundary_quantize_ops"] <= 2, info["ops"]
+    # At each end a DEQUANTIZE + QUANTIZE pair (uint8 <-> int8 through float, which XNNPACK runs).
+    assert info["boundary_quantize_ops"] <= 4, info["ops"]
     assert info["input"]["dtype"] == "uint8" and info["input"]["scale"] == 1.0 and info["input"]["zero_point"] == 0, \
         info["input"]
     assert info["output"]["dtype"] == "uint8", info["output"]
-    # The uint8<->int8 QUANTIZE ops at the two ends may stay outside the delegate; all else is one partition.
+    # All of it is one XNNPACK partition.
     assert info["xnnpack_partitions"] == 1, f"{info['xnnpack_partitions']} XNNPACK partitions; the graph is split"
 
 

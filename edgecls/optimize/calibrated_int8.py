@@ -16,7 +16,13 @@ import numpy as np
 
 from edgecls.errors import EdgeclsError, first_line
 from edgecls.optimize.calibration import pinned_calibration_inputs
-from edgecls.optimize.tflite_convert import IO_TYPES, converter_for, logits_model, with_serving_signature
+from edgecls.optimize.tflite_convert import (
+    IO_TYPES,
+    converter_for,
+    logits_model,
+    with_delegable_io_conversion,
+    with_serving_signature,
+)
 from edgecls.tf import tf
 
 
@@ -39,13 +45,15 @@ def calibrate(model, calibration: np.ndarray) -> bytes:
 def quantize_calibrated(calibrated: bytes, *, float_nodes=(), io: str = "uint8") -> bytes:
     """Quantize a calibrated model; ``float_nodes`` (op output tensor names) stay float."""
     try:
-        return with_serving_signature(_tf_module("lite.python.convert").mlir_quantize(
+        quantized = _tf_module("lite.python.convert").mlir_quantize(
             calibrated, disable_per_channel=False, input_data_type=IO_TYPES[io], output_data_type=IO_TYPES[io],
             denylisted_nodes=list(float_nodes) or None,
             # Per-tensor Dense weights, as tflite_convert.convert (tflite-runtime 2.14 on aarch64).
-            disable_per_channel_for_dense_layers=True))
+            disable_per_channel_for_dense_layers=True)
     except Exception as err:  # noqa: BLE001
         raise EdgeclsError(f"int8 quantization failed: {first_line(err, 300)}") from None
+    # The same ends as tflite_convert.convert: uint8<->int8 through float, so XNNPACK runs them.
+    return with_serving_signature(with_delegable_io_conversion(quantized))
 
 
 def _tf_module(name: str):

@@ -78,6 +78,53 @@ def with_serving_signature(blob: bytes) -> bytes:
     return bytes(utils.convert_object_to_bytearray(model))
 
 
+def with_delegable_io_conversion(blob: bytes) -> bytes:
+    """``blob`` with each uint8↔int8 QUANTIZE at its two ends split into DEQUANTIZE + QUANTIZE.
+
+    XNNPACK takes no QUANTIZE between two integer types, so converting the uint8 pixels ran in
+    TFLite's builtin kernel: 117 µs of 1,120 on MobileNetV3-Small-224 int8 on x86, where that
+    kernel has no vector path (benchmarks/results/int8_profile.md). Through float, XNNPACK takes
+    the pair, and fuses the input's with the normalisation after it into one elementwise op; with
+    the logits' pair too, the whole graph is one XNNPACK partition. Exact: a uint8 or int8 value
+    is an integer, which float holds exactly, so the requantized values are the same. The model's
+    input and output tensors (uint8; input scale 1, zero point 0) are unchanged.
+    """
+    utils = _tf_module("lite.tools.flatbuffer_utils")
+    schema = _tf_module("lite.python.schema_py_generated")
+    model = utils.convert_bytearray_to_object(bytearray(blob))
+    graph = model.subgraphs[0]
+    codes = [max(code.builtinCode, code.deprecatedBuiltinCode) for code in model.operatorCodes]
+    quantize, dequantize = schema.BuiltinOperator.QUANTIZE, schema.BuiltinOperator.DEQUANTIZE
+    integer = {schema.TensorType.UINT8, schema.TensorType.INT8}
+    ends = set(graph.inputs) | set(graph.outputs)
+    split = [op for op in graph.operators
+             if codes[op.opcodeIndex] == quantize and {op.inputs[0], op.outputs[0]} & ends
+             and graph.tensors[op.inputs[0]].type in integer and graph.tensors[op.outputs[0]].type in integer
+             and graph.tensors[op.inputs[0]].type != graph.tensors[op.outputs[0]].type]
+    if not split:
+        return blob
+    if dequantize not in codes:
+        code = schema.OperatorCodeT()
+        code.builtinCode = code.deprecatedBuiltinCode = dequantize
+        code.version = 1
+        model.operatorCodes.append(code)
+        codes.append(dequantize)
+    for op in split:
+        source = graph.tensors[op.inputs[0]]
+        real = schema.TensorT()
+        real.name = (source.name if isinstance(source.name, bytes) else str(source.name).encode()) + b"/float"
+        real.type, real.buffer, real.shape = schema.TensorType.FLOAT32, 0, list(source.shape)
+        if source.shapeSignature is not None:
+            real.shapeSignature = list(source.shapeSignature)
+        graph.tensors.append(real)
+        to_float = schema.OperatorT()
+        to_float.opcodeIndex = codes.index(dequantize)
+        to_float.inputs, to_float.outputs = [op.inputs[0]], [len(graph.tensors) - 1]
+        op.inputs = [len(graph.tensors) - 1]
+        graph.operators.insert(graph.operators.index(op), to_float)
+    return bytes(utils.convert_object_to_bytearray(model))
+
+
 def _tf_module(name: str):
     # TensorFlow's TFLite internals (the flatbuffer object API) are no attributes of ``tf``;
     # ``tf`` came from edgecls.tf, so TF_USE_LEGACY_KERAS is set before this import.
@@ -87,8 +134,12 @@ def _tf_module(name: str):
 
 
 def convert(model, variant: str, *, calibration: np.ndarray | None = None, io: str = "uint8",
-            progress=None) -> bytes:
-    """Convert ``model`` (RGB 0–255 float input) to a TFLite flatbuffer of the given variant."""
+            progress=None, delegable_io: bool = True) -> bytes:
+    """Convert ``model`` (RGB 0–255 float input) to a TFLite flatbuffer of the given variant.
+
+    ``delegable_io=False`` keeps the converter's own uint8→int8 input QUANTIZE (see
+    :func:`with_delegable_io_conversion`); benchmarks use it to measure what the split buys.
+    """
     if variant not in VARIANTS:
         raise EdgeclsError(f"unknown TFLite variant '{variant}'; choose one of {', '.join(VARIANTS)}")
     integer = variant == "int8"
@@ -120,9 +171,10 @@ def convert(model, variant: str, *, calibration: np.ndarray | None = None, io: s
         # aarch64 with the per-channel Dense weights newer converters write (seen under emulation).
         converter._experimental_disable_per_channel_quantization_for_dense_layers = True  # noqa: SLF001
     try:
-        return with_serving_signature(converter.convert())
+        blob = converter.convert()
     except Exception as err:  # noqa: BLE001 - the converter raises ConverterError and friends
         raise EdgeclsError(f"TFLite conversion ({variant}) failed: {first_line(err)}") from None
+    return with_serving_signature(with_delegable_io_conversion(blob) if integer and delegable_io else blob)
 
 
 def convert_qat(qat_model, *, io: str = "uint8") -> bytes:
@@ -136,9 +188,10 @@ def convert_qat(qat_model, *, io: str = "uint8") -> bytes:
     converter.inference_output_type = IO_TYPES[io]
     converter._experimental_disable_per_channel_quantization_for_dense_layers = True  # noqa: SLF001 (see convert)
     try:
-        return with_serving_signature(converter.convert())
+        blob = converter.convert()
     except Exception as err:  # noqa: BLE001
         raise EdgeclsError(f"TFLite conversion of the QAT model failed: {first_line(err)}") from None
+    return with_serving_signature(with_delegable_io_conversion(blob))
 
 
 def pin_input_range(qat_model) -> None:
