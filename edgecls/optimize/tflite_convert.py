@@ -82,8 +82,8 @@ def with_delegable_io_conversion(blob: bytes) -> bytes:
     """``blob`` with each uint8↔int8 QUANTIZE at its two ends split into DEQUANTIZE + QUANTIZE.
 
     XNNPACK takes no QUANTIZE between two integer types, so converting the uint8 pixels ran in
-    TFLite's builtin kernel: 117 µs of 1,120 on MobileNetV3-Small-224 int8 on x86, where that
-    kernel has no vector path (benchmarks/results/int8_profile.md). Through float, XNNPACK takes
+    TFLite's builtin kernel, which has no vector path on x86: about a tenth of
+    MobileNetV3-Small-224 int8's time (benchmarks/results/int8_profile.md). Through float, XNNPACK takes
     the pair, and fuses the input's with the normalisation after it into one elementwise op; with
     the logits' pair too, the whole graph is one XNNPACK partition. Exact: a uint8 or int8 value
     is an integer, which float holds exactly, so the requantized values are the same. The model's
