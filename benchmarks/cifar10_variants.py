@@ -14,7 +14,8 @@ times every file in turn — so drifting machine load hits all variants alike.
     python benchmarks/cifar10_variants.py --data /tmp/cifar10 --runs /tmp/c10/runs/cifar10_mobilenet_v3_small \\
         --out benchmarks/results/cifar10_variants
 
-Writes OUT/cifar10_variants.json and .md; runs named again replace their rows.
+Writes OUT/cifar10_variants.json and .md; runs named again replace their rows. ``--render-only``
+rewrites the table from the JSON and the runs' sidecars without measuring anything.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ def parse_args(argv=None):
     parser.add_argument("--skip-xnnpack", action="store_true", help="no sparse-inference row")
     parser.add_argument("--measure-only", action="store_true",
                         help="measure the exports already in the runs (give the epochs/lr they were made with)")
+    parser.add_argument("--render-only", action="store_true",
+                        help="rewrite the table from OUT/cifar10_variants.json and the runs' sidecars, measuring nothing")
     parser.add_argument("--rounds", type=int, default=7, help="interleaved latency rounds")
     parser.add_argument("--runs-per-round", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20, help="untimed invocations of each file first")
@@ -91,7 +94,15 @@ def make_variants(run: Path, args) -> tuple[dict[str, Path], dict]:
     seconds["prune_int8"] = time.perf_counter() - t0
     extra["pruning"] = {k: report.get(k) for k in ("overall_sparsity", "keras_top1", "float_top1")}
     extra["seconds"] = {k: round(v, 1) for k, v in seconds.items()}
+    extra["qat"] = qat_selection(run)
     return existing_variants(run), extra
+
+
+def qat_selection(run: Path) -> dict:
+    """What the QAT export's sidecar says of its fine-tuning: the epoch kept and validation top-1 by epoch."""
+    sidecar = RunFolder(run).export("qat_int8", ".json")
+    qat = json.loads(sidecar.read_text()).get("qat", {}) if sidecar.is_file() else {}
+    return {k: qat[k] for k in ("kept_epoch", "val_accuracy_by_epoch") if k in qat}
 
 
 def existing_variants(run: Path) -> dict[str, Path]:
@@ -187,20 +198,45 @@ def markdown(result: dict) -> str:
         pruning = extra.get("pruning", {})
         lines += ["", f"Pruning reached {pruning.get('overall_sparsity', 0):.1%} overall sparsity "
                   f"(Keras top-1 {pruning.get('keras_top1', 0):.2%} before int8). "
-                  f"QAT fine-tuned for {entry.get('qat_epochs')} epoch(s) at Adam lr {entry.get('qat_lr', 1e-4):g}, "
-                  f"pruning for {entry.get('prune_epochs')} epoch(s).", ""]
+                  f"QAT fine-tuned for {entry.get('qat_epochs')} epoch(s) at Adam lr {entry.get('qat_lr', 1e-4):g}"
+                  f"{_qat_kept(extra.get('qat', {}))}, pruning for {entry.get('prune_epochs')} epoch(s).", ""]
     return "\n".join(lines) + "\n"
+
+
+def _qat_kept(qat: dict) -> str:
+    if "kept_epoch" not in qat:
+        return ""
+    history = " → ".join(f"{a:.2%}" for a in qat.get("val_accuracy_by_epoch", []))
+    kept = "the calibrated start (epoch 0)" if qat["kept_epoch"] == 0 else f"epoch {qat['kept_epoch']}"
+    return f"; it kept {kept}, best on validation ({history})"
+
+
+def render_only(args) -> int:
+    path = args.out / "cifar10_variants.json"
+    result = json.loads(path.read_text())
+    for entry in result["models"]:
+        run = next((r for r in args.runs if r.name == entry["run"]), None)
+        if run is not None:
+            entry.setdefault("extra", {})["qat"] = qat_selection(run)
+    from edgecls.fsutil import write_json, write_text
+
+    write_json(path, result)
+    write_text(args.out / "cifar10_variants.md", markdown(result))
+    print(markdown(result))
+    return 0
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.render_only:
+        return render_only(args)
     entries = []
     for run in args.runs:
         made = {"qat_epochs": args.qat_epochs, "qat_lr": args.qat_lr, "prune_epochs": args.prune_epochs}
         if args.measure_only:  # files made earlier, with the settings given again on this command line
             files = existing_variants(run)
-            made["extra"] = previous_entry(args.out, run.name).get("extra", {})
+            made["extra"] = {**previous_entry(args.out, run.name).get("extra", {}), "qat": qat_selection(run)}
         else:
             files, made["extra"] = make_variants(run, args)
         entries.append({"run": run.name, "model": describe(run), "rows": measure(run, files, args.data, args),
