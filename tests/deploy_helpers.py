@@ -163,3 +163,22 @@ def tflite_runtime_214_python(tmp_path: Path) -> Path:
     if install.returncode != 0:
         pytest.skip(f"pip cannot fetch tflite-runtime 2.14 / numpy<2 here: {install.stderr.strip()[-300:]}")
     return python
+
+
+def tflite_outputs(blob: bytes, images, *, dequantize: bool = False) -> np.ndarray:
+    """The raw output of a TFLite flatbuffer for each image, invoked one at a time (batch 1);
+    ``dequantize`` maps a quantized output to real values with its scale and zero point."""
+    from edgecls.deploy.litert import tflite_interpreter
+
+    interpreter = tflite_interpreter(model_content=blob)
+    interpreter.allocate_tensors()
+    detail, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    rows = []
+    for image in images:
+        interpreter.set_tensor(detail["index"], image[None])
+        interpreter.invoke()
+        rows.append(interpreter.get_tensor(out["index"])[0].copy())
+    if not dequantize:
+        return np.array(rows)
+    scale, zero_point = out["quantization"]
+    return (np.array(rows, dtype=np.float32) - zero_point) * scale

@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+from deploy_helpers import tflite_outputs
 
 from edgecls.errors import EdgeclsError
 from edgecls.optimize import leaderboard as board
@@ -247,7 +248,7 @@ def test_calibrated_int8_tools():
     quantized = calibrated_int8.quantize_calibrated(calibrated)
     # Split in two, the steps make exactly the model the one-call conversion makes.
     reference = tflite_convert.convert(model, "int8", calibration=images)
-    assert _outputs(quantized, images).tolist() == _outputs(reference, images).tolist()
+    assert tflite_outputs(quantized, images).tolist() == tflite_outputs(reference, images).tolist()
     # Percentile ranges only ever narrow a range; the input keeps 0-255 (uint8 pixels at scale 1).
     narrowed = calibrated_int8.percentile_ranges(calibrated, images, percentile=99.0)
     before, after = _ranges(calibrated), _ranges(narrowed)
@@ -262,23 +263,6 @@ def test_calibrated_int8_tools():
     worst = ranked[0][0]
     mixed = inspect_tflite(calibrated_int8.quantize_calibrated(calibrated, float_nodes=[worst]))
     assert len(mixed["float_ops"]) == 1
-
-
-def _outputs(blob, images, dequantize=False):
-    from edgecls.deploy.litert import tflite_interpreter
-
-    interpreter = tflite_interpreter(model_content=blob)
-    interpreter.allocate_tensors()
-    detail, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    rows = []
-    for image in images:
-        interpreter.set_tensor(detail["index"], image[None])
-        interpreter.invoke()
-        rows.append(interpreter.get_tensor(out["index"])[0].copy())
-    if not dequantize:
-        return np.array(rows)
-    scale, zero_point = out["quantization"]
-    return (np.array(rows, dtype=np.float32) - zero_point) * scale
 
 
 def _ranges(calibrated) -> dict:
@@ -307,7 +291,7 @@ def test_qat_model_before_its_first_step_scores_what_ptq_scores(tiny_run):
     noise = rng.integers(-60, 61, (len(labels), SIZE, SIZE, 3))
     images = np.clip(colours[:, None, None, :] + noise, 0, 255).astype(np.uint8)
     calibration = ctx.calibration_images(32)
-    ptq = _outputs(tflite_convert.convert(ctx.model, "int8", calibration=calibration), images, dequantize=True)
+    ptq = tflite_outputs(tflite_convert.convert(ctx.model, "int8", calibration=calibration), images, dequantize=True)
     graph = tflite_convert.logits_model(ctx.model)
     # A QAT model made before this one (as in any longer session) gives this one's layers numbered
     # names ("quantize_layer_1"): the ranges must be found all the same.

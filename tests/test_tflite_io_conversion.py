@@ -4,8 +4,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from deploy_helpers import tflite_outputs
 
-from edgecls.deploy.litert import tflite_interpreter
 from edgecls.models import get_model_spec
 from edgecls.models.modeling import build_model
 from edgecls.optimize import tflite_convert
@@ -21,24 +21,12 @@ def _int8_with_and_without_split():
     return plain, tflite_convert.convert(model, "int8", calibration=images)
 
 
-def _outputs(blob, images):
-    interpreter = tflite_interpreter(model_content=blob)
-    interpreter.allocate_tensors()
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    results = []
-    for image in images:
-        interpreter.set_tensor(inp["index"], image[None])
-        interpreter.invoke()
-        results.append(interpreter.get_tensor(out["index"]).copy())
-    return np.concatenate(results)
-
-
 def test_input_quantize_is_delegated_and_exact():
     plain, split = _int8_with_and_without_split()
     images = np.random.default_rng(1).integers(0, 256, (6, SIZE, SIZE, 3)).astype(np.uint8)
     images[0] = 0
     images[1] = 255
-    np.testing.assert_array_equal(_outputs(split, images), _outputs(plain, images))
+    np.testing.assert_array_equal(tflite_outputs(split, images), tflite_outputs(plain, images))
 
     before, after = inspect_tflite(plain), inspect_tflite(split)
     assert after["ops"]["DEQUANTIZE"] == 2 and after["ops"]["QUANTIZE"] == before["ops"]["QUANTIZE"] == 2
