@@ -48,6 +48,8 @@ def check_build(name: str) -> Built:
     size = spec.test_size
     keras.utils.set_random_seed(0)
     model = build_model(name, size, NUM_CLASSES, weights="none", **spec.test_kwargs)
+    if spec.data_init is not None:
+        spec.data_init(model, images_for(size, count=32, seed=1))  # as training does before its first step
     assert model.input_shape == (None, size, size, 3), model.input_shape
     assert model.output_shape == (None, NUM_CLASSES), model.output_shape
     assert not any(isinstance(layer, keras.Model) for layer in model.layers), "graphs must be flat for tfmot"

@@ -22,9 +22,12 @@ def _run(script, *args):
 def test_cifar10_and_variants_scripts_on_the_mini_dataset(cifar10_mini, tmp_path):
     out = tmp_path / "c10"
     _run("cifar10.py", "--data", cifar10_mini, "--out", out, "--recipe", "cifar10_mini_simple_cnn",
-         "--epochs", "1", "--pipeline-steps", "2", "--pipeline-rounds", "1")
+         "--epochs", "1", "--pipeline-steps", "2", "--pipeline-rounds", "1", "--reference-epochs", "1")
     result = json.loads((out / "results.json").read_text())
     assert RESULT_KEYS <= set(result)
+    row = result["runs"][0]
+    assert row["budget"]["budget_seconds"] > 0 and isinstance(row["within_budget"], bool)
+    assert 0.0 < row["tta"]["int8"]["tta_accuracy"] <= 1.0 and len(row["tta"]["views"]) == 8
     assert Path(result["int8_model"]).is_file() and result["int8_size_bytes"] > 0
     assert 0.0 < result["int8_accuracy"] <= 1.0 and result["int8_latency_ms"] > 0
     assert result["runs"][0]["pipeline"]["jpeg_over_memory"] > 0

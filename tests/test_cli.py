@@ -187,6 +187,7 @@ def test_predict_and_bench_json(json_run, tmp_path, capsys):
     assert "p50" in out
 
 
+@pytest.mark.slow  # builds every registered model in a fresh process (~23 s); the in-process JSON tests run by default
 def test_models_json_in_a_real_process_has_nothing_else_on_stdout():
     result = subprocess.run([sys.executable, "-m", "edgecls", "models", "--img-size", "32", "--json"],
                             capture_output=True, text=True, timeout=300)

@@ -9,6 +9,7 @@ layer names, so their ImageNet weight files load unchanged.
 from __future__ import annotations
 
 from edgecls.errors import EdgeclsError
+from edgecls.models import whitened_cnn as _whitened
 from edgecls.models.layers import ChannelShift
 from edgecls.models.mobilenet_v3 import copy_weights_by_name, mobilenet_v3_features
 from edgecls.models.registry import register_model
@@ -96,7 +97,7 @@ def mobilenet_v3_small(input_shape, num_classes, *, weights=None, alpha=1.0, dro
     pretrained=True,
     fine_tune_layers=50,
     test_kwargs={"alpha": 0.35},
-    test_slow_checks=("int8", "qat", "qat_tflite"),  # its blocks are mobilenet_v3_small's without SE and hard-swish
+    test_slow=True,  # its blocks are mobilenet_v3_small's without SE and hard-swish, which the default run checks
 )
 def mobilenet_v3_small_minimalistic(input_shape, num_classes, *, weights=None, alpha=1.0, dropout=0.2):
     return _mobilenet_v3("small", "mobilenet_v3_small_minimalistic", input_shape, num_classes, weights, alpha,
@@ -223,6 +224,21 @@ def resnet9(input_shape, num_classes, *, weights=None, alpha=1.0, dropout=0.0):
     x = keras.layers.MaxPooling2D(name="stage3_pool")(x)
     x = residual(x, width(512), "stage3_res")
     model = keras.Model(inputs, classifier_head(x, num_classes, dropout), name="resnet9")
+    return _load_local_weights(model, weights)
+
+
+@register_model(
+    "whitened_cnn",
+    description="The CIFAR-10 speed-run network (airbench-style, patch whitening): most accuracy per "
+                "training minute on small images",
+    pretrained=False,
+    default_size=32,
+    data_init=_whitened.init_patch_whitening,
+    frozen_layers=(_whitened.WHITEN_LAYER,),
+    test_kwargs={"alpha": 0.125},
+)
+def whitened_cnn(input_shape, num_classes, *, weights=None, alpha=1.0, dropout=0.0):
+    model = _whitened.build(input_shape, num_classes, alpha=alpha, dropout=dropout, head=classifier_head)
     return _load_local_weights(model, weights)
 
 

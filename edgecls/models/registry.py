@@ -24,6 +24,10 @@ class ModelSpec:
     default_size: int = 224
     fine_tune_layers: int = 0  # base layers unfrozen in phase 2 (0 = phase 2 fine-tunes all)
     test_only: bool = False  # for fast tests and smoke runs; not a deployment architecture
+    # Called as ``data_init(model, images)`` on a freshly built model before its first training
+    # step, with the training images (uint8 NHWC): weights computed from data, e.g. a whitening.
+    data_init: Callable | None = None
+    frozen_layers: tuple[str, ...] = ()  # layers training never updates (e.g. that whitening)
     # How the shared model checks (tests/model_checks.py) treat this model: the smallest size and
     # builder arguments (e.g. a narrow alpha) that still exercise the whole graph; whether all its
     # checks, or which of them (e.g. "qat"), are too slow for the default test run (pytest -m slow).

@@ -165,7 +165,7 @@ def _train(config: RunConfig, out: Path, run_dir: Path, dist: Distribution, prec
 
     with precision_policy(precision):
         with dist.scope():  # variables, optimizer and loaded checkpoints must belong to the strategy
-            model = _initial_model(config, data, state, run_dir)
+            model = _initial_model(config, data, state, run_dir, spec)
         train_ds = make_dataset(data.train.images, data.train.labels, data.num_classes, batch_size,
                                 training=True, augment=config.augment, seed=config.train.seed)
         val_ds = (make_dataset(data.val.images, data.val.labels, data.num_classes, batch_size, training=False)
@@ -250,16 +250,20 @@ def _fit_phases(model, phases: list[Phase], config: RunConfig, spec, state: RunS
         state.save(run_dir)
 
 
-def _initial_model(config: RunConfig, data: PreparedData, state: RunState, out: Path):
+def _initial_model(config: RunConfig, data: PreparedData, state: RunState, out: Path, spec):
     if state.checkpoint:
         path = out / state.checkpoint
         if not path.is_file():
             raise EdgeclsError(f"cannot resume: checkpoint {path} is missing")
         print(f"resuming after epoch {state.epoch} from {state.checkpoint}")
         return load_keras_model(path, compile=True)  # a damaged checkpoint is then one clear line
-    return modeling.build_model(config.model.arch, config.data.img_size, data.num_classes,
-                                weights=config.model.weights, alpha=config.model.alpha,
-                                dropout=config.model.dropout)
+    model = modeling.build_model(config.model.arch, config.data.img_size, data.num_classes,
+                                 weights=config.model.weights, alpha=config.model.alpha,
+                                 dropout=config.model.dropout)
+    if spec.data_init is not None and config.model.weights in (None, "none"):
+        # Weights from a file already hold what the data would give; only a fresh model needs it.
+        spec.data_init(model, data.train.images)
+    return model
 
 
 def _set_trainable(model, phase: Phase, config: RunConfig, spec) -> None:
@@ -270,7 +274,7 @@ def _set_trainable(model, phase: Phase, config: RunConfig, spec) -> None:
         modeling.unfreeze_top(model, spec.fine_tune_layers if count is None else count)
     else:
         for layer in model.layers:
-            layer.trainable = True
+            layer.trainable = layer.name not in spec.frozen_layers
 
 
 def _compile(model, phase: Phase, config: RunConfig, steps: int, start_epoch: int) -> None:

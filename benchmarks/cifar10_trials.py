@@ -1,0 +1,99 @@
+"""The trials table of a CIFAR-10 recipe, written from the run folders the trials left.
+
+Each ``--trial NAME=RUN`` is a run folder of ``edgecls train`` or of ``benchmarks/cifar10.py``
+(``OUT/runs/RECIPE``, whose ``OUT/results.json`` then adds int8, TTA and the budget). The table
+says what each trial changed and what it reached; nothing in it is typed by hand.
+
+    python benchmarks/cifar10_trials.py --out benchmarks/results/cifar10/trials_whitened_cnn.md \\
+        --intro benchmarks/notes/whitened_cnn_trials.md --trial "probe=/tmp/probe:3 epochs" \\
+        --trial "t1=/tmp/c10/runs/cifar10_whitened_cnn"
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--title", default="CIFAR-10 trials of the whitened_cnn recipe (issue 15)")
+    parser.add_argument("--trial", action="append", required=True, help="NAME=RUN_FOLDER[:NOTE]")
+    parser.add_argument("--intro", type=Path, help="markdown placed under the title: what was tried and why "
+                        "(no figures: those come from the run folders)")
+    return parser.parse_args(argv)
+
+
+def read_trial(spec: str) -> dict:
+    name, _, rest = spec.partition("=")
+    path, _, note = rest.partition(":")
+    run = Path(path)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
+    with (run / "history.csv").open() as handle:
+        history = list(csv.DictReader(handle))
+    row = {"trial": name, "note": note, "config": config, "metrics": metrics,
+           "best_val": max(float(h["val_accuracy"]) for h in history),
+           "first_val": float(history[0]["val_accuracy"]),
+           "epoch_seconds": [float(h["epoch_seconds"]) for h in history]}
+    results = run.parent.parent / "results.json"
+    if results.is_file():
+        for entry in json.loads(results.read_text()).get("runs", []):
+            if Path(entry.get("int8_model", "")).parent == run or entry.get("recipe") == run.name:
+                row["benchmark"] = entry
+    return row
+
+
+def describe(config: dict) -> str:
+    m, t, a = config["model"], config["train"], config["augment"]
+    augment = ", ".join(part for part in (
+        "flip" if a.get("flip") else "", f"{a['crop_pad']}-px pad-and-crop" if a.get("crop_pad") else "",
+        f"cutout {a['cutout']:g}" if a.get("cutout") else "") if part) or "none"
+    return (f"{m['arch']} α{m['alpha']:g}, {config['data']['img_size']} px, {t['optimizer']} lr {t['lr']:g} "
+            f"({t['warmup_epochs']:g} warm-up epochs, cosine), wd {t['weight_decay']:g}, batch {t['batch_size']}, "
+            f"label smoothing {t['label_smoothing']:g}, {augment}, {t['precision']}")
+
+
+def markdown(title: str, rows: list[dict], intro: str = "") -> str:
+    lines = [f"# {title}", "", *([intro.strip(), ""] if intro else []),
+             "Written by `benchmarks/cifar10_trials.py` from the trials' run folders. Train time is the sum of "
+             "epoch times as edgecls records them; test top-1 on the 10,000 test images; the best epoch is "
+             "chosen on validation.", "",
+             "| trial | recipe | epochs | s per epoch | train time | budget here | val after epoch 1 | best val | float top-1 | "
+             "int8 top-1 | int8 with TTA | notes |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        b = r.get("benchmark") or {}
+        budget = b.get("budget")
+        per_epoch = sorted(r["epoch_seconds"])[len(r["epoch_seconds"]) // 2]
+        lines.append(
+            f"| {r['trial']} | {describe(r['config'])} | {len(r['epoch_seconds'])} | {per_epoch:.0f} | "
+            f"{r['metrics']['train_seconds'] / 60:.1f} min | "
+            + (f"{budget['budget_seconds'] / 60:.1f} min" if budget else "—") + " | "
+            f"{r['first_val']:.2%} | {r['best_val']:.2%} | {r['metrics']['accuracy']:.2%} | "
+            + (f"{b['int8_accuracy']:.2%}" if b else "—") + " | "
+            + (f"{b['tta']['int8']['tta_accuracy']:.2%}" if b.get("tta") else "—") + f" | {r['note']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    from edgecls.fsutil import write_text
+
+    args = parse_args(argv)
+    rows = [read_trial(spec) for spec in args.trial]
+    text = markdown(args.title, rows, args.intro.read_text() if args.intro else "")
+    write_text(args.out, text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
