@@ -71,6 +71,7 @@ def parse_args(argv=None):
 def time_reference(args) -> dict | None:
     """Epoch times of the resnet9 reference recipe on this machine, now: the training budget."""
     from edgecls import config as cfg
+    from edgecls.train.run_state import read_history
 
     if args.reference_epochs < 1:
         return None
@@ -79,10 +80,7 @@ def time_reference(args) -> dict | None:
     config.data.cache_dir = str(args.out / "cache")
     # Two epochs squeeze the recipe's learning-rate schedule, which changes no step's cost.
     result = edgecls.train(out=args.out / "runs" / "reference_timing", config=config, force=True, epochs=args.reference_epochs)
-    history = (result.run_dir / "history.csv").read_text().splitlines()
-    header = history[0].split(",")
-    column = header.index("epoch_seconds")
-    seconds = [float(line.split(",")[column]) for line in history[1:] if line.strip()]
+    seconds = [float(row["epoch_seconds"]) for row in read_history(result.run_dir)]
     reference = min(seconds)
     return {
         "recipe": REFERENCE,
@@ -150,15 +148,15 @@ def tta_accuracy(run_dir: Path, int8_path: Path, data) -> dict:
     """Test top-1 of the float (Keras) and int8 (TFLite) models, plain and averaged over TTA views."""
     from edgecls.deploy.runtimes import open_model
     from edgecls.insight.tta import predict_views, tta_views
+    from edgecls.metrics import top1_accuracy
 
-    images, labels = data.test.images, np.asarray(data.test.labels)
+    images, labels = data.test.images, data.test.labels
     views = tta_views(TTA_VIEWS, images.shape[1:3])
     result = {"views": [view.name for view in views]}
     for name, path in (("float", run_dir / "model.keras"), ("int8", int8_path)):
         runtime = open_model(path, threads=os.cpu_count() or 1, quiet=True)
         plain, averaged = predict_views(runtime.predict, images, views, batch_size=250)
-        result[name] = {"accuracy": float(np.mean(plain.argmax(1) == labels)),
-                        "tta_accuracy": float(np.mean(averaged.argmax(1) == labels))}
+        result[name] = {"accuracy": top1_accuracy(labels, plain), "tta_accuracy": top1_accuracy(labels, averaged)}
     return result
 
 

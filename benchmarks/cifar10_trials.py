@@ -12,7 +12,6 @@ says what each trial changed and what it reached; nothing in it is typed by hand
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -33,13 +32,14 @@ def parse_args(argv=None):
 
 
 def read_trial(spec: str) -> dict:
+    from edgecls.train.run_state import read_history
+
     name, _, rest = spec.partition("=")
     path, _, note = rest.partition(":")
     run = Path(path)
     config = yaml.safe_load((run / "config.yaml").read_text())
     metrics = json.loads((run / "metrics.json").read_text())
-    with (run / "history.csv").open() as handle:
-        history = list(csv.DictReader(handle))
+    history = read_history(run)
     row = {"trial": name, "note": note, "config": config, "metrics": metrics,
            "best_val": max(float(h["val_accuracy"]) for h in history),
            "first_val": float(history[0]["val_accuracy"]),
@@ -47,7 +47,7 @@ def read_trial(spec: str) -> dict:
     results = run.parent.parent / "results.json"
     if results.is_file():
         for entry in json.loads(results.read_text()).get("runs", []):
-            if Path(entry.get("int8_model", "")).parent == run or entry.get("recipe") == run.name:
+            if entry.get("recipe") == run.name:  # cifar10.py names a run's folder after its recipe
                 row["benchmark"] = entry
     return row
 

@@ -167,10 +167,10 @@ def resnet50(input_shape, num_classes, *, weights=None, alpha=1.0, dropout=0.2):
     return model
 
 
-def _conv_bn_relu(x, filters, name, strides=1):
+def _conv_bn_relu(x, filters, name, strides=1, **batchnorm):
     x = keras.layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
     # momentum 0.9: the moving statistics must settle within the few hundred steps of a small dataset.
-    x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+    x = keras.layers.BatchNormalization(**{"momentum": 0.9, **batchnorm}, name=f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 
@@ -238,7 +238,29 @@ def resnet9(input_shape, num_classes, *, weights=None, alpha=1.0, dropout=0.0):
     test_kwargs={"alpha": 0.125},
 )
 def whitened_cnn(input_shape, num_classes, *, weights=None, alpha=1.0, dropout=0.0):
-    model = _whitened.build(input_shape, num_classes, alpha=alpha, dropout=dropout, head=classifier_head)
+    # airbench's network, changed for deployment (see edgecls.models.whitened_cnn): ReLU instead of
+    # GELU, and BatchNorm before the pool, so the converter folds it into the convolution.
+    inputs = keras.Input(shape=input_shape, name=INPUT_NAME)
+    # Set from the training data by the registry's data_init; trainable=False, so training and
+    # fine-tuning leave it alone.
+    x = keras.layers.Conv2D(2 * _whitened.PATCH * _whitened.PATCH * 3, _whitened.PATCH, padding="valid",
+                            name=_whitened.WHITEN_LAYER, trainable=False)(inputs)
+    # scale=False: a fixed BatchNorm scale, as in airbench (weight decay would shrink it to no
+    # effect); momentum 0.6 lets the statistics follow the weights of a run only ~1,000 steps long.
+    batchnorm = {"momentum": 0.6, "epsilon": 1e-5, "scale": False}
+    convs = []
+    for index, filters in enumerate(_whitened.WIDTHS, start=1):
+        width = max(8, int(round(filters * alpha)))
+        x = _conv_bn_relu(x, width, f"group{index}a", **batchnorm)
+        x = keras.layers.MaxPooling2D(name=f"group{index}_pool")(x)
+        x = _conv_bn_relu(x, width, f"group{index}b", **batchnorm)
+        convs += [f"group{index}a_conv", f"group{index}b_conv"]
+    # The max over the last map (airbench's pooling); the head's average pool then sees 1×1.
+    x = keras.layers.MaxPooling2D(pool_size=tuple(x.shape[1:3]), name="features_pool")(x)
+    # airbench divides the logits by 9; dividing the pooled features does the same to the
+    # Dense layer's input and keeps the softmax from saturating early.
+    model = keras.Model(inputs, classifier_head(x, num_classes, dropout, feature_scale=9.0), name="whitened_cnn")
+    _whitened.dirac_init([model.get_layer(name) for name in convs])
     return _load_local_weights(model, weights)
 
 

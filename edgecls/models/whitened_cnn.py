@@ -1,10 +1,11 @@
-"""whitened_cnn: the CIFAR-10 speed-run network (after Keller Jordan's airbench), built for int8.
+"""whitened_cnn's initialisation: the patch whitening computed from data, and the dirac start.
 
-A frozen 2×2 convolution that whitens pixel patches (its filters are the eigenvectors of the
-training images' patch covariance, scaled to unit variance, and their negatives), then three
-groups of two 3×3 convolutions with a max pool, and a max over the last feature map. The second
-convolution of each group starts as the identity (dirac), so the untrained network passes its
-input through and early training is stable at a high learning rate.
+The network (built in ``edgecls.models.architectures``) is the CIFAR-10 speed-run network after
+Keller Jordan's airbench, built for int8: a frozen 2×2 convolution that whitens pixel patches
+(its filters are the eigenvectors of the training images' patch covariance, scaled to unit
+variance, and their negatives), then three groups of two 3×3 convolutions with a max pool, and a max over the last feature map. Every
+convolution after the whitening starts as the identity on its first input channels (dirac), so
+the untrained network passes its input through and early training is stable at a high learning rate.
 
 Changed from airbench for deployment: ReLU instead of GELU (int8 kernels and XNNPACK fuse ReLU
 into the convolution), and BatchNorm directly after each convolution, before the pool, so the
@@ -18,8 +19,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgecls.tf import keras
-
 WHITEN_LAYER = "whiten"
 PATCH = 2
 WIDTHS = (64, 256, 256)
@@ -29,47 +28,16 @@ WHITEN_EPS = 5e-4
 WHITEN_SAMPLE = 5000
 
 
-def build(input_shape, num_classes: int, *, alpha: float = 1.0, dropout: float = 0.0, head):
-    """The Keras model; ``head`` is the registry's classifier head (pool, dropout, Dense, softmax)."""
-    widths = [max(8, int(round(w * alpha))) for w in WIDTHS]
-    inputs = keras.Input(shape=input_shape, name="image")
-    # Weights set from the training data by init_patch_whitening; frozen (trainable=False), so
-    # training and fine-tuning leave them alone.
-    x = keras.layers.Conv2D(2 * PATCH * PATCH * 3, PATCH, padding="valid", name=WHITEN_LAYER,
-                            trainable=False)(inputs)
-    for index, width in enumerate(widths, start=1):
-        x = _conv_bn_relu(x, width, f"group{index}a")
-        x = keras.layers.MaxPooling2D(name=f"group{index}_pool")(x)
-        x = _conv_bn_relu(x, width, f"group{index}b")
-    # The max over the last map (airbench's pooling); the head's average pool then sees 1×1.
-    x = keras.layers.MaxPooling2D(pool_size=tuple(x.shape[1:3]), name="features_pool")(x)
-    # airbench divides the logits by 9; dividing the pooled features does the same to the
-    # Dense layer's input and keeps the softmax from saturating early.
-    model = keras.Model(inputs, head(x, num_classes, dropout, feature_scale=9.0), name="whitened_cnn")
-    _dirac_init(model, widths)
-    return model
-
-
-def _conv_bn_relu(x, filters: int, name: str):
-    x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    # scale=False: a fixed BatchNorm scale, as in airbench (weight decay would shrink it to no
-    # effect); momentum 0.6 lets the statistics follow the weights of a run only ~1,000 steps long.
-    x = keras.layers.BatchNormalization(momentum=0.6, epsilon=1e-5, scale=False, name=f"{name}_bn")(x)
-    return keras.layers.ReLU(name=f"{name}_relu")(x)
-
-
-def _dirac_init(model, widths) -> None:
-    # The first ``in_channels`` filters of every convolution after the whitening pass their
-    # input channel through unchanged; the rest keep Keras' random initialisation.
-    for index in range(1, len(widths) + 1):
-        for part in ("a", "b"):
-            layer = model.get_layer(f"group{index}{part}_conv")
-            kernel = layer.get_weights()[0]
-            k_h, k_w, in_c, out_c = kernel.shape
-            shared = min(in_c, out_c)
-            kernel[:, :, :, :shared] = 0.0
-            kernel[k_h // 2, k_w // 2, np.arange(shared), np.arange(shared)] = 1.0
-            layer.set_weights([kernel])
+def dirac_init(layers) -> None:
+    """The first ``in_channels`` filters of each convolution in ``layers`` pass their input channel
+    through unchanged; the rest keep Keras' random initialisation."""
+    for layer in layers:
+        kernel = layer.get_weights()[0]
+        k_h, k_w, in_c, out_c = kernel.shape
+        shared = min(in_c, out_c)
+        kernel[:, :, :, :shared] = 0.0
+        kernel[k_h // 2, k_w // 2, np.arange(shared), np.arange(shared)] = 1.0
+        layer.set_weights([kernel])
 
 
 def init_patch_whitening(model, images: np.ndarray, *, seed: int = 0) -> None:
