@@ -185,7 +185,7 @@ def measure_pipeline(config, args) -> dict:
     from edgecls.tf import keras, tf
     from edgecls.train.data_prep import prepare_data
     from edgecls.train.distribute import precision_policy
-    from edgecls.train.pipeline import make_dataset
+    from edgecls.train.pipeline import PREFETCH_BATCHES, make_dataset, without_autotune
     from edgecls.train.schedules import make_optimizer
 
     data = prepare_data(config, None, verbose=0)
@@ -196,9 +196,10 @@ def measure_pipeline(config, args) -> dict:
     xs = tf.concat([x for x, _ in held], 0)
     ys = tf.concat([y for _, y in held], 0)
     # drop_remainder, as the training pipeline does: the same static batch shape, so both sources
-    # run the same traced training step.
-    memory = (tf.data.Dataset.from_tensor_slices((xs, ys)).batch(batch, drop_remainder=True)
-              .cache().repeat().prefetch(2))
+    # run the same traced training step; autotuning off in both (each fit() call closes an iterator,
+    # which with autotuning on sometimes waits for its thread: benchmarks/tfdata_autotune.py).
+    memory = without_autotune(tf.data.Dataset.from_tensor_slices((xs, ys)).batch(batch, drop_remainder=True)
+                              .cache().repeat().prefetch(PREFETCH_BATCHES))
 
     with precision_policy(config.train.resolve_precision()):  # the recipe's step, at its precision
         model = modeling.build_model(config.model.arch, config.data.img_size, data.num_classes, weights="none",

@@ -38,8 +38,11 @@ def read_trial(spec: str) -> dict:
     path, _, note = rest.partition(":")
     run = Path(path)
     config = yaml.safe_load((run / "config.yaml").read_text())
-    metrics = json.loads((run / "metrics.json").read_text())
     history = read_history(run)
+    # A trial stopped by hand (diverged, say) has no metrics.json: its epochs are still worth a row.
+    finished = (run / "metrics.json").is_file()
+    metrics = (json.loads((run / "metrics.json").read_text()) if finished
+               else {"train_seconds": sum(float(h["epoch_seconds"]) for h in history)})
     row = {"trial": name, "note": note, "config": config, "metrics": metrics,
            "best_val": max(float(h["val_accuracy"]) for h in history),
            "first_val": float(history[0]["val_accuracy"]),
@@ -59,7 +62,9 @@ def describe(config: dict) -> str:
         f"cutout {a['cutout']:g}" if a.get("cutout") else "") if part) or "none"
     return (f"{m['arch']} α{m['alpha']:g}, {config['data']['img_size']} px, {t['optimizer']} lr {t['lr']:g} "
             f"({t['warmup_epochs']:g} warm-up epochs, cosine), wd {t['weight_decay']:g}, batch {t['batch_size']}, "
-            f"label smoothing {t['label_smoothing']:g}, {augment}, {t['precision']}")
+            f"label smoothing {t['label_smoothing']:g}, {augment}, {t['precision']}"
+            + (f", lookahead every {t['lookahead_every']} steps" if t.get("lookahead_every") else "")
+            + (f", bias lr ×{t['bias_lr_scale']:g}" if t.get("bias_lr_scale", 1) != 1 else ""))
 
 
 def markdown(title: str, rows: list[dict], intro: str = "") -> str:
@@ -78,7 +83,8 @@ def markdown(title: str, rows: list[dict], intro: str = "") -> str:
             f"| {r['trial']} | {describe(r['config'])} | {len(r['epoch_seconds'])} | {per_epoch:.0f} | "
             f"{r['metrics']['train_seconds'] / 60:.1f} min | "
             + (f"{budget['budget_seconds'] / 60:.1f} min" if budget else "—") + " | "
-            f"{r['first_val']:.2%} | {r['best_val']:.2%} | {r['metrics']['accuracy']:.2%} | "
+            f"{r['first_val']:.2%} | {r['best_val']:.2%} | "
+            + (f"{r['metrics']['accuracy']:.2%}" if "accuracy" in r["metrics"] else "stopped") + " | "
             + (f"{b['int8_accuracy']:.2%}" if b else "—") + " | "
             + (f"{b['tta']['int8']['tta_accuracy']:.2%}" if b.get("tta") else "—") + f" | {r['note']} |")
     return "\n".join(lines) + "\n"

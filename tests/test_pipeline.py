@@ -78,3 +78,14 @@ def test_pad_and_crop_shifts_each_image_by_whole_pixels_and_cutout_blanks_a_squa
         if len(rows):  # one axis-aligned square (clipped at the border) of at most 4x4 pixels
             assert rows.max() - rows.min() < 4 and cols.max() - cols.min() < 4
             assert mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1].all()
+
+
+def test_training_and_validation_pipelines_run_without_autotuning():
+    # Closing an autotuned iterator sometimes waits for its thread (benchmarks/tfdata_autotune.py);
+    # Keras closes one per epoch, so the pipelines keep it off, also after further steps.
+    images = np.zeros((12, 8, 8, 3), np.uint8)
+    for training in (True, False):
+        ds = make_dataset(images, np.arange(12) % 2, 2, 4, training=training, augment=AugmentConfig(flip=True))
+        assert ds.options().autotune.enabled is False
+        assert ds.repeat().options().autotune.enabled is False
+        assert len(list(ds)) == 3

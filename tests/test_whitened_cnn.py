@@ -9,7 +9,7 @@ import pytest
 
 from edgecls.models import modeling
 from edgecls.models.whitened_cnn import WHITEN_EPS, WHITEN_LAYER, init_patch_whitening
-from edgecls.tf import keras
+from edgecls.tf import keras, tf
 
 
 @pytest.fixture(autouse=True)
@@ -28,8 +28,9 @@ def _correlated_images(count=64, size=32, seed=0):
 
 
 def _whitened(model, images):
-    whiten = keras.Model(model.input, model.get_layer(WHITEN_LAYER).output)
-    out = whiten(images.astype("float32")).numpy()
+    # The whitening before its ReLU (the ReLU would hide the negative halves).
+    kernel, bias = model.get_layer(WHITEN_LAYER).get_weights()
+    out = (tf.nn.conv2d(images.astype("float32"), kernel, strides=1, padding="VALID") + bias).numpy()
     return out.reshape(-1, out.shape[-1])
 
 
@@ -52,6 +53,15 @@ def test_patch_whitening_makes_the_patches_of_the_data_uncorrelated_with_unit_va
     assert raw[0, 1] > 10 * WHITEN_EPS  # the raw channels are far from uncorrelated
     init_patch_whitening(model, images)
     _check_decorrelated(_whitened(model, images))
+
+
+def test_the_whitening_is_followed_by_a_relu():
+    model = modeling.build_model("whitened_cnn", 32, 3, alpha=0.125)
+    init_patch_whitening(model, _correlated_images())
+    images = _correlated_images(count=4, seed=2)
+    outputs = keras.Model(model.input, model.get_layer(WHITEN_LAYER).output)(images.astype("float32")).numpy()
+    np.testing.assert_allclose(outputs.reshape(-1, outputs.shape[-1]), np.maximum(_whitened(model, images), 0),
+                               atol=1e-4)
 
 
 def test_convolutions_after_the_whitening_start_as_the_identity():

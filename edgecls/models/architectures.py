@@ -242,9 +242,10 @@ def whitened_cnn(input_shape, num_classes, *, weights=None, alpha=1.0, dropout=0
     # GELU, and BatchNorm before the pool, so the converter folds it into the convolution.
     inputs = keras.Input(shape=input_shape, name=INPUT_NAME)
     # Set from the training data by the registry's data_init; trainable=False, so training and
-    # fine-tuning leave it alone.
+    # fine-tuning leave it alone. Its ReLU keeps each whitened direction's positive part and its
+    # negative's (the filters come in ± pairs), so no information is lost and the layer is not linear.
     x = keras.layers.Conv2D(2 * _whitened.PATCH * _whitened.PATCH * 3, _whitened.PATCH, padding="valid",
-                            name=_whitened.WHITEN_LAYER, trainable=False)(inputs)
+                            activation="relu", name=_whitened.WHITEN_LAYER, trainable=False)(inputs)
     # scale=False: a fixed BatchNorm scale, as in airbench (weight decay would shrink it to no
     # effect); momentum 0.6 lets the statistics follow the weights of a run only ~1,000 steps long.
     batchnorm = {"momentum": 0.6, "epsilon": 1e-5, "scale": False}

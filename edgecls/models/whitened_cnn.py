@@ -3,7 +3,8 @@
 The network (built in ``edgecls.models.architectures``) is the CIFAR-10 speed-run network after
 Keller Jordan's airbench, built for int8: a frozen 2×2 convolution that whitens pixel patches
 (its filters are the eigenvectors of the training images' patch covariance, scaled to unit
-variance, and their negatives), then three groups of two 3×3 convolutions with a max pool, and a max over the last feature map. Every
+variance, and their negatives, with a ReLU: each direction's positive and negative part), then
+three groups of two 3×3 convolutions with a max pool, and a max over the last feature map. Every
 convolution after the whitening starts as the identity on its first input channels (dirac), so
 the untrained network passes its input through and early training is stable at a high learning rate.
 

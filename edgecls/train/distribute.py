@@ -19,6 +19,7 @@ from pathlib import Path
 from edgecls.config import STRATEGIES
 from edgecls.errors import EdgeclsError, first_line
 from edgecls.tf import keras, tf
+from edgecls.train.pipeline import PREFETCH_BATCHES
 
 TF_CONFIG = "TF_CONFIG"
 TRAINING_ROLES = ("chief", "worker")
@@ -143,7 +144,7 @@ class Distribution:
             images = dataset.unbatch()
             real = images.map(lambda x, y: (x, y, real_weight))
             filler = images.repeat().take(padded - count).map(lambda x, y: (x, y, tf.constant(0.0)))
-            dataset = real.concatenate(filler).batch(global_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+            dataset = real.concatenate(filler).batch(global_batch, drop_remainder=True).prefetch(PREFETCH_BATCHES)
         return self._sharded(dataset)
 
     def _sharded(self, dataset):

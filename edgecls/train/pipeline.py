@@ -7,6 +7,8 @@ so no JPEG is decoded twice and the pipeline keeps up with training.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import psutil
 
@@ -15,6 +17,19 @@ from edgecls.tf import keras, tf
 
 # Arrays larger than this share of the available memory stay memory-mapped from disk.
 IN_MEMORY_SHARE = 0.25
+# Fixed parallelism rather than tf.data's autotuning: its background thread wakes on a period that
+# doubles from 10 ms up to a minute, and closing an iterator sometimes waits for the next wake-up.
+# Keras closes one per epoch and per validation, so a run paid for it again and again, at random
+# (benchmarks/tfdata_autotune.py measures both). Two maps over in-memory batches need no tuning.
+PARALLEL_CALLS = max(1, os.cpu_count() or 1)
+PREFETCH_BATCHES = 2
+
+
+def without_autotune(dataset):
+    """``dataset`` with tf.data's autotuning thread off (see PARALLEL_CALLS)."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
 
 
 def maybe_in_memory(images: np.ndarray) -> np.ndarray:
@@ -45,11 +60,11 @@ def make_dataset(images, labels, num_classes: int, batch_size: int, *, training:
     if training:
         ds = ds.shuffle(count, seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=training and count >= batch_size)
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(load, num_parallel_calls=PARALLEL_CALLS)
     if training and augment is not None:
         augmenter = BatchAugmenter(augment, seed)
-        ds = ds.map(augmenter, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+        ds = ds.map(augmenter, num_parallel_calls=PARALLEL_CALLS)
+    return without_autotune(ds.prefetch(PREFETCH_BATCHES))
 
 
 class BatchAugmenter:

@@ -53,9 +53,46 @@ def current_lr(optimizer) -> float:
     return float(keras.backend.get_value(lr))
 
 
-def make_optimizer(name: str, learning_rate, weight_decay: float):
-    """The Keras optimizer a recipe names (adam, adamw or sgd) at ``learning_rate`` (a value or a schedule)."""
+@keras.utils.register_keras_serializable(package="edgecls")
+class BiasScaledSGD(keras.optimizers.SGD):
+    """Nesterov SGD whose biases and BatchNorm offsets take ``bias_lr_scale`` times larger steps.
+
+    With BatchNorm after every convolution the kernels are scale-invariant and follow the
+    learning rate and weight decay, while the offsets set the activations' thresholds and learn
+    slowly at the same rate; airbench steps them 64 times faster. Weight decay stays per step as
+    for the kernels (Keras applies it apart from the gradient).
+    """
+
+    def __init__(self, learning_rate=0.01, bias_lr_scale=1.0, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.bias_lr_scale = float(bias_lr_scale)
+
+    def update_step(self, gradient, variable):
+        if self.bias_lr_scale != 1.0 and _is_offset(variable):
+            gradient = gradient * tf.cast(self.bias_lr_scale, gradient.dtype)
+        super().update_step(gradient, variable)
+
+    def get_config(self):
+        return {**super().get_config(), "bias_lr_scale": self.bias_lr_scale}
+
+
+def _is_offset(variable) -> bool:
+    return variable.name.rsplit("/", 1)[-1].split(":")[0] in ("bias", "beta")
+
+
+def make_optimizer(name: str, learning_rate, weight_decay: float, bias_lr_scale: float = 1.0):
+    """The Keras optimizer a recipe names (adam, adamw or sgd) at ``learning_rate`` (a value or a schedule).
+
+    ``bias_lr_scale`` (sgd only) makes biases and BatchNorm offsets step that many times faster.
+    """
     name = name.lower()
+    if bias_lr_scale != 1.0 and name != "sgd":
+        from edgecls.errors import EdgeclsError
+
+        raise EdgeclsError(f"bias_lr_scale works with the sgd optimizer only, not {name}")
+    if name == "sgd" and bias_lr_scale != 1.0:
+        return BiasScaledSGD(learning_rate, bias_lr_scale=bias_lr_scale, momentum=0.9, nesterov=True,
+                             weight_decay=weight_decay or None)
     if name == "adam":
         return keras.optimizers.Adam(learning_rate)
     if name == "adamw":

@@ -34,6 +34,7 @@ from edgecls.train.distribute import (
     writable_run_dir,
     writes_run_folder,
 )
+from edgecls.train.lookahead import Lookahead
 from edgecls.train.pipeline import make_dataset, steps_per_epoch
 from edgecls.train.run_state import RunState
 from edgecls.train.schedules import WarmupCosine, make_optimizer
@@ -240,6 +241,9 @@ def _fit_phases(model, phases: list[Phase], config: RunConfig, spec, state: RunS
         board = tensorboard_callbacks(RunFolder(run_dir).tensorboard, config.train.tensorboard and dist.is_chief)
         callbacks = [resources, *board, RunCheckpointer(run_dir, state, phase.name, monitor,
                                                         config.train.early_stopping_patience, resources)]
+        if config.train.lookahead_every:
+            callbacks.append(Lookahead(config.train.lookahead_every,
+                                       _schedule_steps(model, (phase.end_epoch - state.epoch) * steps)))
         if config.train.reduce_lr_on_plateau:
             callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.3, patience=2,
                                                                mode="max" if "acc" in monitor else "min"))
@@ -248,6 +252,11 @@ def _fit_phases(model, phases: list[Phase], config: RunConfig, spec, state: RunS
                       callbacks=[*progress, *callbacks], verbose=0)
         state.phases_done.append(phase.name)
         state.save(run_dir)
+
+
+def _schedule_steps(model, fallback: int) -> int:
+    # The whole phase, also on --resume: the schedule saved with the optimizer knows its length.
+    return int(getattr(model.optimizer.learning_rate, "total_steps", fallback))
 
 
 def _initial_model(config: RunConfig, data: PreparedData, state: RunState, out: Path, spec):
@@ -286,7 +295,7 @@ def _compile(model, phase: Phase, config: RunConfig, steps: int, start_epoch: in
         learning_rate = WarmupCosine(phase.lr, total_steps=epochs * steps,
                                      warmup_steps=int(t.warmup_epochs * steps))
     model.compile(
-        optimizer=make_optimizer(t.optimizer, learning_rate, t.weight_decay),
+        optimizer=make_optimizer(t.optimizer, learning_rate, t.weight_decay, t.bias_lr_scale),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing),
         # Weighted, so the zero-weight images that pad validation to full batches under a
         # strategy do not count; without sample weights the numbers are the plain accuracy.
