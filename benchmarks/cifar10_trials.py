@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -28,6 +29,8 @@ def parse_args(argv=None):
     parser.add_argument("--trial", action="append", required=True, help="NAME=RUN_FOLDER[:NOTE]")
     parser.add_argument("--intro", type=Path, help="markdown placed under the title: what was tried and why "
                         "(no figures: those come from the run folders)")
+    parser.add_argument("--data", type=Path, help="the dataset the trials trained on: its JPEG encoding is "
+                        "read from a sample of files and stated under the intro")
     return parser.parse_args(argv)
 
 
@@ -55,6 +58,38 @@ def read_trial(spec: str) -> dict:
     return row
 
 
+# The IJG (libjpeg) base luminance table, row by row, the order Pillow reports quantisation tables in.
+IJG_LUMINANCE = (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+                 14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+                 49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99)
+SUBSAMPLING = {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}
+
+
+def jpeg_encoding(root: Path, sample: int = 200) -> str:
+    """How the dataset's JPEGs were encoded: IJG quality (from the luminance table) and chroma subsampling."""
+    from collections import Counter
+
+    import numpy as np
+    from PIL import Image, JpegImagePlugin
+
+    files = sorted(root.rglob("*.jpg"))
+    if not files:
+        return f"{root}: no JPEG files"
+    qualities, samplings = Counter(), Counter()
+    for path in files[:: max(1, len(files) // sample)][:sample]:
+        with Image.open(path) as image:
+            table = np.asarray(image.quantization[0][:64], dtype=float)
+            # IJG scales its base table by 200 - 2q percent for quality q >= 50 (by 5000 / q below).
+            scale = float(np.median(table / np.asarray(IJG_LUMINANCE))) * 100
+            quality = round((200 - scale) / 2) if scale <= 100 else round(5000 / scale)
+            qualities[quality] += 1
+            samplings[SUBSAMPLING.get(JpegImagePlugin.get_sampling(image), "other")] += 1
+    count = sum(qualities.values())
+    return (f"{count} of the {len(files):,} JPEG files sampled: quality "
+            + ", ".join(f"{q} ({n})" for q, n in qualities.most_common()) + " on the IJG scale (from the luminance "
+            "quantisation table), chroma subsampling " + ", ".join(f"{k} ({n})" for k, n in samplings.most_common()))
+
+
 def describe(config: dict) -> str:
     m, t, a = config["model"], config["train"], config["augment"]
     augment = ", ".join(part for part in (
@@ -67,8 +102,10 @@ def describe(config: dict) -> str:
             + (f", bias lr ×{t['bias_lr_scale']:g}" if t.get("bias_lr_scale", 1) != 1 else ""))
 
 
-def markdown(title: str, rows: list[dict], intro: str = "") -> str:
+def markdown(title: str, rows: list[dict], intro: str = "", encoding: str = "", command: str = "") -> str:
     lines = [f"# {title}", "", *([intro.strip(), ""] if intro else []),
+             *([f"The data: {encoding}.", ""] if encoding else []),
+             *([f"Command: `{command}`", ""] if command else []),
              "Written by `benchmarks/cifar10_trials.py` from the trials' run folders. Train time is the sum of "
              "epoch times as edgecls records them; test top-1 on the 10,000 test images; the best epoch is "
              "chosen on validation.", "",
@@ -95,7 +132,9 @@ def main(argv=None) -> int:
 
     args = parse_args(argv)
     rows = [read_trial(spec) for spec in args.trial]
-    text = markdown(args.title, rows, args.intro.read_text() if args.intro else "")
+    encoding = jpeg_encoding(args.data) if args.data else ""
+    command = " ".join(["python benchmarks/cifar10_trials.py", *(shlex.quote(a) for a in (argv or sys.argv[1:]))])
+    text = markdown(args.title, rows, args.intro.read_text() if args.intro else "", encoding, command)
     write_text(args.out, text)
     print(text)
     return 0
