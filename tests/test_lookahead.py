@@ -62,11 +62,17 @@ def test_a_model_compiled_with_scaled_biases_saves_and_resumes(tmp_path):
     assert int(loaded.optimizer.iterations.numpy()) == 1
 
 
-def test_bias_lr_scale_with_another_optimizer_is_a_clear_error():
+def test_bad_lookahead_and_bias_settings_are_clear_errors_before_any_data_work(tmp_path, tiny_config):
     from edgecls.errors import EdgeclsError
+    from edgecls.train.trainer import plan_phases
 
     with pytest.raises(EdgeclsError, match="sgd"):
         make_optimizer("adamw", 0.1, 0.0, bias_lr_scale=2.0)
+    for overrides, message in (({"lookahead_every": -1}, "lookahead_every"),
+                               ({"bias_lr_scale": 0.0, "optimizer": "sgd"}, "positive"),
+                               ({"bias_lr_scale": 4.0, "optimizer": "adamw"}, "sgd")):
+        with pytest.raises(EdgeclsError, match=message):
+            plan_phases(tiny_config(tmp_path / "absent", **overrides), pretrained=False)
 
 
 def test_lookahead_moves_the_weights_part_of_the_way_back_to_the_slow_copy():

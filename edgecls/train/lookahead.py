@@ -1,8 +1,9 @@
 """Lookahead weight averaging: every few steps the weights move to an average of their recent past.
 
 Short, high-learning-rate runs (the CIFAR-10 speed recipes) end on weights that still jump from
-step to step; averaging them is worth a fraction of a point for free. This follows airbench's
-form: every ``every`` steps a slow copy moves towards the trained weights, and the trained weights
+step to step; averaging them smooths that out (airbench uses it; in edgecls' CIFAR-10 trials it
+came together with other changes, so its own gain is not measured: trials_whitened_cnn.md). The
+form is airbench's: every ``every`` steps a slow copy moves towards the trained weights, and the trained weights
 are set to the slow copy. The averaging strength ramps up with the cube of the run's progress, so
 the early, fast-changing weights are not held back, and reaches ``step_decay ** every`` at the end.
 BatchNorm's moving statistics are averaged with the weights, so they keep matching them.

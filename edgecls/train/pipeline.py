@@ -20,8 +20,9 @@ IN_MEMORY_SHARE = 0.25
 # Fixed parallelism rather than tf.data's autotuning: its background thread wakes on a period that
 # doubles from 10 ms up to a minute, and closing an iterator sometimes waits for the next wake-up.
 # Keras closes one per epoch and per validation, so a run paid for it again and again, at random
-# (benchmarks/tfdata_autotune.py measures both). Two maps over in-memory batches need no tuning.
-PARALLEL_CALLS = max(1, os.cpu_count() or 1)
+# (benchmarks/tfdata_autotune.py measures both). Two maps over in-memory batches need no tuning;
+# more than a few batches in flight would only hold memory (at 224 px, ~19 MB per batch of 32).
+PARALLEL_CALLS = max(1, min(4, os.cpu_count() or 1))
 PREFETCH_BATCHES = 2
 
 

@@ -61,6 +61,11 @@ def plan_phases(config: RunConfig, pretrained: bool) -> list[Phase]:
     t = config.train
     if t.epochs < 1:
         raise EdgeclsError(f"--epochs must be at least 1, got {t.epochs}")
+    if t.lookahead_every < 0:
+        raise EdgeclsError(f"train.lookahead_every is a number of steps (0: off), got {t.lookahead_every}")
+    if t.bias_lr_scale <= 0 or (t.bias_lr_scale != 1.0 and t.optimizer.lower() != "sgd"):
+        raise EdgeclsError(f"train.bias_lr_scale must be positive and needs the sgd optimizer, got {t.bias_lr_scale:g} "
+                           f"with {t.optimizer}")
     if not pretrained or t.epochs == 1:
         return [Phase("head" if pretrained else "train", t.epochs, t.lr)]
     head = t.head_epochs if t.head_epochs is not None else max(1, round(t.epochs / 3))
