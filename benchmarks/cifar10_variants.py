@@ -163,8 +163,6 @@ def previous_entry(out: Path, run_name: str) -> dict:
 
 
 def write_results(out: Path, entries: list[dict]) -> dict:
-    from edgecls.fsutil import write_json, write_text
-
     path = out / "cifar10_variants.json"
     previous = json.loads(path.read_text()) if path.is_file() else {}
     by_run = {e["run"]: e for e in previous.get("models", [])}
@@ -172,7 +170,14 @@ def write_results(out: Path, entries: list[dict]) -> dict:
     result = {"benchmark": "cifar10_variants",
               "machine": {**machine_info(), "cpus": os.cpu_count(), "load_at_end": os.getloadavg()},
               "versions": tool_versions(), "date": time.strftime("%Y-%m-%d"), "models": list(by_run.values())}
-    write_json(path, result)
+    return save_results(out, result)
+
+
+def save_results(out: Path, result: dict) -> dict:
+    """OUT/cifar10_variants.json and the table written from it."""
+    from edgecls.fsutil import write_json, write_text
+
+    write_json(out / "cifar10_variants.json", result)
     write_text(out / "cifar10_variants.md", markdown(result))
     return result
 
@@ -218,11 +223,7 @@ def render_only(args) -> int:
         run = next((r for r in args.runs if r.name == entry["run"]), None)
         if run is not None:
             entry.setdefault("extra", {})["qat"] = qat_selection(run)
-    from edgecls.fsutil import write_json, write_text
-
-    write_json(path, result)
-    write_text(args.out / "cifar10_variants.md", markdown(result))
-    print(markdown(result))
+    print(markdown(save_results(args.out, result)))
     return 0
 
 
