@@ -85,7 +85,7 @@ def optimize_one(run: Path, variants: dict, args) -> dict:
         if (folder.optimize / name).is_file():
             shutil.copyfile(folder.optimize / name, kept / name)
     meta = json.loads((folder.optimize / "leaderboard.json").read_text())
-    row = {"run": run.name, "arch": meta.get("arch") or _arch(run), "search_seconds": round(result.search_seconds, 1),
+    row = {"run": run.name, "arch": _arch(run), "search_seconds": round(result.search_seconds, 1),
            "stop_reason": result.stop_reason, "within_budget": result.within_budget,
            "float_val_accuracy": meta["float_val_accuracy"], "float_test_accuracy": meta["float_test_accuracy"],
            "val_images": meta["val_images"], "test_images": meta["test_images"],
