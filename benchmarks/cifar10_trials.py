@@ -42,14 +42,13 @@ def read_trial(spec: str) -> dict:
     run = Path(path)
     config = yaml.safe_load((run / "config.yaml").read_text())
     history = read_history(run)
+    epoch_seconds = [float(h["epoch_seconds"]) for h in history]
     # A trial stopped by hand (diverged, say) has no metrics.json: its epochs are still worth a row.
     finished = (run / "metrics.json").is_file()
-    metrics = (json.loads((run / "metrics.json").read_text()) if finished
-               else {"train_seconds": sum(float(h["epoch_seconds"]) for h in history)})
+    metrics = json.loads((run / "metrics.json").read_text()) if finished else {"train_seconds": sum(epoch_seconds)}
     row = {"trial": name, "note": note, "config": config, "metrics": metrics,
            "best_val": max(float(h["val_accuracy"]) for h in history),
-           "first_val": float(history[0]["val_accuracy"]),
-           "epoch_seconds": [float(h["epoch_seconds"]) for h in history]}
+           "first_val": float(history[0]["val_accuracy"]), "epoch_seconds": epoch_seconds}
     results = run.parent.parent / "results.json"
     if results.is_file():
         for entry in json.loads(results.read_text()).get("runs", []):

@@ -35,9 +35,12 @@ class Lookahead(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self._fast = [w for w in self.model.weights if w.dtype.is_floating]
         self._slow = [tf.Variable(tf.identity(w), trainable=False) for w in self._fast]
+        # Read once (restored with the optimizer on --resume), then counted here: one step per batch.
+        self._step = int(self.model.optimizer.iterations.numpy())
 
     def on_train_batch_end(self, batch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy())
+        self._step += 1
+        step = self._step
         if step % self.every == 0:
             progress = min(1.0, step / self.total_steps)
             self._sync(tf.constant(self.decay * progress ** 3, tf.float32))

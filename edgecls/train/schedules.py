@@ -80,16 +80,22 @@ def _is_offset(variable) -> bool:
     return variable.name.rsplit("/", 1)[-1].split(":")[0] in ("bias", "beta")
 
 
+def check_bias_lr_scale(optimizer: str, bias_lr_scale: float) -> None:
+    """A recipe's ``bias_lr_scale`` must be positive, and other than 1 only with sgd."""
+    if bias_lr_scale <= 0 or (bias_lr_scale != 1.0 and optimizer.lower() != "sgd"):
+        from edgecls.errors import EdgeclsError
+
+        raise EdgeclsError(f"train.bias_lr_scale must be positive and needs the sgd optimizer, got {bias_lr_scale:g} "
+                           f"with {optimizer}")
+
+
 def make_optimizer(name: str, learning_rate, weight_decay: float, bias_lr_scale: float = 1.0):
     """The Keras optimizer a recipe names (adam, adamw or sgd) at ``learning_rate`` (a value or a schedule).
 
     ``bias_lr_scale`` (sgd only) makes biases and BatchNorm offsets step that many times faster.
     """
     name = name.lower()
-    if bias_lr_scale != 1.0 and name != "sgd":
-        from edgecls.errors import EdgeclsError
-
-        raise EdgeclsError(f"bias_lr_scale works with the sgd optimizer only, not {name}")
+    check_bias_lr_scale(name, bias_lr_scale)
     if name == "sgd" and bias_lr_scale != 1.0:
         return BiasScaledSGD(learning_rate, bias_lr_scale=bias_lr_scale, momentum=0.9, nesterov=True,
                              weight_decay=weight_decay or None)

@@ -37,7 +37,7 @@ from edgecls.train.distribute import (
 from edgecls.train.lookahead import Lookahead
 from edgecls.train.pipeline import make_dataset, steps_per_epoch
 from edgecls.train.run_state import RunState
-from edgecls.train.schedules import WarmupCosine, make_optimizer
+from edgecls.train.schedules import WarmupCosine, check_bias_lr_scale, make_optimizer
 
 RUN_MARKERS = (CONFIG, STATE, MODEL, HISTORY)
 
@@ -63,9 +63,7 @@ def plan_phases(config: RunConfig, pretrained: bool) -> list[Phase]:
         raise EdgeclsError(f"--epochs must be at least 1, got {t.epochs}")
     if t.lookahead_every < 0:
         raise EdgeclsError(f"train.lookahead_every is a number of steps (0: off), got {t.lookahead_every}")
-    if t.bias_lr_scale <= 0 or (t.bias_lr_scale != 1.0 and t.optimizer.lower() != "sgd"):
-        raise EdgeclsError(f"train.bias_lr_scale must be positive and needs the sgd optimizer, got {t.bias_lr_scale:g} "
-                           f"with {t.optimizer}")
+    check_bias_lr_scale(t.optimizer, t.bias_lr_scale)  # before any data work, not at compile
     if not pretrained or t.epochs == 1:
         return [Phase("head" if pretrained else "train", t.epochs, t.lr)]
     head = t.head_epochs if t.head_epochs is not None else max(1, round(t.epochs / 3))
