@@ -13,6 +13,7 @@ import numpy as np
 
 from edgecls.errors import EdgeclsError, first_line
 from edgecls.optimize.calibration import pinned_calibration_inputs
+from edgecls.optimize.speed_rewrites import faster_equivalent
 from edgecls.tf import keras, tf
 
 VARIANTS = ("float32", "float16", "dynamic", "int8")
@@ -134,16 +135,20 @@ def _tf_module(name: str):
 
 
 def convert(model, variant: str, *, calibration: np.ndarray | None = None, io: str = "uint8",
-            progress=None, delegable_io: bool = True) -> bytes:
+            progress=None, delegable_io: bool = True, speed_rewrites: bool = True) -> bytes:
     """Convert ``model`` (RGB 0–255 float input) to a TFLite flatbuffer of the given variant.
 
-    ``delegable_io=False`` keeps the converter's own uint8→int8 input QUANTIZE (see
-    :func:`with_delegable_io_conversion`); benchmarks use it to measure what the split buys.
+    The graph converted is :func:`~edgecls.optimize.speed_rewrites.faster_equivalent` of the model
+    (the same function, faster under XNNPACK). ``delegable_io=False`` keeps the converter's own
+    uint8→int8 input QUANTIZE (see :func:`with_delegable_io_conversion`) and
+    ``speed_rewrites=False`` converts the graph as built: benchmarks use them to measure what each buys.
     """
     if variant not in VARIANTS:
         raise EdgeclsError(f"unknown TFLite variant '{variant}'; choose one of {', '.join(VARIANTS)}")
     integer = variant == "int8"
     graph = logits_model(model) if integer else model
+    if speed_rewrites:
+        graph, _ = faster_equivalent(graph)
     converter = converter_for(graph)
     if variant == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
