@@ -3,11 +3,13 @@
     python benchmarks/int8_profile.py [--size 224] [--runs 400] [--rounds 7] [--attempt NAME --note TEXT]
 
 Stock fp32 and edgecls int8 as benchmarks/int8_speed.py builds them (random weights, BatchNorm
-statistics from 24 smooth synthetic images, int8 calibrated on 24 more), with edgecls int8 as it
+statistics from 24 smooth synthetic images, int8 calibrated on 24 more), with edgecls int8 converted
+from the graph as built (``speed_rewrites=False``: without edgecls.optimize.speed_rewrites), as it
 was converted before its uint8<->int8 ends went through float (``delegable_io=False``) and edgecls
 fp32 beside them; 1 thread, batch 1:
   * per-op times from LiteRT's own profiler (benchmarks/litert_op_profile.py: the C API of the
-    wheel's libLiteRt.so, a CompiledModel on XNNPACK with profiling on), mean over ``--runs`` runs.
+    wheel's libLiteRt.so, a CompiledModel on XNNPACK with profiling on): ``--runs`` runs per model
+    in 8 chunks, the models' chunks interleaved, each op's median over the chunks of its mean.
     Rows are XNNPACK's operators, which are not TFLite's: XNNPACK fuses a scalar MUL+ADD or
     x * relu6(x + 3) into one unary op and runs 1x1 convolutions as GEMMs. Ops it does not take
     (a builtin QUANTIZE) are TFLite rows. Blocks are assigned by the op sequence (one depthwise
@@ -29,6 +31,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -45,6 +49,7 @@ from edgecls.timing import interleaved_latency  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 ARCH = "mobilenet_v3_small"
 MODELS = {"stock_fp32": "stock Keras MobileNetV3Small, fp32", "edgecls_int8": "edgecls mobilenet_v3_small, int8",
+          "edgecls_int8_as_built": "edgecls int8 from the graph as built (no speed rewrites)",
           "edgecls_int8_builtin_input": "edgecls int8, input QUANTIZE left to TFLite (before the split)",
           "edgecls_fp32": "edgecls mobilenet_v3_small, fp32"}
 
@@ -55,7 +60,10 @@ def build_blobs(size: int) -> dict[str, bytes]:
     calibrate_batchnorm(ours, images[:24])
     stock = stock_model(ARCH, size)
     calibrate_batchnorm(stock, images[:24])
-    blobs = {"stock_fp32": convert(stock, "float32"), "edgecls_int8": convert(ours, "int8", calibration=images[24:]),
+    # The stock model is converted as Keras built it: the reference users have today
+    blobs = {"stock_fp32": convert(stock, "float32", speed_rewrites=False),
+             "edgecls_int8": convert(ours, "int8", calibration=images[24:]),
+             "edgecls_int8_as_built": convert(ours, "int8", calibration=images[24:], speed_rewrites=False),
              "edgecls_int8_builtin_input": convert(ours, "int8", calibration=images[24:], delegable_io=False),
              "edgecls_fp32": convert(ours, "float32")}
     keras.backend.clear_session()
@@ -117,10 +125,18 @@ def grouped(ops: list[dict], key) -> dict[str, dict]:
     return dict(groups)
 
 
-def profile_models(blobs: dict[str, bytes], runs: int) -> dict[str, dict]:
+def profile_models(blobs: dict[str, bytes], runs: int, chunks: int = 8) -> dict[str, dict]:
+    # Models one after another would each meet a different phase of the machine's drift (one such
+    # run had the rewritten graph 42 µs slower and the next 79 µs faster): profile them in
+    # interleaved chunks and keep each op's median over the chunks.
+    profilers = {name: OpProfiler(blob, threads=1) for name, blob in blobs.items()}
+    parts: dict[str, list] = {name: [] for name in blobs}
+    for _ in range(chunks):
+        for name, profiler in profilers.items():
+            parts[name].append(profiler.profile(max(1, runs // chunks)))
     profiles = {}
-    for name, blob in blobs.items():
-        result = OpProfiler(blob, threads=1).profile(runs)
+    for name in blobs:
+        result = median_of_chunks(parts[name])
         assign_blocks(result["ops"])
         for op in result["ops"]:
             op["type"] = op_type(op["name"]) if op["kind"] == "xnnpack" else f"TFLite {op['name']} (not in XNNPACK)"
@@ -129,6 +145,14 @@ def profile_models(blobs: dict[str, bytes], runs: int) -> dict[str, dict]:
         result["by_block"] = grouped(result["ops"], lambda op: op["block"])
         profiles[name] = result
     return profiles
+
+
+def median_of_chunks(parts: list[dict]) -> dict:
+    """One profile from chunks of the same model: each op's median mean time over the chunks."""
+    ops = [dict(op, mean_us=float(np.median([part["ops"][i]["mean_us"] for part in parts])))
+           for i, op in enumerate(parts[0]["ops"])]
+    return {"ops": ops, "run_mean_us": float(np.median([part["run_mean_us"] for part in parts])),
+            "runs": sum(part["runs"] for part in parts), "chunks": len(parts)}
 
 
 def headline(blobs: dict[str, bytes], rounds: int, runs: int) -> dict:
@@ -157,6 +181,12 @@ def where_the_time_goes(profiles: dict[str, dict]) -> str:
     ratios = [f"{t} {int8['by_type'][t]['us'] / fp32['by_type'][t]['us']:.2f}×" for t in shared
               if fp32["by_type"][t]["us"] >= 5]
     lines.append("int8 / fp32 time per op type: " + ", ".join(ratios) + ".")
+    built = profiles["edgecls_int8_as_built"]
+    parts = ", ".join(f"{part} {built['by_block'][part]['us']:.0f} → {int8['by_block'][part]['us']:.0f} µs"
+                      for part in ("stem", "block0", "block1") if part in built["by_block"] and part in int8["by_block"])
+    lines.append(f"Converted from the graph as built (no speed rewrites) int8 took {built['ops_total_us']:.0f} µs; "
+                 f"the rewritten graph {int8['ops_total_us'] - built['ops_total_us']:+.0f} µs ({parts}; the fused "
+                 "convolution of block0's projection and block1's expansion is counted in block0).")
     before = profiles["edgecls_int8_builtin_input"]
     builtin = {t: g for t, g in before["by_type"].items() if t.startswith("TFLite")}
     if builtin:
@@ -193,9 +223,9 @@ def markdown(result: dict) -> str:
               f"int8 XNNPACK partitions: {h['int8_xnnpack_partitions']}.", "",
               "## Where the time goes", "", result["summary"], "",
               "## Per op type (profiler, mean µs per run)", "",
-              "| op type | stock fp32 µs (ops) | edgecls int8 µs (ops) | int8 / fp32 | int8 before the split µs (ops) |",
+              "| op type | stock fp32 µs (ops) | edgecls int8 µs (ops) | int8 / fp32 | int8 as built µs (ops) |",
               "|---|---:|---:|---:|---:|"]
-    fp32, int8, before = profiles["stock_fp32"], profiles["edgecls_int8"], profiles["edgecls_int8_builtin_input"]
+    fp32, int8, before = profiles["stock_fp32"], profiles["edgecls_int8"], profiles["edgecls_int8_as_built"]
     types = sorted(set(fp32["by_type"]) | set(int8["by_type"]) | set(before["by_type"]),
                    key=lambda t: -max(p["by_type"].get(t, {"us": 0})["us"] for p in (fp32, int8, before)))
     cell = lambda g: f"{g['us']:.1f} ({g['ops']})" if g else "—"  # noqa: E731
@@ -221,17 +251,18 @@ def markdown(result: dict) -> str:
         lines.append(f"| {b} | {a['us'] if a else 0:.1f} | {c['us'] if c else 0:.1f} | {ratio} |")
     if result.get("attempts"):
         lines += ["", "## Attempts to make int8 faster (each measured side by side with stock fp32, this script)", "",
-                  "| attempt | what | stock fp32 ms | edgecls int8 ms | int8 / fp32 | same run: int8 without the "
-                  "I/O split ms (/ fp32) | partitions | date |",
+                  "| attempt | what | stock fp32 ms | edgecls int8 ms | int8 / fp32 | same run: int8 without "
+                  "this attempt's change ms (/ fp32) | partitions | date |",
                   "|---|---|---:|---:|---:|---:|---:|---|"]
         for a in result["attempts"]:
-            before = a["median_ms"]["edgecls_int8_builtin_input"]
+            before = a["median_ms"][a.get("baseline", "edgecls_int8_builtin_input")]
             lines.append(f"| {a['name']} | {a['note']} | {a['stock_fp32_ms']:.3f} | {a['edgecls_int8_ms']:.3f} | "
                          f"**{a['ratio']:.2f}×** | {before:.3f} ({before / a['stock_fp32_ms']:.2f}×) | "
                          f"{a['partitions']} | {a['date']} |")
-    for name in ("stock_fp32", "edgecls_int8", "edgecls_int8_builtin_input"):
+    for name in ("stock_fp32", "edgecls_int8", "edgecls_int8_as_built", "edgecls_int8_builtin_input"):
         p = profiles[name]
-        lines += ["", f"## Per op: {MODELS[name]} (run order; mean µs over {p['runs']} profiled runs)", "",
+        lines += ["", f"## Per op: {MODELS[name]} (run order; µs, median over {p.get('chunks', 1)} chunks of the mean of "
+                  f"{p['runs'] // p.get('chunks', 1)} profiled runs)", "",
                   "| # | part | op | µs | % |", "|---:|---|---|---:|---:|"]
         for i, op in enumerate(p["ops"]):
             lines.append(f"| {i} | {op['block']} | {op['name']}{' (TFLite builtin)' if op['kind'] == 'tflite' else ''} | "
@@ -243,10 +274,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--runs", type=int, default=400, help="profiled runs per model")
-    parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds")
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds")
     parser.add_argument("--round-runs", type=int, default=100, help="timed invocations per model per round")
     parser.add_argument("--attempt", help="name this run as an attempt and add its headline to the attempts table")
     parser.add_argument("--note", default="", help="what the attempt changed")
+    parser.add_argument("--baseline", default="edgecls_int8_as_built", choices=sorted(set(MODELS) - {"edgecls_int8"}),
+                        help="the same run's model without the attempt's change, listed beside it")
     parser.add_argument("--out", type=Path, default=RESULTS / "int8_profile")
     args = parser.parse_args(argv)
     blobs = build_blobs(args.size)
@@ -259,7 +292,7 @@ def main(argv=None) -> int:
         attempts = [a for a in attempts if a["name"] != args.attempt] + [{
             "name": args.attempt, "note": args.note, "date": date, "stock_fp32_ms": head["median_ms"]["stock_fp32"],
             "edgecls_int8_ms": head["median_ms"]["edgecls_int8"], "ratio": head["int8_vs_stock_fp32"],
-            "partitions": head["int8_xnnpack_partitions"], "median_ms": head["median_ms"]}]
+            "partitions": head["int8_xnnpack_partitions"], "median_ms": head["median_ms"], "baseline": args.baseline}]
     result = {"machine": machine(), "size": args.size, "date": date,
               "command": "python benchmarks/int8_profile.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "method": __doc__.strip().split("\n\n", 2)[2].split("Writes")[0].strip(),

@@ -5,7 +5,8 @@
 For each architecture, side by side in one process (timing loops interleaved round by round, so
 machine drift hits every model alike): the fp32 TFLite export of the *stock* Keras architecture
 (the reference users have today), the same stock model converted naively to int8, and edgecls'
-int8 model — its XNNPACK partitions and latency against the stock fp32 export.
+int8 model — its XNNPACK partitions and latency against the stock fp32 export. Stock models are
+converted from the graph as Keras builds it (``speed_rewrites=False``), edgecls' as edgecls converts them.
 
 Weights: random, with BatchNorm statistics estimated on 24 smooth synthetic images (a stand-in for
 trained weights, which these offline machines cannot download). With raw random initialisation
@@ -111,8 +112,8 @@ def main(argv=None) -> int:
         stock = stock_model(arch, args.size)
         if stock is not None:
             calibrate_batchnorm(stock, images[:24])
-            blobs["stock_fp32"] = convert(stock, "float32")
-            blobs["stock_int8_naive"] = convert(stock, "int8", calibration=images[24:])
+            blobs["stock_fp32"] = convert(stock, "float32", speed_rewrites=False)
+            blobs["stock_int8_naive"] = convert(stock, "int8", calibration=images[24:], speed_rewrites=False)
         times = latencies(blobs, args.runs, args.rounds)
         reference = "stock_fp32" if "stock_fp32" in times else "edgecls_fp32"
         info = inspect_tflite(blobs["edgecls_int8"])

@@ -40,7 +40,9 @@ def test_mobilenet_v3_small_gets_both_rewrites_and_computes_the_same():
     weights_before = [w.copy() for w in model.get_weights()]
     fast, rewrites = faster_equivalent(model)
     assert rewrites == ["paired stem: Conv", "fused pointwise pair: expanded_conv/project + "
-                        "expanded_conv/project/BatchNorm + expanded_conv_1/expand"]
+                        "expanded_conv/project/BatchNorm + expanded_conv_1/expand",
+                        "tiled gate: expanded_conv/squeeze_excite/Mul"]
+    assert fast.get_layer("expanded_conv/squeeze_excite/Conv_1").kernel.shape[-1] == 16 * SIZE // 4
     assert fast.get_layer("Conv").kernel.shape == (3, 2, 6, 16)
     assert fast.get_layer("Conv").input_shape == (None, SIZE, SIZE // 2, 6)
     assert "expanded_conv/project" not in [layer.name for layer in fast.layers]
@@ -51,24 +53,27 @@ def test_mobilenet_v3_small_gets_both_rewrites_and_computes_the_same():
         np.testing.assert_array_equal(before, after)
     assert model.get_layer("Conv").kernel.shape == (3, 3, 3, 16)
     int8 = inspect_tflite(tflite_convert.convert(model, "int8", calibration=images))
-    assert int8["xnnpack_partitions"] == 1 and int8["ops"]["CONV_2D"] == 40  # 41 as built
+    built = inspect_tflite(tflite_convert.convert(model, "int8", calibration=images, speed_rewrites=False))
+    assert int8["xnnpack_partitions"] == 1 and int8["ops"]["CONV_2D"] == built["ops"]["CONV_2D"] - 1
+    assert int8["ops"]["RESHAPE"] == built["ops"].get("RESHAPE", 0) + 2  # the pixel pairs and the tiled gate
 
 
-def test_int8_with_the_paired_stem_gives_the_same_outputs_in_one_partition():
-    # At alpha 0.35 the first block's fusion would cost more multiply-adds: only the stem is rewritten
+def test_int8_with_the_paired_stem_and_tiled_gate_gives_the_same_outputs_in_one_partition():
+    # At alpha 0.35 the first block's fusion would cost more multiply-adds: it is left out
     model = build_model("mobilenet_v3_small", SIZE, 3, **get_model_spec("mobilenet_v3_small").test_kwargs)
     images = _smooth_images(32)
     _with_batchnorm_statistics(model, images[:16])
-    assert faster_equivalent(tflite_convert.logits_model(model))[1] == ["paired stem: Conv"]
+    assert faster_equivalent(tflite_convert.logits_model(model))[1] == [
+        "paired stem: Conv", "tiled gate: expanded_conv/squeeze_excite/Mul", "tiled gate: expanded_conv_3/squeeze_excite/Mul"]
     fast = tflite_convert.convert(model, "int8", calibration=images[16:])
     plain = tflite_convert.convert(model, "int8", calibration=images[16:], speed_rewrites=False)
     info, before = inspect_tflite(fast), inspect_tflite(plain)
     assert info["xnnpack_partitions"] == 1 and info["float_ops"] == []
-    assert info["ops"]["RESHAPE"] == before["ops"].get("RESHAPE", 0) + 1
+    assert info["ops"]["RESHAPE"] == before["ops"].get("RESHAPE", 0) + 3
     assert {k: v for k, v in info["ops"].items() if k != "RESHAPE"} == \
         {k: v for k, v in before["ops"].items() if k != "RESHAPE"}
-    # The same integer products summed in another order: the same outputs, up to a calibration
-    # range that differs in its last float bit
+    # The same integer products summed in another order and the same gate values repeated: the
+    # same outputs, up to a calibration range that differs in its last float bit
     probe = np.concatenate([_smooth_images(16, seed=1), _images(16, seed=1)])
     outputs = tflite_outputs(plain, probe).astype(int)
     difference = np.abs(tflite_outputs(fast, probe).astype(int) - outputs)

@@ -16,6 +16,11 @@ first layers to ones that run well:
   product kernel. Done only when that costs no more multiply-adds than the two did (MobileNetV3-
   Small's first block, whose 16→16 projection feeds the next block's 16→72 expansion); it also
   drops one int8 requantization of the intermediate tensor.
+* **tiled gate**: a squeeze-excite multiply of an (H, W, C) tensor by a (1, 1, C) gate runs in
+  XNNPACK as H·W calls of C elements each; on few channels (MobileNetV3-Small's first block:
+  56×56 calls of 16) the per-call cost dominates. The gate's last 1×1 convolution instead writes
+  the gate W times over (its kernel tiled), reshaped to (1, W, C): H calls of W·C. Its multiply
+  took half the time (12 against 25 µs at 224 px).
 
 Like :mod:`edgecls.optimize.graph_rewrite`, the rewrites work on the functional model's config,
 so they apply to any model that has these patterns, ours or a user's; a model without them (or
@@ -32,6 +37,8 @@ from edgecls.optimize.graph_rewrite import _rewire
 from edgecls.tf import keras
 
 PAIRED_STEM_MAX_CHANNELS = 4
+TILED_GATE_MAX_CHANNELS = 32  # from 96 channels on, tiling measured no faster
+ELEMENTWISE = ("ReLU", "Activation", "ShiftedReLU6")
 
 
 def faster_equivalent(model):
@@ -54,6 +61,11 @@ def faster_equivalent(model):
         if fused and not set(fused) & set(transforms):  # each layer rewritten once
             transforms[fused[2]] = _fuse_pointwise(graph, *fused)
             rewrites.append(f"fused pointwise pair: {' + '.join(fused)}")
+    for name in list(graph.order):
+        gate = _tileable_gate(graph, name) if name in graph.layers else None
+        if gate and gate[0] not in transforms:
+            transforms[gate[0]] = _tile_gate(graph, name, *gate)
+            rewrites.append(f"tiled gate: {name}")
     if not rewrites:
         return model, []
     config["layers"] = [graph.layers[name] for name in graph.order if name in graph.layers]
@@ -85,7 +97,7 @@ class _Graph:
 
     def readers(self, name: str) -> list[str]:
         return [other for other in self.order if other in self.layers
-                and any(ref[0] == name for node in self.layers[other].get("inbound_nodes", []) for ref in node)]
+                and name in _referenced(self.layers[other].get("inbound_nodes", []))]
 
     def sole_reader(self, name: str) -> str | None:
         readers = self.readers(name)
@@ -93,6 +105,18 @@ class _Graph:
 
     def rename_input(self, name: str, old: str, new: str) -> None:
         self.layers[name]["inbound_nodes"] = _rewire(self.layers[name]["inbound_nodes"], {old: new})
+
+
+def _referenced(value) -> set[str]:
+    """Layer names in inbound-node references ``[name, node, tensor, ...]`` at any depth (TFOpLambda
+    layers nest them among their call arguments)."""
+    if isinstance(value, list):
+        if value and isinstance(value[0], str) and len(value) >= 3:
+            return {value[0]}
+        return set().union(*(_referenced(item) for item in value)) if value else set()
+    if isinstance(value, dict):
+        return set().union(*(_referenced(item) for item in value.values())) if value else set()
+    return set()
 
 
 def _plain_conv(graph, name: str, kernel, strides) -> bool:
@@ -171,5 +195,46 @@ def _fuse_pointwise(graph, first: str, norm: str, second: str):
         kernel = (w_a * scale) @ w_b
         bias = (scale * bias_a + shift) @ w_b + bias_b
         return [kernel[None, None].astype(np.float32), bias.astype(np.float32)]
+
+    return weights
+
+
+def _tileable_gate(graph, multiply: str):
+    """``(gate conv, activation, index of the gate among the multiply's inputs)``, or None."""
+    layer = graph.layers[multiply]
+    inputs = graph.inputs_of(multiply)
+    if layer["class_name"] != "Multiply" or len(inputs) != 2 or len(layer.get("inbound_nodes", [])) != 1:
+        return None
+    shapes = graph.model.get_layer(multiply).input_shape
+    for index in (0, 1):
+        gate_shape, tensor_shape = shapes[index], shapes[1 - index]
+        activation = inputs[index][0]
+        if (len(tensor_shape) != 4 or tuple(gate_shape[1:3]) != (1, 1) or None in tensor_shape[1:]
+                or tensor_shape[3] > TILED_GATE_MAX_CHANNELS or tensor_shape[2] < 2 or gate_shape[3] != tensor_shape[3]
+                or activation not in graph.layers
+                or graph.layers[activation]["class_name"].split(">")[-1] not in ELEMENTWISE
+                or graph.sole_reader(activation) != multiply):
+            continue
+        conv = graph.inputs_of(activation)[0][0] if len(graph.inputs_of(activation)) == 1 else None
+        if conv in graph.layers and _plain_conv(graph, conv, (1, 1), (1, 1)) and graph.sole_reader(conv) == activation:
+            return conv, activation, index
+    return None
+
+
+def _tile_gate(graph, multiply: str, conv: str, activation: str, index: int):
+    width, channels = graph.model.get_layer(multiply).input_shape[1 - index][2:]
+    graph.layers[conv]["config"]["filters"] = width * channels
+    tiled = f"{multiply}_tiled_gate"
+    graph.layers[tiled] = {
+        "class_name": "Reshape", "name": tiled, "inbound_nodes": [[[activation, 0, 0, {}]]],
+        "config": {"name": tiled, "trainable": False, "dtype": graph.layers[multiply]["config"].get("dtype", "float32"),
+                   "target_shape": (1, width, channels)},
+    }
+    graph.order.insert(graph.order.index(multiply), tiled)
+    graph.layers[multiply]["inbound_nodes"][0][index] = [tiled, 0, 0, {}]
+
+    def weights():
+        kernel, *bias = graph.model.get_layer(conv).get_weights()
+        return [np.tile(kernel, (1, 1, 1, width)), *(np.tile(b, width) for b in bias)]
 
     return weights
