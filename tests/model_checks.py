@@ -152,11 +152,15 @@ def check_int8_tflite(built: Built, folder: Path) -> tuple[Path, dict]:
 
 
 def check_qat(built: Built):
-    """tfmot wraps every layer for quantization-aware training, and the fake-quant ops learn ranges."""
+    """tfmot wraps every layer for quantization-aware training, and the fake-quant ops learn ranges.
+
+    On the graph QAT trains in edgecls: the model's speed-rewritten equivalent, as PTQ converts it.
+    """
     from edgecls.optimize import tflite_convert
     from edgecls.optimize.qat import quantize_aware_model
+    from edgecls.optimize.speed_rewrites import faster_equivalent
 
-    qat = quantize_aware_model(tflite_convert.logits_model(built.model))
+    qat = quantize_aware_model(faster_equivalent(tflite_convert.logits_model(built.model))[0])
     # Training-mode calls let every fake-quant op learn a range (eager: no graph tracing to wait for).
     for seed in range(2):
         qat(images_for(built.size, BATCH, seed=seed).astype("float32"), training=True)
