@@ -49,6 +49,11 @@ def read_trial(spec: str) -> dict:
     row = {"trial": name, "note": note, "config": config, "metrics": metrics,
            "best_val": max(float(h["val_accuracy"]) for h in history),
            "first_val": float(history[0]["val_accuracy"]), "epoch_seconds": epoch_seconds}
+    qat = run / "exports" / "qat_int8.json"  # written by `edgecls quantize RUN --qat`
+    if qat.is_file():
+        sidecar = json.loads(qat.read_text())
+        row["qat"] = {"top1": sidecar["accuracy"]["top1"], "epochs": sidecar["qat"]["epochs"],
+                      "kept_epoch": sidecar["qat"]["kept_epoch"]}
     results = run.parent.parent / "results.json"
     if results.is_file():
         for entry in json.loads(results.read_text()).get("runs", []):
@@ -107,10 +112,12 @@ def markdown(title: str, rows: list[dict], intro: str = "", encoding: str = "", 
              *([f"Command: `{command}`", ""] if command else []),
              "Written by `benchmarks/cifar10_trials.py` from the trials' run folders. Train time is the sum of "
              "epoch times as edgecls records them; test top-1 on the 10,000 test images; the best epoch is "
-             "chosen on validation.", "",
+             "chosen on validation. QAT int8: `edgecls quantize RUN --qat` run afterwards on the trained model "
+             "(its fine-tuning epochs and the one kept on validation, 0 = the calibrated start); its epochs are "
+             "not in the train time.", "",
              "| trial | recipe | epochs | s per epoch | train time | budget here | val after epoch 1 | best val | float top-1 | "
-             "int8 top-1 | int8 with TTA | notes |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "int8 top-1 | int8 with TTA | QAT int8 (epochs, kept) | notes |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         b = r.get("benchmark") or {}
         budget = b.get("budget")
@@ -122,7 +129,9 @@ def markdown(title: str, rows: list[dict], intro: str = "", encoding: str = "", 
             f"{r['first_val']:.2%} | {r['best_val']:.2%} | "
             + (f"{r['metrics']['accuracy']:.2%}" if "accuracy" in r["metrics"] else "stopped") + " | "
             + (f"{b['int8_accuracy']:.2%}" if b else "—") + " | "
-            + (f"{b['tta']['int8']['tta_accuracy']:.2%}" if b.get("tta") else "—") + f" | {r['note']} |")
+            + (f"{b['tta']['int8']['tta_accuracy']:.2%}" if b.get("tta") else "—") + " | "
+            + (f"{r['qat']['top1']:.2%} ({r['qat']['epochs']}, {r['qat']['kept_epoch']})" if r.get("qat") else "—")
+            + f" | {r['note']} |")
     return "\n".join(lines) + "\n"
 
 
