@@ -158,9 +158,8 @@ def check_qat(built: Built):
     """
     from edgecls.optimize import tflite_convert
     from edgecls.optimize.qat import quantize_aware_model
-    from edgecls.optimize.speed_rewrites import faster_equivalent
 
-    qat = quantize_aware_model(faster_equivalent(tflite_convert.logits_model(built.model))[0])
+    qat = quantize_aware_model(tflite_convert.int8_graph(built.model))
     # Training-mode calls let every fake-quant op learn a range (eager: no graph tracing to wait for).
     for seed in range(2):
         qat(images_for(built.size, BATCH, seed=seed).astype("float32"), training=True)

@@ -16,11 +16,10 @@ import numpy as np
 
 from edgecls.errors import EdgeclsError, first_line
 from edgecls.optimize.calibration import pinned_calibration_inputs
-from edgecls.optimize.speed_rewrites import faster_equivalent
 from edgecls.optimize.tflite_convert import (
     IO_TYPES,
     converter_for,
-    logits_model,
+    int8_graph,
     with_delegable_io_conversion,
     with_serving_signature,
 )
@@ -31,7 +30,7 @@ def calibrate(model, calibration: np.ndarray) -> bytes:
     """A float TFLite model of ``model``'s logits whose tensors carry their calibrated min/max."""
     if calibration is None or len(calibration) == 0:
         raise EdgeclsError("int8 calibration needs at least one image")
-    graph, _ = faster_equivalent(logits_model(model))  # the graph tflite_convert.convert converts
+    graph = int8_graph(model)  # the graph tflite_convert.convert converts
     converter = converter_for(graph)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ([sample] for sample in pinned_calibration_inputs(calibration))

@@ -217,8 +217,7 @@ def train_quantization_aware(ctx, *, epochs: int, lr: float, batch_size: int | N
     """
     import numpy as np
 
-    from edgecls.optimize.speed_rewrites import faster_equivalent
-    from edgecls.optimize.tflite_convert import logits_model
+    from edgecls.optimize.tflite_convert import int8_graph
     from edgecls.train.callbacks import epoch_progress, tensorboard_callbacks
     from edgecls.train.pipeline import make_dataset, steps_per_epoch
     from edgecls.train.schedules import WarmupCosine
@@ -231,7 +230,7 @@ def train_quantization_aware(ctx, *, epochs: int, lr: float, batch_size: int | N
     copy = keras.models.clone_model(ctx.model)
     copy.set_weights(ctx.model.get_weights())
     # Trained on the graph tflite_convert.convert would convert, so QAT's int8 is as fast as PTQ's
-    float_graph, _ = faster_equivalent(logits_model(copy))
+    float_graph = int8_graph(copy)
     qat_model = quantize_aware_model(float_graph, preserve_sparsity=preserve_sparsity)
     images = ctx.calibration_images(CALIBRATION_IMAGES) if calibration is None else calibration
     initialise_ranges(qat_model, split_fused_activations(float_graph), images)

@@ -1,8 +1,8 @@
 """Rewrites that make a converted model faster while computing the same function.
 
 Applied to the Keras graph just before TFLite conversion (the trained model itself is never
-changed, so its weights, ImageNet weight loading and training stay as built). Both are exact in
-real arithmetic; they move work from XNNPACK kernels that run badly on the shapes of a network's
+changed, so its weights, ImageNet weight loading and training stay as built). All three are exact
+in real arithmetic; they move work from XNNPACK kernels that run badly on the shapes of a network's
 first layers to ones that run well:
 
 * **paired stem**: a 3×3 stride-2 convolution on a 3-channel image reads 3 bytes per kernel tap,
@@ -91,7 +91,6 @@ class _Graph:
 
     def __init__(self, model, config):
         self.model = model
-        self.config = config
         self.layers = {layer["name"]: layer for layer in config["layers"]}
         self.order = [layer["name"] for layer in config["layers"]]
         self.outputs = {ref[0] for ref in config["output_layers"]}

@@ -29,6 +29,12 @@ def logits_model(model):
     return keras.Model(model.input, logits, name=f"{model.name}_logits")
 
 
+def int8_graph(model):
+    """The graph every int8 route converts or trains: the logits, speed-rewritten
+    (:func:`~edgecls.optimize.speed_rewrites.faster_equivalent`)."""
+    return faster_equivalent(logits_model(model))[0]
+
+
 def concrete_function(model):
     """The model's inference call traced at batch 1 on float32 NHWC images named ``image``.
 
@@ -146,9 +152,10 @@ def convert(model, variant: str, *, calibration: np.ndarray | None = None, io: s
     if variant not in VARIANTS:
         raise EdgeclsError(f"unknown TFLite variant '{variant}'; choose one of {', '.join(VARIANTS)}")
     integer = variant == "int8"
-    graph = logits_model(model) if integer else model
-    if speed_rewrites:
-        graph, _ = faster_equivalent(graph)
+    if not speed_rewrites:
+        graph = logits_model(model) if integer else model
+    else:
+        graph = int8_graph(model) if integer else faster_equivalent(model)[0]
     converter = converter_for(graph)
     if variant == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
