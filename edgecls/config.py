@@ -64,7 +64,8 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
     lookahead_every: int = 0  # >0: lookahead weight averaging every N steps (edgecls.train.lookahead)
-    bias_lr_scale: float = 1.0  # sgd only: biases and BatchNorm offsets step this many times faster
+    bias_lr_scale: float = 1.0  # sgd only: BatchNorm offsets step this many times faster
+    momentum: float = 0.9  # sgd only (Nesterov)
     early_stopping_patience: int = 5  # 0 turns early stopping off
     reduce_lr_on_plateau: bool = False
     monitor: str = "val_accuracy"

@@ -41,13 +41,12 @@ def _step(before, after, model, name):
     return after[index] - before[index]
 
 
-def test_bias_lr_scale_multiplies_the_first_step_of_biases_and_offsets_only():
+def test_bias_lr_scale_multiplies_the_first_step_of_batchnorm_offsets_only():
     plain_model, plain_before, plain_after = _one_step(make_optimizer("sgd", 0.1, 0.0))
     model, before, after = _one_step(make_optimizer("sgd", 0.1, 0.0, bias_lr_scale=8.0))
-    for name in ("dense/bias:0", "bn/beta:0", "out/bias:0"):
-        np.testing.assert_allclose(_step(before, after, model, name),
-                                   8 * _step(plain_before, plain_after, plain_model, name), rtol=1e-4, atol=1e-7)
-    for name in ("dense/kernel:0", "out/kernel:0"):
+    np.testing.assert_allclose(_step(before, after, model, "bn/beta:0"),
+                               8 * _step(plain_before, plain_after, plain_model, "bn/beta:0"), rtol=1e-4, atol=1e-7)
+    for name in ("dense/kernel:0", "dense/bias:0", "out/kernel:0", "out/bias:0"):
         np.testing.assert_allclose(_step(before, after, model, name),
                                    _step(plain_before, plain_after, plain_model, name), rtol=1e-5, atol=1e-8)
 
@@ -70,9 +69,15 @@ def test_bad_lookahead_and_bias_settings_are_clear_errors_before_any_data_work(t
         make_optimizer("adamw", 0.1, 0.0, bias_lr_scale=2.0)
     for overrides, message in (({"lookahead_every": -1}, "lookahead_every"),
                                ({"bias_lr_scale": 0.0, "optimizer": "sgd"}, "positive"),
-                               ({"bias_lr_scale": 4.0, "optimizer": "adamw"}, "sgd")):
+                               ({"bias_lr_scale": 4.0, "optimizer": "adamw"}, "sgd"),
+                               ({"momentum": 1.0, "optimizer": "sgd"}, "momentum")):
         with pytest.raises(EdgeclsError, match=message):
             plan_phases(tiny_config(tmp_path / "absent", **overrides), pretrained=False)
+
+
+def test_sgd_momentum_comes_from_the_recipe():
+    assert float(make_optimizer("sgd", 0.1, 0.0, momentum=0.85).momentum) == pytest.approx(0.85)
+    assert float(make_optimizer("sgd", 0.1, 0.0, bias_lr_scale=64.0, momentum=0.8).momentum) == pytest.approx(0.8)
 
 
 def test_lookahead_moves_the_weights_part_of_the_way_back_to_the_slow_copy():

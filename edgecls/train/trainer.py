@@ -37,7 +37,7 @@ from edgecls.train.distribute import (
 from edgecls.train.lookahead import Lookahead
 from edgecls.train.pipeline import make_dataset, steps_per_epoch
 from edgecls.train.run_state import RunState
-from edgecls.train.schedules import WarmupCosine, check_bias_lr_scale, make_optimizer
+from edgecls.train.schedules import WarmupCosine, check_optimizer_options, make_optimizer
 
 RUN_MARKERS = (CONFIG, STATE, MODEL, HISTORY)
 
@@ -63,7 +63,7 @@ def plan_phases(config: RunConfig, pretrained: bool) -> list[Phase]:
         raise EdgeclsError(f"--epochs must be at least 1, got {t.epochs}")
     if t.lookahead_every < 0:
         raise EdgeclsError(f"train.lookahead_every is a number of steps (0: off), got {t.lookahead_every}")
-    check_bias_lr_scale(t.optimizer, t.bias_lr_scale)  # before any data work, not at compile
+    check_optimizer_options(t.optimizer, t.bias_lr_scale, t.momentum)  # before any data work, not at compile
     if not pretrained or t.epochs == 1:
         return [Phase("head" if pretrained else "train", t.epochs, t.lr)]
     head = t.head_epochs if t.head_epochs is not None else max(1, round(t.epochs / 3))
@@ -298,7 +298,7 @@ def _compile(model, phase: Phase, config: RunConfig, steps: int, start_epoch: in
         learning_rate = WarmupCosine(phase.lr, total_steps=epochs * steps,
                                      warmup_steps=int(t.warmup_epochs * steps))
     model.compile(
-        optimizer=make_optimizer(t.optimizer, learning_rate, t.weight_decay, t.bias_lr_scale),
+        optimizer=make_optimizer(t.optimizer, learning_rate, t.weight_decay, t.bias_lr_scale, t.momentum),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing),
         # Weighted, so the zero-weight images that pad validation to full batches under a
         # strategy do not count; without sample weights the numbers are the plain accuracy.
