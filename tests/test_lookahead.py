@@ -70,7 +70,8 @@ def test_bad_lookahead_and_bias_settings_are_clear_errors_before_any_data_work(t
     for overrides, message in (({"lookahead_every": -1}, "lookahead_every"),
                                ({"bias_lr_scale": 0.0, "optimizer": "sgd"}, "positive"),
                                ({"bias_lr_scale": 4.0, "optimizer": "adamw"}, "sgd"),
-                               ({"momentum": 1.0, "optimizer": "sgd"}, "momentum")):
+                               ({"momentum": 1.0, "optimizer": "sgd"}, "momentum"),
+                               ({"momentum": 0.85, "optimizer": "adamw"}, "sgd")):
         with pytest.raises(EdgeclsError, match=message):
             plan_phases(tiny_config(tmp_path / "absent", **overrides), pretrained=False)
 

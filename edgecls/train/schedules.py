@@ -82,14 +82,16 @@ def _is_offset(variable) -> bool:
 
 
 def check_optimizer_options(optimizer: str, bias_lr_scale: float, momentum: float = 0.9) -> None:
-    """A recipe's ``bias_lr_scale`` must be positive, and other than 1 only with sgd; ``momentum`` in [0, 1)."""
+    """A recipe's ``bias_lr_scale`` must be positive, and other than 1 only with sgd; ``momentum`` in
+    [0, 1), and other than 0.9 only with sgd (Adam's moments are not set from a recipe)."""
     from edgecls.errors import EdgeclsError
 
     if bias_lr_scale <= 0 or (bias_lr_scale != 1.0 and optimizer.lower() != "sgd"):
         raise EdgeclsError(f"train.bias_lr_scale must be positive and needs the sgd optimizer, got {bias_lr_scale:g} "
                            f"with {optimizer}")
-    if not 0.0 <= momentum < 1.0:
-        raise EdgeclsError(f"train.momentum must be at least 0 and below 1, got {momentum:g}")
+    if not 0.0 <= momentum < 1.0 or (momentum != 0.9 and optimizer.lower() != "sgd"):
+        raise EdgeclsError(f"train.momentum must be at least 0 and below 1 and needs the sgd optimizer, "
+                           f"got {momentum:g} with {optimizer}")
 
 
 def make_optimizer(name: str, learning_rate, weight_decay: float, bias_lr_scale: float = 1.0,
