@@ -99,8 +99,10 @@ def describe(config: dict) -> str:
     augment = ", ".join(part for part in (
         "flip" if a.get("flip") else "", f"{a['crop_pad']}-px pad-and-crop" if a.get("crop_pad") else "",
         f"cutout {a['cutout']:g}" if a.get("cutout") else "") if part) or "none"
-    # Recipes from before train.momentum existed ran sgd at 0.9.
-    momentum = f" momentum {t['momentum']:g}" if t["optimizer"] == "sgd" and t.get("momentum", 0.9) != 0.9 else ""
+    from edgecls.config import SGD_MOMENTUM  # what recipes from before train.momentum ran at
+
+    momentum = (f" momentum {t['momentum']:g}"
+                if t["optimizer"] == "sgd" and t.get("momentum", SGD_MOMENTUM) != SGD_MOMENTUM else "")
     return (f"{m['arch']} α{m['alpha']:g}, {config['data']['img_size']} px, {t['optimizer']} lr {t['lr']:g}{momentum} "
             f"({t['warmup_epochs']:g} warm-up epochs, cosine), wd {t['weight_decay']:g}, batch {t['batch_size']}, "
             f"label smoothing {t['label_smoothing']:g}, {augment}, {t['precision']}"

@@ -51,6 +51,10 @@ class AugmentConfig:
     mixup: float = 0.0  # Beta(alpha, alpha) parameter; 0 turns MixUp off
 
 
+# sgd's Nesterov momentum unless a recipe sets train.momentum (recipes before it ran at this).
+SGD_MOMENTUM = 0.9
+
+
 @dataclasses.dataclass
 class TrainConfig:
     epochs: int = 20  # all phases together
@@ -65,7 +69,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     lookahead_every: int = 0  # >0: lookahead weight averaging every N steps (edgecls.train.lookahead)
     bias_lr_scale: float = 1.0  # sgd only: BatchNorm offsets step this many times faster
-    momentum: float = 0.9  # sgd only (Nesterov)
+    momentum: float = SGD_MOMENTUM  # sgd only (Nesterov)
     early_stopping_patience: int = 5  # 0 turns early stopping off
     reduce_lr_on_plateau: bool = False
     monitor: str = "val_accuracy"

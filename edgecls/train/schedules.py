@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from edgecls.config import SGD_MOMENTUM
+from edgecls.errors import EdgeclsError
 from edgecls.tf import keras, tf
 
 
@@ -81,21 +83,19 @@ def _is_offset(variable) -> bool:
     return variable.name.rsplit("/", 1)[-1].split(":")[0] == "beta"
 
 
-def check_optimizer_options(optimizer: str, bias_lr_scale: float, momentum: float = 0.9) -> None:
+def check_optimizer_options(optimizer: str, bias_lr_scale: float, momentum: float = SGD_MOMENTUM) -> None:
     """A recipe's ``bias_lr_scale`` must be positive, and other than 1 only with sgd; ``momentum`` in
-    [0, 1), and other than 0.9 only with sgd (Adam's moments are not set from a recipe)."""
-    from edgecls.errors import EdgeclsError
-
+    [0, 1), and other than the default only with sgd (Adam's moments are not set from a recipe)."""
     if bias_lr_scale <= 0 or (bias_lr_scale != 1.0 and optimizer.lower() != "sgd"):
         raise EdgeclsError(f"train.bias_lr_scale must be positive and needs the sgd optimizer, got {bias_lr_scale:g} "
                            f"with {optimizer}")
-    if not 0.0 <= momentum < 1.0 or (momentum != 0.9 and optimizer.lower() != "sgd"):
+    if not 0.0 <= momentum < 1.0 or (momentum != SGD_MOMENTUM and optimizer.lower() != "sgd"):
         raise EdgeclsError(f"train.momentum must be at least 0 and below 1 and needs the sgd optimizer, "
                            f"got {momentum:g} with {optimizer}")
 
 
 def make_optimizer(name: str, learning_rate, weight_decay: float, bias_lr_scale: float = 1.0,
-                   momentum: float = 0.9):
+                   momentum: float = SGD_MOMENTUM):
     """The Keras optimizer a recipe names (adam, adamw or sgd) at ``learning_rate`` (a value or a schedule).
 
     ``bias_lr_scale`` (sgd only) makes BatchNorm offsets step that many times faster; ``momentum``
@@ -103,16 +103,13 @@ def make_optimizer(name: str, learning_rate, weight_decay: float, bias_lr_scale:
     """
     name = name.lower()
     check_optimizer_options(name, bias_lr_scale, momentum)
-    if name == "sgd" and bias_lr_scale != 1.0:
-        return BiasScaledSGD(learning_rate, bias_lr_scale=bias_lr_scale, momentum=momentum, nesterov=True,
-                             weight_decay=weight_decay or None)
     if name == "adam":
         return keras.optimizers.Adam(learning_rate)
     if name == "adamw":
         return keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
     if name == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=momentum, nesterov=True,
-                                    weight_decay=weight_decay or None)
-    from edgecls.errors import EdgeclsError
-
+        sgd = {"momentum": momentum, "nesterov": True, "weight_decay": weight_decay or None}
+        if bias_lr_scale != 1.0:
+            return BiasScaledSGD(learning_rate, bias_lr_scale=bias_lr_scale, **sgd)
+        return keras.optimizers.SGD(learning_rate, **sgd)
     raise EdgeclsError(f"unknown optimizer '{name}'; choose adam, adamw or sgd")
