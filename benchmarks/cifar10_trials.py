@@ -97,7 +97,8 @@ def jpeg_encoding(root: Path, sample: int = 200) -> str:
 def describe(config: dict) -> str:
     m, t, a = config["model"], config["train"], config["augment"]
     augment = ", ".join(part for part in (
-        "flip" if a.get("flip") else "", f"{a['crop_pad']}-px pad-and-crop" if a.get("crop_pad") else "",
+        ("alternating flips" if a.get("alternate_flips") else "flip") if a.get("flip") else "",
+        f"{a['crop_pad']}-px pad-and-crop" if a.get("crop_pad") else "",
         f"cutout {a['cutout']:g}" if a.get("cutout") else "") if part) or "none"
     from edgecls.config import SGD_MOMENTUM  # what recipes from before train.momentum ran at
 

@@ -40,6 +40,9 @@ class ModelConfig:
 @dataclasses.dataclass
 class AugmentConfig:
     flip: bool = True
+    # with flip: each image is mirrored on every other epoch (random on the first) rather than at
+    # random each time, so short runs see both versions equally often (airbench's alternating flip)
+    alternate_flips: bool = False
     rotation: float = 0.05  # fraction of a full turn
     zoom: float = 0.1
     translate: float = 0.1

@@ -89,3 +89,40 @@ def test_training_and_validation_pipelines_run_without_autotuning():
         assert ds.options().autotune.enabled is False
         assert ds.repeat().options().autotune.enabled is False
         assert len(list(ds)) == 3
+
+
+def test_alternate_flips_mirror_each_image_on_every_other_epoch():
+    # Images told apart by their labels (one class each); only flips are on, so each batch image
+    # is either its source or the source mirrored.
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (16, 8, 8, 3), dtype=np.uint8)
+    labels = np.arange(16)
+    cfg = AugmentConfig(flip=True, alternate_flips=True, rotation=0, zoom=0, translate=0, brightness=0,
+                        contrast=0, saturation=0)
+    ds = make_dataset(images, labels, 16, 4, training=True, augment=cfg, seed=5)
+    epochs = []
+    for _ in range(3):
+        mirrored = {}
+        for x, y in ds:
+            for image, index in zip(x.numpy(), y.numpy().argmax(1)):
+                if np.array_equal(image, images[index]):
+                    mirrored[int(index)] = False
+                else:
+                    np.testing.assert_array_equal(image, images[index][:, ::-1].astype(np.float32))
+                    mirrored[int(index)] = True
+        assert sorted(mirrored) == list(range(16))
+        epochs.append(mirrored)
+    assert 0 < sum(epochs[0].values()) < 16, "the first epoch's choice is random"
+    for before, after in zip(epochs, epochs[1:]):
+        assert all(after[i] != before[i] for i in range(16))
+
+
+def test_alternate_flips_without_flip_is_a_clear_error():
+    import pytest
+
+    from edgecls.errors import EdgeclsError
+    from edgecls.train.pipeline import check_augment_options
+
+    with pytest.raises(EdgeclsError, match="alternate_flips needs augment.flip"):
+        check_augment_options(AugmentConfig(flip=False, alternate_flips=True))
+    check_augment_options(AugmentConfig(flip=True, alternate_flips=True))

@@ -13,6 +13,7 @@ import numpy as np
 import psutil
 
 from edgecls.config import AugmentConfig
+from edgecls.errors import EdgeclsError
 from edgecls.tf import keras, tf
 
 # Arrays larger than this share of the available memory stay memory-mapped from disk.
@@ -39,6 +40,12 @@ def maybe_in_memory(images: np.ndarray) -> np.ndarray:
     return images
 
 
+def check_augment_options(augment: AugmentConfig) -> None:
+    """``alternate_flips`` says how images are flipped, so it needs ``flip``."""
+    if augment.alternate_flips and not augment.flip:
+        raise EdgeclsError("augment.alternate_flips needs augment.flip: true")
+
+
 def make_dataset(images, labels, num_classes: int, batch_size: int, *, training: bool,
                  augment: AugmentConfig | None = None, seed: int = 0):
     """Batches of (float32 RGB 0–255, one-hot float32 labels)."""
@@ -46,10 +53,20 @@ def make_dataset(images, labels, num_classes: int, batch_size: int, *, training:
     labels = np.asarray(labels, dtype=np.int32)
     count = len(labels)
     height, width = images.shape[1:3]
+    alternate = training and augment is not None and augment.flip and augment.alternate_flips
+    # Whether each image is mirrored the next time it is read; flipped after every read. Kept here
+    # rather than derived from the epoch number, which tf.data does not see; a resumed run starts
+    # from a fresh random choice, which costs nothing but the alternation of one epoch.
+    mirror_next = np.random.default_rng(seed).random(count) < 0.5 if alternate else None
 
     def gather(index):
         index = np.sort(index)  # sorted reads are sequential on a memory-mapped file
-        return images[index], labels[index]
+        x, y = images[index], labels[index]  # copies: fancy indexing
+        if mirror_next is not None:
+            mirrored = mirror_next[index]
+            x[mirrored] = x[mirrored, :, ::-1]
+            mirror_next[index] = ~mirrored
+        return x, y
 
     def load(index):
         x, y = tf.numpy_function(gather, [index], [tf.uint8, tf.int32], stateful=False)
@@ -77,7 +94,7 @@ class BatchAugmenter:
         # the input pipeline keeps full-precision pixels.
         common = {"seed": seed, "dtype": "float32"}
         geometric = []
-        if cfg.flip:
+        if cfg.flip and not cfg.alternate_flips:  # alternating flips happen as images are read
             geometric.append(keras.layers.RandomFlip("horizontal", **common))
         if cfg.rotation > 0:
             geometric.append(keras.layers.RandomRotation(cfg.rotation, fill_mode="reflect", **common))

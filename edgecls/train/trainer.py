@@ -35,7 +35,7 @@ from edgecls.train.distribute import (
     writes_run_folder,
 )
 from edgecls.train.lookahead import Lookahead
-from edgecls.train.pipeline import make_dataset, steps_per_epoch
+from edgecls.train.pipeline import check_augment_options, make_dataset, steps_per_epoch
 from edgecls.train.run_state import RunState
 from edgecls.train.schedules import WarmupCosine, check_optimizer_options, make_optimizer
 
@@ -64,6 +64,7 @@ def plan_phases(config: RunConfig, pretrained: bool) -> list[Phase]:
     if t.lookahead_every < 0:
         raise EdgeclsError(f"train.lookahead_every is a number of steps (0: off), got {t.lookahead_every}")
     check_optimizer_options(t.optimizer, t.bias_lr_scale, t.momentum)  # before any data work, not at compile
+    check_augment_options(config.augment)
     if not pretrained or t.epochs == 1:
         return [Phase("head" if pretrained else "train", t.epochs, t.lr)]
     head = t.head_epochs if t.head_epochs is not None else max(1, round(t.epochs / 3))
