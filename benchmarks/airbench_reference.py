@@ -284,11 +284,16 @@ def write_table(results: Path) -> None:
     lines = [
         "# airbench94 in PyTorch on these CIFAR-10 files (issue 15)",
         "",
-        "Written by `benchmarks/airbench_reference.py`: Keller Jordan's airbench94 method, written out "
-        "from its description, trained on the train split of the shipped recipe and evaluated on its "
-        "validation split and the 10,000 test images (JPEG files, quality 75, 4:2:0). Each variant "
-        "switches on changes edgecls' whitened_cnn makes for int8; top-1 after the last epoch, "
-        "bfloat16 autocast on the CPU.",
+        "Is the distance between edgecls' fast recipe and airbench94's reported 94.01 % (lossless "
+        "CIFAR-10, 50,000 training images, multi-crop evaluation) edgecls' or the data's? Written by "
+        "`benchmarks/airbench_reference.py`: Keller Jordan's airbench94 written out from its description "
+        "(GELU, BatchNorm after the pool, whitening bias trained for the first 3 epochs, alternating flips, "
+        "its triangular schedule and lookahead) in PyTorch, trained on the train split of edgecls' "
+        "shipped recipe and evaluated after the last epoch on that recipe's validation split and the "
+        "10,000 test images, which are JPEG at quality 75 with 4:2:0 chroma (trials_whitened_cnn.md). "
+        "TTA: airbench's mirror and ±1-pixel translations. The variants switch on the changes "
+        "whitened_cnn makes for int8 (ReLU, BatchNorm before the pool, a frozen whitening bias) and "
+        "edgecls' random flips. bfloat16 autocast; one run per row, on the machine's two cores.",
         "",
         "| variant | changes from airbench94 | epochs | train images | s per epoch | train time | "
         "val top-1 | test top-1 | test top-1, TTA |",

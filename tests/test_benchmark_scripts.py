@@ -48,3 +48,30 @@ def test_cifar10_and_variants_scripts_on_the_mini_dataset(cifar10_mini, tmp_path
     assert entry["leaderboard_rows"] and (out / "opt" / run.name / "leaderboard.csv").is_file()
     assert (out / "opt" / run.name / "pareto.png").is_file()
     assert "## cifar10_mini_simple_cnn" in (out / "opt" / "optimize_cifar10.md").read_text()
+
+
+def test_airbench_reference_exports_the_recipes_splits_and_writes_its_table(cifar10_mini, tmp_path, monkeypatch):
+    import importlib.util
+
+    import numpy as np
+
+    monkeypatch.setenv("EDGECLS_CACHE", str(tmp_path / "cache"))
+    splits = tmp_path / "splits.npz"
+    _run("airbench_reference.py", "export", "--data", cifar10_mini, "--out", splits)
+    arrays = np.load(splits)
+    sizes = {split: len(arrays[f"{split}_y"]) for split in ("train", "val", "test")}
+    assert all(sizes.values()) and sum(sizes.values()) == 2500
+    assert arrays["train_x"].shape[1:] == (32, 32, 3) and arrays["train_x"].dtype == np.uint8
+
+    results = tmp_path / "reference.json"
+    row = {"variant": "airbench94", "changes": {}, "epochs": 9.9, "train_images": sizes["train"],
+           "s_per_epoch": 90.0, "train_seconds": 900.0, "val_top1": 0.8, "test_top1": 0.79, "test_top1_tta": 0.81}
+    results.write_text(json.dumps({"rows": [row]}))
+    _run("airbench_reference.py", "table", "--results", results)
+    assert "| airbench94 | none | 9.9 |" in results.with_suffix(".md").read_text()
+
+    if importlib.util.find_spec("torch") is None:  # edgecls' own environment: a clear line, not a traceback
+        done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "airbench_reference.py"), "train",
+                               "--splits", str(splits), "--results", str(results)], capture_output=True, text=True)
+        assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+            "error: the train step needs PyTorch (pip install torch) in this environment"]

@@ -69,6 +69,8 @@ def make_dataset(images, labels, num_classes: int, batch_size: int, *, training:
         return x, y
 
     def load(index):
+        # stateful=False also with alternating flips: their state changes only how an image is
+        # mirrored, never which images a read returns.
         x, y = tf.numpy_function(gather, [index], [tf.uint8, tf.int32], stateful=False)
         x.set_shape([None, height, width, 3])
         y.set_shape([None])
