@@ -89,7 +89,7 @@ def train(splits: Path, variant: str, epochs: float | None, threads: int, result
     hyp = {**HYP, **VARIANTS[variant]}
     if epochs is not None:
         hyp["epochs"] = epochs
-    arrays = np.load(splits)
+    arrays = np.load(splits, allow_pickle=False)
     mean = arrays["train_x"].reshape(-1, 3).mean(axis=0) / 255.0
     std = arrays["train_x"].reshape(-1, 3).std(axis=0) / 255.0
 

@@ -58,7 +58,7 @@ def test_airbench_reference_exports_the_recipes_splits_and_writes_its_table(cifa
     monkeypatch.setenv("EDGECLS_CACHE", str(tmp_path / "cache"))
     splits = tmp_path / "splits.npz"
     _run("airbench_reference.py", "export", "--data", cifar10_mini, "--out", splits)
-    arrays = np.load(splits)
+    arrays = np.load(splits, allow_pickle=False)
     sizes = {split: len(arrays[f"{split}_y"]) for split in ("train", "val", "test")}
     assert all(sizes.values()) and sum(sizes.values()) == 2500
     assert arrays["train_x"].shape[1:] == (32, 32, 3) and arrays["train_x"].dtype == np.uint8
