@@ -31,6 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
+# edgecls from this checkout: its file helpers import no TensorFlow, so the torch environment needs
+# only torch and numpy.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from edgecls.fsutil import atomic_path, write_json, write_text  # noqa: E402
+
 RECIPE = "cifar10_whitened_cnn"
 RESULTS = Path("benchmarks/results/cifar10/airbench_reference.json")
 
@@ -70,12 +75,10 @@ def export(data: str, out: Path) -> None:
     config = cfg.from_dict(cfg.load_yaml(RECIPE), source=RECIPE)
     config.data.path = data
     prepared = prepare_data(config, None)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial.npz")
-    np.savez(partial, classes=np.array(prepared.classes),
-             **{f"{split}_{part}": np.asarray(getattr(getattr(prepared, split), attr))
-                for split in ("train", "val", "test") for part, attr in (("x", "images"), ("y", "labels"))})
-    partial.replace(out)
+    with atomic_path(out) as partial:
+        np.savez(partial, classes=np.array(prepared.classes),
+                 **{f"{split}_{part}": np.asarray(getattr(getattr(prepared, split), attr))
+                    for split in ("train", "val", "test") for part, attr in (("x", "images"), ("y", "labels"))})
     print(f"wrote {out}: train {len(prepared.train.labels)}, val {len(prepared.val.labels)}, "
           f"test {len(prepared.test.labels)}", file=sys.stderr)
 
@@ -271,16 +274,12 @@ def write_results(results: Path, row: dict) -> None:
     rows = [r for r in rows if (r["variant"], r["epochs"]) != (row["variant"], row["epochs"])] + [row]
     order = list(VARIANTS)
     rows.sort(key=lambda r: (order.index(r["variant"]) if r["variant"] in order else len(order), r["epochs"]))
-    results.parent.mkdir(parents=True, exist_ok=True)
-    partial = results.with_name(results.name + ".partial")
-    partial.write_text(json.dumps({"rows": rows}, indent=2) + "\n")
-    partial.replace(results)
-    write_table(results)
+    write_json(results, {"rows": rows})
+    write_table(results, rows)
 
 
-def write_table(results: Path) -> None:
-    """The Markdown table beside ``results`` (same name, .md), from its rows."""
-    rows = json.loads(results.read_text())["rows"]
+def write_table(results: Path, rows: list[dict]) -> None:
+    """The Markdown table of ``rows`` beside ``results`` (same name, .md)."""
     lines = [
         "# airbench94 in PyTorch on these CIFAR-10 files (issue 15)",
         "",
@@ -304,10 +303,7 @@ def write_table(results: Path) -> None:
         lines.append(f"| {r['variant']} | {changes} | {r['epochs']:g} | {r['train_images']:,} | "
                      f"{r['s_per_epoch']:.0f} | {r['train_seconds'] / 60:.1f} min | {r['val_top1']:.2%} | "
                      f"{r['test_top1']:.2%} | {r['test_top1_tta']:.2%} |")
-    markdown = results.with_suffix(".md")
-    partial = markdown.with_name(markdown.name + ".partial")
-    partial.write_text("\n".join(lines) + "\n")
-    partial.replace(markdown)
+    write_text(results.with_suffix(".md"), "\n".join(lines) + "\n")
 
 
 def main(argv=None) -> int:
@@ -329,7 +325,7 @@ def main(argv=None) -> int:
         export(args.data, args.out)
         return 0
     if args.command == "table":
-        write_table(args.results)
+        write_table(args.results, json.loads(args.results.read_text())["rows"])
         return 0
     try:
         import torch  # noqa: F401
