@@ -41,7 +41,8 @@ def test_resume_of_a_run_killed_before_its_first_write_starts_it(tmp_path, make_
 def test_resume_of_a_folder_that_does_not_exist_is_still_an_error(tmp_path, make_images, capsys):
     data = make_images(tmp_path / "data", per_class=2)
     code, out, err = cli([*_train_args(data, tmp_path / "typo", 1), "--resume"], capsys)
-    assert code == 2 and "nothing to resume" in err and "Traceback" not in err
+    assert code == 2 and "nothing to resume" in err and "does not exist" in err and "Traceback" not in err
+    assert not (tmp_path / "typo").exists()
 
 
 def _snapshot(run) -> str:
@@ -99,7 +100,9 @@ def test_training_killed_at_random_moments_ends_with_the_planned_epochs(tmp_path
     moments = []
 
     def attempt(ready, delay):
-        proc = subprocess.Popen(args + (["--resume"] if moments else []), stdout=subprocess.PIPE,
+        # A kill before the run folder exists leaves nothing to resume (--resume then says so, as a
+        # guard against a mistyped --out), so the command is run again as it was, as a user would.
+        proc = subprocess.Popen(args + (["--resume"] if run.exists() else []), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         killed = _kill_when(proc, ready, delay)
         moments.append(f"{'killed' if killed else 'ended'}: {_snapshot(run)}")

@@ -78,6 +78,9 @@ def plan_phases(config: RunConfig, pretrained: bool) -> list[Phase]:
 def prepare_run_dir(out: Path, *, resume: bool, force: bool) -> None:
     existing = [m for m in RUN_MARKERS if (out / m).exists()]
     if resume:
+        if not out.exists():
+            # a typo in --out must not quietly start a second run beside the one meant
+            raise EdgeclsError(f"nothing to resume: {out} does not exist (without --resume the run starts there)")
         if not RunFolder(out).is_run():
             raise EdgeclsError(f"nothing to resume: {out} is not a run folder (no {CONFIG})")
         return
