@@ -74,7 +74,7 @@ HYP = {
 def export(data: str, out: Path) -> None:
     """Decode the splits of the shipped recipe (its seed and validation fraction) into one .npz."""
     from edgecls import config as cfg
-    from edgecls.train.data_prep import prepare_data
+    from edgecls.training.data_prep import prepare_data
 
     config = cfg.from_dict(cfg.load_yaml(RECIPE), source=RECIPE)
     config.data.path = data

@@ -42,7 +42,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import edgecls  # noqa: E402
-from edgecls.bench.harness import machine_info  # noqa: E402
+from edgecls.benchmarking.harness import machine_info  # noqa: E402
 from edgecls.sidecar import tool_versions  # noqa: E402
 from edgecls.timing import interleaved_latency  # noqa: E402
 
@@ -71,7 +71,7 @@ def parse_args(argv=None):
 def time_reference(args) -> dict | None:
     """Epoch times of the resnet9 reference recipe on this machine, now: the training budget."""
     from edgecls import config as cfg
-    from edgecls.train.run_state import read_history
+    from edgecls.training.run_state import read_history
 
     if args.reference_epochs < 1:
         return None
@@ -94,7 +94,7 @@ def time_reference(args) -> dict | None:
 
 def run_recipe(recipe: str, args, budget: dict | None = None) -> dict:
     from edgecls import config as cfg
-    from edgecls.train.data_prep import prepare_data
+    from edgecls.training.data_prep import prepare_data
 
     config = cfg.from_dict(cfg.load_yaml(recipe), source=recipe)
     config.data.path = str(args.data)
@@ -183,10 +183,10 @@ def measure_pipeline(config, args) -> dict:
     """Median training-step time: real input pipeline vs the same augmented batches in memory."""
     from edgecls.models import modeling
     from edgecls.tf import keras, tf
-    from edgecls.train.data_prep import prepare_data
-    from edgecls.train.distribute import precision_policy
-    from edgecls.train.pipeline import PREFETCH_BATCHES, make_dataset, without_autotune
-    from edgecls.train.schedules import make_optimizer
+    from edgecls.training.data_prep import prepare_data
+    from edgecls.training.distribute import precision_policy
+    from edgecls.training.pipeline import PREFETCH_BATCHES, make_dataset, without_autotune
+    from edgecls.training.schedules import make_optimizer
 
     data = prepare_data(config, None, verbose=0)
     batch = config.train.batch_size

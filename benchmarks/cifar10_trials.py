@@ -35,7 +35,7 @@ def parse_args(argv=None):
 
 
 def read_trial(spec: str) -> dict:
-    from edgecls.train.run_state import read_history
+    from edgecls.training.run_state import read_history
 
     name, _, rest = spec.partition("=")
     path, _, note = rest.partition(":")

@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import edgecls  # noqa: E402
-from edgecls.bench.harness import machine_info  # noqa: E402
+from edgecls.benchmarking.harness import machine_info  # noqa: E402
 from edgecls.deploy.litert import ready_invoke  # noqa: E402
 from edgecls.progress import progress_bar  # noqa: E402
 from edgecls.run_folder import RunFolder  # noqa: E402

@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import edgecls  # noqa: E402
-from edgecls.bench.harness import machine_info  # noqa: E402
+from edgecls.benchmarking.harness import machine_info  # noqa: E402
 from edgecls.insight.tta import DEFAULT_COUNT  # noqa: E402
 from edgecls.run_folder import RunFolder  # noqa: E402
 from edgecls.sidecar import tool_versions  # noqa: E402

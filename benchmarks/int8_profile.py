@@ -4,7 +4,7 @@
 
 Stock fp32 and edgecls int8 as benchmarks/int8_speed.py builds them (random weights, BatchNorm
 statistics from 24 smooth synthetic images, int8 calibrated on 24 more), with edgecls int8 converted
-from the graph as built (``speed_rewrites=False``: without edgecls.optimize.speed_rewrites), as it
+from the graph as built (``speed_rewrites=False``: without edgecls.converters.speed_rewrites), as it
 was converted before its uint8<->int8 ends went through float (``delegable_io=False``) and edgecls
 fp32 beside them; 1 thread, batch 1:
   * per-op times from LiteRT's own profiler (benchmarks/litert_op_profile.py: the C API of the
@@ -39,10 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from int8_speed import calibrate_batchnorm, machine, smooth_images, stock_model  # noqa: E402
 from litert_op_profile import OpProfiler  # noqa: E402
 
+from edgecls.converters.tflite_convert import convert  # noqa: E402
+from edgecls.converters.tflite_inspect import inspect_tflite  # noqa: E402
 from edgecls.deploy.litert import ready_invoke  # noqa: E402
 from edgecls.models.modeling import build_model  # noqa: E402
-from edgecls.optimize.tflite_convert import convert  # noqa: E402
-from edgecls.optimize.tflite_inspect import inspect_tflite  # noqa: E402
 from edgecls.tf import keras  # noqa: E402
 from edgecls.timing import interleaved_latency  # noqa: E402
 

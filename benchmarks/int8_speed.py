@@ -29,12 +29,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import edgecls  # noqa: E402
+from edgecls.converters.tflite_convert import convert  # noqa: E402
+from edgecls.converters.tflite_inspect import inspect_tflite  # noqa: E402
 from edgecls.deploy.litert import ready_invoke  # noqa: E402
 from edgecls.models import get_model_spec  # noqa: E402
 from edgecls.models.architectures import classifier_head  # noqa: E402
 from edgecls.models.modeling import build_model  # noqa: E402
-from edgecls.optimize.tflite_convert import convert  # noqa: E402
-from edgecls.optimize.tflite_inspect import inspect_tflite  # noqa: E402
 from edgecls.tf import keras, tf  # noqa: E402
 from edgecls.timing import interleaved_latency  # noqa: E402
 

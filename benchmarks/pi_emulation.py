@@ -177,11 +177,11 @@ def host_bundle(folder: Path):
     from PIL import Image
 
     import edgecls
+    from edgecls.converters.tflite_convert import convert
     from edgecls.models.modeling import build_model
-    from edgecls.optimize.tflite_convert import convert
     from edgecls.run_folder import RunFolder
     from edgecls.sidecar import build_sidecar, write_sidecar
-    from edgecls.train.callbacks import save_inference_model
+    from edgecls.training.callbacks import save_inference_model
 
     labels = ("red", "green", "blue")
     run_dir = folder / "run"
@@ -235,7 +235,7 @@ def check_stack(key: str, qemu_bin: Path, root: Path, site: Path, bundle_dir: Pa
                  bundle_dir)
     except Failed as err:
         raise Failed(f"{step}: {err}") from None
-    from edgecls.bench.device import read_device_records
+    from edgecls.benchmarking.device_rows import read_device_records
 
     imported = read_device_records(bench_file)
     same = [d["top_k"][0]["label"] for d in device] == [h["top_k"][0]["label"] for h in host]

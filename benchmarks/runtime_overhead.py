@@ -33,8 +33,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import edgecls  # noqa: E402
-from edgecls.bench.harness import machine_info  # noqa: E402
-from edgecls.bench.timing import bare_invoke_times, latency_fields  # noqa: E402
+from edgecls.benchmarking.harness import machine_info  # noqa: E402
+from edgecls.benchmarking.timing import bare_invoke_times, latency_fields  # noqa: E402
 from edgecls.sidecar import tool_versions  # noqa: E402
 from edgecls.timing import interleaved_latency, percentiles_ms  # noqa: E402
 
@@ -60,8 +60,8 @@ def parse_args(argv=None):
 
 
 def build(arch: str, size: int, variants, folder: Path) -> dict:
+    from edgecls.converters.tflite_convert import convert
     from edgecls.models.modeling import build_model
-    from edgecls.optimize.tflite_convert import convert
     from edgecls.sidecar import build_sidecar, write_sidecar
 
     model = build_model(arch, size, len(LABELS), weights="none")  # weights do not change the timing

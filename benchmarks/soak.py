@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgecls.bench.timing import current_rss_mb  # noqa: E402
+from edgecls.benchmarking.timing import current_rss_mb  # noqa: E402
 
 LIMIT_PCT = 5.0
 POOL = 64  # distinct images cycled through, so every call copies fresh pixels
@@ -130,7 +130,7 @@ def build(arch: str, size: int, folder: Path) -> list[Path]:
     from runtime_overhead import LABELS as labels
     from runtime_overhead import build as build_tflite
 
-    from edgecls.optimize.onnx_export import export_onnx
+    from edgecls.converters.onnx_export import export_onnx
     from edgecls.sidecar import build_sidecar, write_sidecar
 
     built = build_tflite(arch, size, ["int8", "float32"], folder)
@@ -157,7 +157,7 @@ def main(argv=None) -> int:
         print(json.dumps(soak(args.measure, predictions=args.predictions, warmup=args.warmup, samples=args.samples,
                               threads=args.threads, files=args.files)))
         return 0
-    from edgecls.bench.harness import machine_info
+    from edgecls.benchmarking.harness import machine_info
     from edgecls.fsutil import write_json, write_text
     from edgecls.sidecar import tool_versions
 

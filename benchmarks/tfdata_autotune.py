@@ -4,7 +4,7 @@ Keras opens a new iterator over the training data every epoch and over the valid
 every evaluation, and closes the old one. With autotuning on, closing sometimes waits for the
 autotuning thread's next wake-up, whose period doubles from 10 ms up to a minute: the longer an
 iterator lived, the longer the wait can be. edgecls' pipeline now turns autotuning off and sets
-its parallelism itself (``edgecls.train.pipeline.PARALLEL_CALLS``); this script measures both
+its parallelism itself (``edgecls.training.pipeline.PARALLEL_CALLS``); this script measures both
 settings of the same pipeline, interleaved, on random images:
 
 - close wait: iterators live for a set time, taking a batch per simulated training step (a sleep,
@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgecls.bench.harness import machine_info  # noqa: E402
+from edgecls.benchmarking.harness import machine_info  # noqa: E402
 from edgecls.sidecar import tool_versions  # noqa: E402
 
 # A close slower than this waited for the autotuning thread (an idle close takes a few ms).
@@ -49,7 +49,7 @@ def parse_args(argv=None):
 def pipelines(batch_size: int) -> dict:
     from edgecls.config import AugmentConfig
     from edgecls.tf import tf
-    from edgecls.train.pipeline import make_dataset
+    from edgecls.training.pipeline import make_dataset
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (8192, 32, 32, 3), dtype=np.uint8)

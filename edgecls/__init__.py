@@ -12,9 +12,6 @@ Example::
     True
 """
 
-import sys
-import types
-
 __version__ = "0.1.0"
 
 __all__ = ["train", "evaluate", "quantize", "prune", "export", "optimize", "predict", "bench", "bundle", "gradcam",
@@ -32,16 +29,3 @@ def __getattr__(name: str):
 
 def __dir__():
     return sorted([*globals(), *__all__])
-
-
-class _Package(types.ModuleType):
-    def __setattr__(self, name, value):
-        # Four API functions share their name with a subpackage (train, optimize, bench, report).
-        # Importing ``edgecls.train.trainer`` binds the subpackage here, which would hide
-        # ``edgecls.train()``; the subpackage stays reachable through imports (sys.modules).
-        if name in __all__ and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

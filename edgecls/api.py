@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edgecls.converters.calibration import DEFAULT_CALIBRATION
 from edgecls.errors import EdgeclsError
 from edgecls.results import (
     BundleResult,
@@ -36,12 +37,11 @@ from edgecls.results import (
 )
 
 if TYPE_CHECKING:  # imported by optimize() when called; the annotation is for readers and type checkers
-    from edgecls.optimize.search import OptimizeResult
+    from edgecls.searching.variant_search import OptimizeResult
 
 __all__ = ["train", "evaluate", "quantize", "prune", "export", "optimize", "predict", "bench", "bundle", "gradcam",
            "report", "list_models"]
 
-DEFAULT_CALIBRATION = 300  # edgecls.optimize.quantize.DEFAULT_CALIBRATION, kept importable without it
 
 
 def train(data=None, out=None, *, config=None, arch: str | None = None, img_size: int | None = None,
@@ -105,7 +105,7 @@ def train(data=None, out=None, *, config=None, arch: str | None = None, img_size
     if resume and (any(flags.values()) or overrides or not augment) and verbose:
         print("note: --resume continues with the run's own config.yaml; other flags are ignored", file=sys.stderr)
 
-    from edgecls.train.trainer import train as run_training
+    from edgecls.training.trainer import train as run_training
 
     done = run_training(run_config, Path(out), resume=resume, force=force, verbose=verbose, strategy=strategy)
     result = TrainResult(Path(done.run_dir), dict(done.metrics), float(done.train_seconds), int(done.epochs))
@@ -141,7 +141,7 @@ def evaluate(runs_or_models, data=None, out=None, *, tta: bool | int = False, ve
         >>> result.metrics["accuracy"], result.metrics["accuracy_without_tta"]  # doctest: +SKIP
         (0.84, 0.82)
     """
-    from edgecls.insight.evaluate import evaluate as run_evaluation
+    from edgecls.insight.evaluation import evaluate as run_evaluation
     from edgecls.insight.tta import DEFAULT_COUNT
 
     if isinstance(tta, bool) or tta is None:
@@ -178,7 +178,7 @@ def quantize(run, *, int8: bool | None = None, qat: bool = False, float16: bool 
         >>> records[0].path, records[0].accuracy  # doctest: +SKIP
         (PosixPath('runs/flowers/exports/int8.tflite'), 0.82)
     """
-    from edgecls.optimize.quantize import quantize_run
+    from edgecls.compression.quantization import quantize_run
 
     if int8 is None:
         int8 = not (qat or float16 or dynamic)
@@ -203,7 +203,7 @@ def export(run, formats: str | Iterable[str] = "tflite", *, int8: bool = False, 
         >>> [r.path.name for r in records]  # doctest: +SKIP
         ['float32.tflite', 'onnx_float32.onnx']
     """
-    from edgecls.optimize.export import export_run
+    from edgecls.converters.exports import export_run
 
     names = [formats] if isinstance(formats, str) else list(formats)
     names = [part.strip() for item in names for part in str(item).split(",") if part.strip()]
@@ -229,7 +229,7 @@ def prune(run, *, sparsity: float = 0.5, epochs: int = 3, lr: float = 1e-4, batc
         >>> result.path.name, round(result.report["overall_sparsity"], 2)  # doctest: +SKIP
         ('pruned.keras', 0.49)
     """
-    from edgecls.optimize.prune import prune_run
+    from edgecls.compression.pruning import prune_run
 
     report = prune_run(run, target=sparsity, epochs=epochs, lr=lr, batch_size=batch_size, for_xnnpack=for_xnnpack,
                        tensorboard=tensorboard, verbose=verbose)
@@ -272,7 +272,7 @@ def optimize(run, *, max_drop: float = 0.5, objective: str = "latency", runtime:
         >>> result.best_path, result.chosen["variant"]  # doctest: +SKIP
         (PosixPath('runs/flowers/exports/best.tflite'), 'int8')
     """
-    from edgecls.optimize.search import optimize_run
+    from edgecls.searching.variant_search import optimize_run
 
     result = optimize_run(run, max_drop=max_drop, objective=objective, runtime=runtime, time_budget=time_budget,
                           threads=threads, resume=resume, model=model, verbose=verbose)
@@ -296,7 +296,7 @@ def predict(model, images, *, top_k: int = 5, threads: int = 1) -> Records:
         {'index': 2, 'label': 'daisy', 'score': 0.91}
     """
     from edgecls.deploy.inputs import skipped_note
-    from edgecls.deploy.predict import predict_ensemble, predict_files
+    from edgecls.deploy.prediction import predict_ensemble, predict_files
 
     models = _paths(model)
     if not models:
@@ -332,8 +332,8 @@ def bench(models=(), *, data=None, runtime: str = "all", threads: int = 1, runs:
         >>> records[0]["latency_ms"]["p50"], records[0]["accuracy"]  # doctest: +SKIP
         (0.41, 0.82)
     """
-    from edgecls.bench.harness import bench as run_bench
-    from edgecls.bench.report import write_report
+    from edgecls.benchmarking.bench_files import write_report
+    from edgecls.benchmarking.harness import bench as run_bench
 
     targets = _paths(models)
     result = run_bench(targets, data=data, runtime=runtime, threads=threads, runs=runs, rounds=rounds, warmup=warmup,
@@ -358,7 +358,7 @@ def bundle(run, out, *, target: str = "pi", model=None, force: bool = False) -> 
         >>> sorted(result.files)[:2]  # doctest: +SKIP
         ['README.md', 'int8.json']
     """
-    from edgecls.deploy.bundle import bundle as build_bundle
+    from edgecls.deploy.bundling import bundle as build_bundle
 
     written = build_bundle(run, out=out, target=target, model=model, force=force)
     return BundleResult(Path(written), target, sorted(p.name for p in Path(written).iterdir()))
@@ -377,7 +377,7 @@ def gradcam(run_or_model, images, out, *, layer: str | None = None, verbose: int
         >>> result.records[0]["label"], result.records[0]["png"]  # doctest: +SKIP
         ('daisy', 'cams/photo_gradcam.png')
     """
-    from edgecls.insight.gradcam import gradcam as run_gradcam
+    from edgecls.insight.grad_cam import gradcam as run_gradcam
 
     made = run_gradcam(run_or_model, _paths(images), out, layer=layer, verbose=verbose)
     _refresh_report(run_or_model)
@@ -392,7 +392,7 @@ def report(run) -> Path:
         >>> edgecls.report("runs/flowers")  # doctest: +SKIP
         PosixPath('runs/flowers/report.html')
     """
-    from edgecls.report import build_report
+    from edgecls.html_report import build_report
 
     return Path(build_report(Path(run)))
 
@@ -445,9 +445,9 @@ def _refresh_report(*paths) -> None:
     if not runs:
         return
     try:
-        from edgecls.report import build_report
+        from edgecls.html_report import build_report
     except ImportError as err:
-        if err.name == "edgecls.report":  # absent (or not yet complete) in this installation
+        if err.name == "edgecls.html_report":  # absent (or not yet complete) in this installation
             return
         raise
     for run in runs:

@@ -70,7 +70,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
-    lookahead_every: int = 0  # >0: lookahead weight averaging every N steps (edgecls.train.lookahead)
+    lookahead_every: int = 0  # >0: lookahead weight averaging every N steps (edgecls.training.lookahead)
     bias_lr_scale: float = 1.0  # sgd only: BatchNorm offsets step this many times faster
     momentum: float = SGD_MOMENTUM  # sgd only (Nesterov)
     early_stopping_patience: int = 5  # 0 turns early stopping off

@@ -118,7 +118,7 @@ def _link_test_split(run_dir: Path, target: Path) -> Path:
     """The run's test images as class folders of symlinks (bench measures accuracy on a folder)."""
     from edgecls.config import load_run_config
     from edgecls.data.layout import find_dataset
-    from edgecls.train.data_prep import cache_root
+    from edgecls.training.data_prep import cache_root
 
     config = load_run_config(run_dir)
     d = config.data

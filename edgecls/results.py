@@ -11,9 +11,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from edgecls.optimize.exporting import ExportRecord
+from edgecls.converters.publishing import ExportRecord
 
-# OptimizeResult (edgecls.optimize.search's) is served by __getattr__ below, on first use.
+# OptimizeResult (edgecls.searching.variant_search's) is served by __getattr__ below, on first use.
 __all__ = ["BundleResult", "EvaluateResult", "ExportRecord", "GradcamResult", "PruneResult", "Records", "TrainResult",
            "jsonable"]
 
@@ -170,9 +170,9 @@ class Records(list):
 
 
 def __getattr__(name: str):
-    # OptimizeResult belongs to the optimize search (edgecls.optimize.search); imported on first use.
+    # OptimizeResult belongs to the optimize search (edgecls.searching.variant_search); imported on first use.
     if name == "OptimizeResult":
-        from edgecls.optimize.search import OptimizeResult
+        from edgecls.searching.variant_search import OptimizeResult
 
         return OptimizeResult
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

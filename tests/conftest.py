@@ -93,7 +93,7 @@ def trained_colour_run(tmp_path_factory) -> Path:
     it: take ``colour_run``, a copy per test module.
     """
     from edgecls.config import RunConfig
-    from edgecls.train.trainer import train
+    from edgecls.training.trainer import train
 
     root = tmp_path_factory.mktemp("colour-run")
     rng = np.random.default_rng(0)

@@ -36,7 +36,7 @@ runpy.run_path(script, run_name="__main__")
 
 
 def export_tflite(model, path: Path, variant: str, *, labels=LABELS, source_run=None, arch="tiny_cnn"):
-    from edgecls.optimize.tflite_convert import convert
+    from edgecls.converters.tflite_convert import convert
     from edgecls.sidecar import build_sidecar, write_sidecar
 
     size = int(model.input_shape[1])
@@ -56,7 +56,7 @@ def tiny_run(tmp_path_factory) -> Path:
     """A run folder with model.keras and int8/float32 TFLite exports (built once per session)."""
     if "run" not in _CACHE:
         from edgecls.models.modeling import build_model
-        from edgecls.train.callbacks import save_inference_model
+        from edgecls.training.callbacks import save_inference_model
 
         run = tmp_path_factory.mktemp("deploy") / "tinyrun"
         (run / "exports").mkdir(parents=True)

@@ -85,7 +85,7 @@ def check_train_step(built: Built, steps: int = 3) -> None:
 def check_save(built: Built, folder: Path) -> Path:
     """Saved as training saves it (weights and graph, no optimizer) and loaded back in this process."""
     from edgecls.models.model_files import load_keras_model
-    from edgecls.train.callbacks import save_inference_model
+    from edgecls.training.callbacks import save_inference_model
 
     path = Path(folder) / f"{built.name}.keras"
     save_inference_model(built.model, path)
@@ -140,8 +140,8 @@ def assert_integer_graph(info: dict) -> None:
 
 def check_int8_tflite(built: Built, folder: Path) -> tuple[Path, dict]:
     """Post-training int8: raw uint8 pixels in, uint8 logits out, nothing float between."""
-    from edgecls.optimize import tflite_convert
-    from edgecls.optimize.tflite_inspect import inspect_tflite
+    from edgecls.converters import tflite_convert
+    from edgecls.converters.tflite_inspect import inspect_tflite
 
     blob = tflite_convert.convert(built.model, "int8", calibration=images_for(built.size, 16, seed=1))
     info = inspect_tflite(blob)
@@ -156,8 +156,8 @@ def check_qat(built: Built):
 
     On the graph QAT trains in edgecls: the model's speed-rewritten equivalent, as PTQ converts it.
     """
-    from edgecls.optimize import tflite_convert
-    from edgecls.optimize.qat import quantize_aware_model
+    from edgecls.compression.qat import quantize_aware_model
+    from edgecls.converters import tflite_convert
 
     qat = quantize_aware_model(tflite_convert.int8_graph(built.model))
     # Training-mode calls let every fake-quant op learn a range (eager: no graph tracing to wait for).
@@ -168,8 +168,8 @@ def check_qat(built: Built):
 
 def check_qat_tflite(qat) -> None:
     """The quantization-aware model converts to a pure int8 graph."""
-    from edgecls.optimize import tflite_convert
-    from edgecls.optimize.tflite_inspect import inspect_tflite
+    from edgecls.converters import tflite_convert
+    from edgecls.converters.tflite_inspect import inspect_tflite
 
     assert_integer_graph(inspect_tflite(tflite_convert.convert_qat(qat)))
 
@@ -178,7 +178,7 @@ def check_onnx(built: Built, folder: Path) -> Path:
     """Float ONNX: checked by onnx, named input/output, dynamic batch, the same answers as Keras."""
     import onnx
 
-    from edgecls.optimize import onnx_export
+    from edgecls.converters import onnx_export
 
     path = onnx_export.export_onnx(built.model, Path(folder) / f"{built.name}.onnx")
     onnx.checker.check_model(str(path))
@@ -210,8 +210,8 @@ def check_tflite_sidecar(built: Built, path: Path, info: dict) -> None:
 
 def check_onnx_sidecar(built: Built, path: Path) -> None:
     """The ONNX sidecar, from the file's own graph, beside the file and embedded in it."""
+    from edgecls.converters import onnx_export
     from edgecls.deploy.runtimes import open_model
-    from edgecls.optimize import onnx_export
     from edgecls.sidecar import build_sidecar
 
     fields = onnx_export.onnx_sidecar_fields(path)
@@ -239,7 +239,7 @@ def _read_back(built: Built, path: Path) -> dict:
 
 def check_gradcam(built: Built) -> None:
     """Grad-CAM explains on the last convolution's feature map, with finite maps in [0, 1]."""
-    from edgecls.insight.gradcam import GradCam, find_target_layer
+    from edgecls.insight.grad_cam import GradCam, find_target_layer
     from edgecls.tf import keras
 
     model = built.model

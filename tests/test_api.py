@@ -18,7 +18,7 @@ NO_TENSORFLOW_PROBE = """
 import sys
 import edgecls
 functions = [getattr(edgecls, name) for name in edgecls.__all__]  # loads edgecls.api and its results
-import edgecls.cli, edgecls.cli_docs
+import edgecls.cli, edgecls.cli.docs
 sys.argv = ["edgecls", "--help"]
 try:
     edgecls.cli.main()
@@ -53,10 +53,10 @@ def test_every_public_name_is_documented_with_an_example():
 
 
 def test_subpackages_do_not_hide_the_functions_of_the_same_name():
-    import edgecls.bench.harness  # noqa: F401  (binds the subpackage in a plain package)
-    import edgecls.optimize.quantize  # noqa: F401
-    import edgecls.train.trainer  # noqa: F401
-    from edgecls.train import trainer
+    import edgecls.benchmarking.harness  # noqa: F401  (binds the subpackage in a plain package)
+    import edgecls.compression.quantization  # noqa: F401
+    import edgecls.training.trainer  # noqa: F401
+    from edgecls.training import trainer
 
     assert edgecls.train is api.train and edgecls.optimize is api.optimize and edgecls.bench is api.bench
     assert callable(trainer.train) and trainer.train is not api.train

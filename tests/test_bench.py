@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from deploy_helpers import assert_one_error_line, cli, load_pi_infer, tiny_run
 
-from edgecls.bench.harness import bench
+from edgecls.benchmarking.harness import bench
 from edgecls.data.images import load_image_array
 from edgecls.deploy.inputs import expand_inputs
 from edgecls.deploy.runtimes import open_model

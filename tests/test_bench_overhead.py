@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 from deploy_helpers import simple_cnn_int8
 
-from edgecls.bench.harness import bench
-from edgecls.bench.timing import bare_invoke_times
+from edgecls.benchmarking.harness import bench
+from edgecls.benchmarking.timing import bare_invoke_times
 
 ROUNDS = 5
 RUNS = 40

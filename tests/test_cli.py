@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edgecls.cli import main, upgrade_legacy_args
-from edgecls.cli_docs import commands
+from edgecls.cli.docs import commands
 
 COMMANDS = [name for name, _ in commands()]  # the real typer command list
 
@@ -78,7 +78,7 @@ def test_recipes_are_listed_with_their_purpose(capsys):
 
 
 def test_quiet_is_the_one_spelling_and_no_progress_a_hidden_alias(tmp_path, capsys):
-    from edgecls.cli_docs import help_text
+    from edgecls.cli.docs import help_text
 
     for name, command in commands():
         names = {opt for param in command.params for opt in getattr(param, "opts", [])}

@@ -10,8 +10,8 @@ import sys
 import pytest
 from deploy_helpers import LABELS, NO_TF_RUNNER, PI_INFER, assert_one_error_line, cli, tiny_run
 
-from edgecls.deploy.bundle import bundle
-from edgecls.deploy.predict import predict_files
+from edgecls.deploy.bundling import bundle
+from edgecls.deploy.prediction import predict_files
 
 CONTENTS = {"int8.tflite", "int8.json", "labels.txt", "pi_infer.py", "requirements-pi.txt", "README.md"}
 

@@ -11,7 +11,7 @@ import pytest
 from deploy_helpers import LABELS, assert_one_error_line, cli, cli_process_args, tiny_run
 
 from edgecls.deploy.inputs import expand_inputs
-from edgecls.deploy.predict import predict_files, top_k_records
+from edgecls.deploy.prediction import predict_files, top_k_records
 from edgecls.model_metadata import strip_tflite
 
 

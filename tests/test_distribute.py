@@ -11,9 +11,9 @@ import pytest
 from edgecls.config import RunConfig, precision_overrides
 from edgecls.errors import EdgeclsError
 from edgecls.tf import keras
-from edgecls.train.callbacks import RunCheckpointer
-from edgecls.train.distribute import make_distribution, read_tf_config
-from edgecls.train.trainer import train
+from edgecls.training.callbacks import RunCheckpointer
+from edgecls.training.distribute import make_distribution, read_tf_config
+from edgecls.training.trainer import train
 
 WORKERS = {"worker": ["10.0.0.1:2222", "10.0.0.2:2222"]}
 
@@ -135,11 +135,11 @@ def _interrupted_then_resumed(config, run, strategy):
 
 
 def test_mixed_precision_run_resumes_under_a_strategy_and_exports_like_float32(tmp_path, tiny_config):
-    from edgecls.optimize.exporting import keras_accuracy
-    from edgecls.optimize.onnx_export import check_parity, export_onnx
-    from edgecls.optimize.quantize import post_training_int8
-    from edgecls.optimize.run_context import load_run
-    from edgecls.optimize.tflite_inspect import inspect_tflite
+    from edgecls.compression.quantization import post_training_int8
+    from edgecls.converters.onnx_export import check_parity, export_onnx
+    from edgecls.converters.publishing import keras_accuracy
+    from edgecls.converters.tflite_inspect import inspect_tflite
+    from edgecls.training.run_context import load_run
 
     data = _colour_classes(tmp_path / "data", per_class=30)
     run = tmp_path / "run"
@@ -175,8 +175,8 @@ def test_mixed_precision_run_resumes_under_a_strategy_and_exports_like_float32(t
 
 
 def test_bfloat16_trains_and_saves_a_float32_model(tmp_path, make_images, tiny_config):
+    from edgecls.converters.onnx_export import check_parity, export_onnx
     from edgecls.models.model_files import load_keras_model
-    from edgecls.optimize.onnx_export import check_parity, export_onnx
 
     data = make_images(tmp_path / "data", per_class=10)
     result = train(tiny_config(data, epochs=1, precision="bfloat16"), tmp_path / "run", verbose=0)

@@ -16,7 +16,7 @@ from PIL import Image
 from edgecls.cli import main
 from edgecls.data.images import load_image_array
 from edgecls.errors import EdgeclsError
-from edgecls.insight.evaluate import evaluate
+from edgecls.insight.evaluation import evaluate
 from edgecls.insight.tta import apply_view, tta_views
 from edgecls.metrics import classification_metrics
 
@@ -42,8 +42,8 @@ def runs(tmp_path_factory):
     from edgecls.config import RunConfig
     from edgecls.models.model_files import load_keras_model
     from edgecls.models.modeling import build_model
-    from edgecls.train.callbacks import save_inference_model
-    from edgecls.train.trainer import train
+    from edgecls.training.callbacks import save_inference_model
+    from edgecls.training.trainer import train
 
     root = tmp_path_factory.mktemp("insight")
     config = RunConfig()
@@ -81,7 +81,7 @@ def decoded_test_images(runs, size):
 
 def probs_of(run, images):
     from edgecls.models.model_files import load_keras_model
-    from edgecls.train.pipeline import predict_probs
+    from edgecls.training.pipeline import predict_probs
 
     return predict_probs(load_keras_model(run / "model.keras"), images)
 
@@ -199,7 +199,7 @@ def test_gradcam_command_writes_a_png_per_image(runs, tmp_path, capsys):
 
 
 def test_predict_with_several_models_averages_their_probabilities(runs, capsys):
-    from edgecls.deploy.predict import predict_files
+    from edgecls.deploy.prediction import predict_files
 
     images = runs["test"] / "b"
     models = [runs["A"] / "model.keras", runs["C40"] / "model.keras"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgecls.errors import EdgeclsError
-from edgecls.insight.gradcam import GradCam, float32_twin, png_names
+from edgecls.insight.grad_cam import GradCam, float32_twin, png_names
 from edgecls.insight.overlay import blend, upsample
 from edgecls.tf import keras
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from edgecls.tf import keras
-from edgecls.train.lookahead import Lookahead
-from edgecls.train.schedules import make_optimizer
+from edgecls.training.lookahead import Lookahead
+from edgecls.training.schedules import make_optimizer
 
 
 @pytest.fixture(autouse=True)
@@ -63,7 +63,7 @@ def test_a_model_compiled_with_scaled_biases_saves_and_resumes(tmp_path):
 
 def test_bad_lookahead_and_bias_settings_are_clear_errors_before_any_data_work(tmp_path, tiny_config):
     from edgecls.errors import EdgeclsError
-    from edgecls.train.trainer import plan_phases
+    from edgecls.training.trainer import plan_phases
 
     with pytest.raises(EdgeclsError, match="sgd"):
         make_optimizer("adamw", 0.1, 0.0, bias_lr_scale=2.0)
@@ -100,8 +100,8 @@ def test_lookahead_does_nothing_at_the_start_of_its_ramp():
 
 
 def test_a_run_with_lookahead_and_scaled_biases_trains_to_the_end(tmp_path, make_images, tiny_config):
-    from edgecls.train.run_state import RunState
-    from edgecls.train.trainer import train
+    from edgecls.training.run_state import RunState
+    from edgecls.training.trainer import train
 
     data = make_images(tmp_path / "data", classes=("a", "b"), per_class=12)
     config = tiny_config(data, epochs=2, optimizer="sgd", lr=0.05, lookahead_every=2, bias_lr_scale=4.0)

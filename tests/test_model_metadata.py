@@ -20,7 +20,7 @@ import pytest
 from deploy_helpers import NO_TF_RUNNER, PI_INFER, assert_one_error_line, cli, load_pi_infer, tflite_runtime_214_python
 from PIL import Image
 
-from edgecls.deploy.predict import predict_files
+from edgecls.deploy.prediction import predict_files
 from edgecls.deploy.runtimes import open_model
 from edgecls.errors import ModelFileError
 from edgecls.model_metadata import ONNX_KEY, ZIP_LABELS, ZIP_SIDECAR, embed_tflite, strip_tflite, tflite_sidecar
@@ -35,8 +35,8 @@ EXPORTS = ("float32.tflite", "int8.tflite", "onnx_float32.onnx")
 def exported(tmp_path_factory):
     """A trained tiny_cnn run exported by ``export_run``: {file name: path in RUN/exports}."""
     from edgecls.config import RunConfig
-    from edgecls.optimize.export import export_run
-    from edgecls.train.trainer import train
+    from edgecls.converters.exports import export_run
+    from edgecls.training.trainer import train
 
     root = tmp_path_factory.mktemp("metadata")
     rng = np.random.default_rng(0)

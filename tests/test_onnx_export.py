@@ -16,10 +16,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from edgecls.converters import onnx_export
 from edgecls.errors import EdgeclsError
 from edgecls.models import get_model_spec
 from edgecls.models.modeling import build_model
-from edgecls.optimize import onnx_export
 from edgecls.tf import keras, tf
 
 SIZE = 32

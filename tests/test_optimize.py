@@ -9,12 +9,12 @@ import json
 import numpy as np
 import pytest
 
+from edgecls.compression.qat import quantize_aware_model
+from edgecls.converters import tflite_convert
+from edgecls.converters.tflite_inspect import inspect_tflite
 from edgecls.errors import EdgeclsError
 from edgecls.models import get_model_spec
 from edgecls.models.modeling import build_model
-from edgecls.optimize import tflite_convert
-from edgecls.optimize.qat import quantize_aware_model
-from edgecls.optimize.tflite_inspect import inspect_tflite
 from edgecls.tf import keras
 
 SIZE = 32
@@ -71,7 +71,7 @@ def trained_run(colour_run):
 
 
 def test_quantize_writes_variants_with_complete_sidecars(trained_run):
-    from edgecls.optimize.quantize import quantize_run
+    from edgecls.compression.quantization import quantize_run
 
     records = quantize_run(trained_run, int8=True, float16=True, dynamic=True, calibration=20, verbose=0)
     assert [r.variant for r in records] == ["float16", "dynamic", "int8"]
@@ -90,8 +90,8 @@ def test_quantize_writes_variants_with_complete_sidecars(trained_run):
 
 
 def test_int8_with_float_io_is_described_as_logits(trained_run):
+    from edgecls.compression.quantization import quantize_run
     from edgecls.deploy.runtimes import open_model
-    from edgecls.optimize.quantize import quantize_run
 
     (record,) = quantize_run(trained_run, int8=True, io="float", calibration=20, verbose=0)
     sidecar = json.loads(record.path.with_suffix(".json").read_text())
@@ -102,7 +102,7 @@ def test_int8_with_float_io_is_described_as_logits(trained_run):
 
 
 def test_qat_tflite_matches_the_qat_keras_model(trained_run):
-    from edgecls.optimize.quantize import quantize_run
+    from edgecls.compression.quantization import quantize_run
 
     (record,) = quantize_run(trained_run, qat=True, epochs=1, verbose=0)
     sidecar = json.loads(record.path.with_suffix(".json").read_text())
@@ -110,8 +110,8 @@ def test_qat_tflite_matches_the_qat_keras_model(trained_run):
 
 
 def test_pruning_reaches_its_sparsity_and_the_result_quantizes(trained_run):
-    from edgecls.optimize.prune import prune_run
-    from edgecls.optimize.quantize import quantize_run
+    from edgecls.compression.pruning import prune_run
+    from edgecls.compression.quantization import quantize_run
 
     report = prune_run(trained_run, target=0.5, epochs=2, verbose=0)
     pruned = {name: s for name, s in report["layer_sparsity"].items() if s > 0}
@@ -143,7 +143,7 @@ def _largest_kernel_sparsity(path) -> float:
 
 
 def test_tflite_and_onnx_variants_keep_separate_sidecars(trained_run):
-    from edgecls.optimize.export import export_run
+    from edgecls.converters.exports import export_run
 
     records = export_run(trained_run, formats=["tflite", "onnx"], int8=True, calibration=20, verbose=0)
     assert [r.path.name for r in records] == ["float32.tflite", "int8.tflite", "onnx_float32.onnx", "onnx_int8.onnx"]
@@ -155,7 +155,7 @@ def test_tflite_and_onnx_variants_keep_separate_sidecars(trained_run):
 
 
 def test_export_formats_and_errors(trained_run, tmp_path):
-    from edgecls.optimize.export import export_run
+    from edgecls.converters.exports import export_run
 
     records = export_run(trained_run, formats=["tflite", "saved_model"], verbose=0)
     assert [r.variant for r in records] == ["float32", "saved_model"]

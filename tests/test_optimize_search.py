@@ -9,8 +9,8 @@ import pytest
 from deploy_helpers import tflite_outputs
 
 from edgecls.errors import EdgeclsError
-from edgecls.optimize import leaderboard as board
-from edgecls.optimize.search import OptimizeResult, optimize_run, parse_duration
+from edgecls.searching import leaderboard as board
+from edgecls.searching.variant_search import OptimizeResult, optimize_run, parse_duration
 
 SIZE = 32
 CONTRACT_KEYS = {"variant", "format", "path", "val_accuracy", "test_accuracy", "latency_ms", "size_bytes",
@@ -132,7 +132,7 @@ def test_search_writes_leaderboard_plot_and_best_within_budget(searched, tiny_ru
 
 def test_candidates_are_scored_on_the_validation_split(searched, tiny_run):
     from edgecls.deploy.runtimes import open_model
-    from edgecls.optimize.run_context import load_run
+    from edgecls.training.run_context import load_run
 
     ctx = load_run(tiny_run, verbose=0)
     for record in searched.leaderboard[:4]:
@@ -175,7 +175,7 @@ def test_nothing_within_budget_still_writes_everything(run_copy, tmp_path):
 
 
 def test_interrupted_search_keeps_its_leaderboard_and_resume_skips_what_was_measured(run_copy, monkeypatch):
-    from edgecls.optimize import candidates
+    from edgecls.searching import candidates
 
     real_int8 = candidates.TfliteBuilder.int8
 
@@ -238,9 +238,10 @@ def test_a_folder_that_is_no_run_is_one_line(tmp_path):
 
 
 def test_calibrated_int8_tools():
+    from edgecls.compression import calibrated_int8
+    from edgecls.converters import tflite_convert
+    from edgecls.converters.tflite_inspect import inspect_tflite
     from edgecls.models.modeling import build_model
-    from edgecls.optimize import calibrated_int8, tflite_convert
-    from edgecls.optimize.tflite_inspect import inspect_tflite
 
     model = build_model("tiny_cnn", SIZE, 3, weights="none")
     images = np.random.default_rng(0).integers(0, 256, (12, SIZE, SIZE, 3)).astype(np.uint8)
@@ -266,7 +267,7 @@ def test_calibrated_int8_tools():
 
 
 def _ranges(calibrated) -> dict:
-    from edgecls.optimize.calibrated_int8 import _model_object
+    from edgecls.compression.calibrated_int8 import _model_object
 
     graph = _model_object(calibrated).subgraphs[0]
     return {t.name.decode(): (float(t.quantization.min[0]), float(t.quantization.max[0]))
@@ -278,9 +279,10 @@ def _ranges(calibrated) -> dict:
 
 
 def test_qat_model_before_its_first_step_scores_what_ptq_scores(tiny_run):
-    from edgecls.optimize import qat, tflite_convert
-    from edgecls.optimize.graph_rewrite import split_fused_activations
-    from edgecls.optimize.run_context import load_run
+    from edgecls.compression import qat
+    from edgecls.converters import tflite_convert
+    from edgecls.converters.graph_rewrite import split_fused_activations
+    from edgecls.training.run_context import load_run
 
     ctx = load_run(tiny_run, verbose=0)
     # The run holds 120 images, too few for a 0.5 pt comparison (one image is 0.8 pt): draw 1,200
@@ -309,9 +311,10 @@ def test_qat_model_before_its_first_step_scores_what_ptq_scores(tiny_run):
 
 
 def test_qat_keeps_batch_norm_statistics_frozen(tiny_run):
-    from edgecls.optimize import qat, tflite_convert
-    from edgecls.optimize.run_context import load_run
+    from edgecls.compression import qat
+    from edgecls.converters import tflite_convert
     from edgecls.tf import keras
+    from edgecls.training.run_context import load_run
 
     ctx = load_run(tiny_run, verbose=0)
     model = qat.quantize_aware_model(tflite_convert.logits_model(ctx.model))
@@ -329,8 +332,8 @@ def test_qat_keeps_batch_norm_statistics_frozen(tiny_run):
 
 
 def test_qat_that_lowers_validation_accuracy_hands_back_the_calibrated_start(tiny_run):
-    from edgecls.optimize import qat
-    from edgecls.optimize.run_context import load_run
+    from edgecls.compression import qat
+    from edgecls.training.run_context import load_run
 
     ctx = load_run(tiny_run, verbose=0)
     # A learning rate no one should use wrecks the model in one epoch; QAT must not ship that.

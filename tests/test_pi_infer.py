@@ -14,7 +14,7 @@ from deploy_helpers import NO_TF_RUNNER, PI_INFER, load_pi_infer, tflite_runtime
 from PIL import Image, TiffImagePlugin
 
 from edgecls.data.images import BadImage, load_image_array
-from edgecls.deploy.predict import predict_files
+from edgecls.deploy.prediction import predict_files
 from edgecls.model_metadata import strip_tflite
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 
 from edgecls.config import AugmentConfig
-from edgecls.train.pipeline import make_dataset
+from edgecls.training.pipeline import make_dataset
 
 
 def _arrays(count=20, size=16, classes=4):
@@ -33,7 +33,7 @@ def test_training_batches_are_shuffled_augmented_and_stay_in_pixel_range():
 
 def test_mixup_mixes_labels_exactly_as_it_mixes_images():
     from edgecls.tf import tf
-    from edgecls.train.pipeline import BatchAugmenter
+    from edgecls.training.pipeline import BatchAugmenter
 
     cfg = AugmentConfig(flip=False, rotation=0, zoom=0, translate=0, brightness=0, contrast=0, saturation=0,
                         mixup=1.0)
@@ -57,7 +57,7 @@ def test_mixup_mixes_labels_exactly_as_it_mixes_images():
 
 def test_pad_and_crop_shifts_each_image_by_whole_pixels_and_cutout_blanks_a_square():
     from edgecls.tf import tf
-    from edgecls.train.pipeline import BatchAugmenter
+    from edgecls.training.pipeline import BatchAugmenter
 
     off = dict(flip=False, rotation=0, zoom=0, translate=0, brightness=0, contrast=0, saturation=0)
     rng = np.random.default_rng(0)
@@ -121,7 +121,7 @@ def test_alternate_flips_without_flip_is_a_clear_error():
     import pytest
 
     from edgecls.errors import EdgeclsError
-    from edgecls.train.pipeline import check_augment_options
+    from edgecls.training.pipeline import check_augment_options
 
     with pytest.raises(EdgeclsError, match="alternate_flips needs augment.flip"):
         check_augment_options(AugmentConfig(flip=False, alternate_flips=True))

@@ -343,8 +343,8 @@ def _no_temp_files(folder: Path) -> bool:
 
 
 def test_an_export_failing_mid_write_leaves_the_previous_export_intact(hostile_run, monkeypatch):
-    from edgecls.optimize import exporting
-    from edgecls.optimize.export import export_run
+    from edgecls.converters import publishing as exporting
+    from edgecls.converters.exports import export_run
 
     run = hostile_run["run"]
     export_run(run, formats=["tflite"], verbose=0)
@@ -370,8 +370,8 @@ def test_an_export_failing_mid_write_leaves_the_previous_export_intact(hostile_r
 def test_an_onnx_export_failing_mid_write_leaves_the_previous_file_intact(tmp_path, monkeypatch):
     import onnx
 
+    from edgecls.converters import onnx_export
     from edgecls.models.modeling import build_model
-    from edgecls.optimize import onnx_export
 
     model = build_model("tiny_cnn", 32, 3, weights="none")
     target = onnx_export.export_onnx(model, tmp_path / "model.onnx")
@@ -393,7 +393,7 @@ def test_an_onnx_export_failing_mid_write_leaves_the_previous_file_intact(tmp_pa
 
 def test_a_model_save_failing_mid_write_leaves_the_previous_model_intact(hostile_run, tmp_path, monkeypatch):
     from edgecls.models.model_files import load_keras_model
-    from edgecls.train.callbacks import save_model
+    from edgecls.training.callbacks import save_model
 
     target = tmp_path / "model.keras"
     shutil.copy(hostile_run["run"] / "model.keras", target)

@@ -1,4 +1,4 @@
-"""Checks for edgecls.train.report against hand-computed values and real output files."""
+"""Checks for edgecls.training.evaluation_reports against hand-computed values and real output files."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from edgecls.metrics import classification_metrics
-from edgecls.train import report
-from edgecls.train.report import (
+from edgecls.training import evaluation_reports as report
+from edgecls.training.evaluation_reports import (
     format_report,
     plot_confusion_matrix,
     plot_history,
@@ -373,7 +373,7 @@ def test_gallery_none_when_all_correct(tmp_path):
 
 def test_module_imports_neither_tensorflow_nor_pyplot():
     code = (
-        "import sys, edgecls.train.report; "
+        "import sys, edgecls.training.evaluation_reports; "
         "bad = [m for m in ('tensorflow', 'matplotlib.pyplot') if m in sys.modules]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )

@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 
 from edgecls.errors import EdgeclsError
-from edgecls.report import build_report
+from edgecls.html_report import build_report
 from edgecls.run_folder import RunFolder
 
 PHONE_WIDTH = 390
@@ -37,7 +37,7 @@ def trained_run(tmp_path_factory) -> Path:
     benchmark and Grad-CAM, so every kind of section is on the page."""
     import edgecls
     from edgecls.config import RunConfig
-    from edgecls.train.trainer import train
+    from edgecls.training.trainer import train
 
     root = tmp_path_factory.mktemp("report-run")
     data = _write_images(root / "data")
@@ -180,7 +180,7 @@ def test_not_a_run_folder_is_one_clear_error(tmp_path):
 
 def test_optimize_leaderboard_and_pareto_plot(trained_run, tmp_path):
     """The leaderboard as edgecls optimize writes it (its own writer and plot), chosen row marked."""
-    from edgecls.optimize.leaderboard import choose, mark_budget, plot_pareto, val_drop_pt, write_leaderboard
+    from edgecls.searching.leaderboard import choose, mark_budget, plot_pareto, val_drop_pt, write_leaderboard
 
     run = _copy_run(trained_run, tmp_path / "run")
     out = RunFolder(run).optimize

@@ -3,11 +3,11 @@
 import numpy as np
 from deploy_helpers import tflite_outputs
 
+from edgecls.converters import tflite_convert
+from edgecls.converters.speed_rewrites import faster_equivalent
+from edgecls.converters.tflite_inspect import inspect_tflite
 from edgecls.models import get_model_spec
 from edgecls.models.modeling import build_model
-from edgecls.optimize import tflite_convert
-from edgecls.optimize.speed_rewrites import faster_equivalent
-from edgecls.optimize.tflite_inspect import inspect_tflite
 from edgecls.tf import keras, tf
 
 SIZE = 32

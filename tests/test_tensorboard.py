@@ -82,7 +82,7 @@ def test_no_tensorboard_writes_none_and_the_run_remembers(data, tmp_path, capsys
 
 def test_a_resumed_run_goes_on_logging_into_the_same_folder(data, tmp_path, capsys, monkeypatch):
     import edgecls
-    from edgecls.train import callbacks
+    from edgecls.training import callbacks
 
     class Killed(Exception):
         pass

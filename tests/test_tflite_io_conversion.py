@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 from deploy_helpers import tflite_outputs
 
+from edgecls.converters import tflite_convert
+from edgecls.converters.tflite_inspect import inspect_tflite
 from edgecls.models import get_model_spec
 from edgecls.models.modeling import build_model
-from edgecls.optimize import tflite_convert
-from edgecls.optimize.tflite_inspect import inspect_tflite
 
 SIZE = 32
 

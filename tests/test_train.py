@@ -11,7 +11,7 @@ import time
 import pytest
 
 from edgecls.errors import DataError, EdgeclsError
-from edgecls.train.trainer import prepare_run_dir, train
+from edgecls.training.trainer import prepare_run_dir, train
 
 RUN_FILES = ("config.yaml", "model.keras", "labels.txt", "history.csv", "metrics.json", "data_scan.json",
              "skipped_files.txt", "classification_report.txt", "classification_report.json", "misclassified.csv",

@@ -80,8 +80,8 @@ def test_training_sets_the_whitening_from_the_training_images_and_never_moves_it
     from PIL import Image
 
     from edgecls.models.model_files import load_keras_model
-    from edgecls.train.data_prep import prepare_data
-    from edgecls.train.trainer import train
+    from edgecls.training.data_prep import prepare_data
+    from edgecls.training.trainer import train
 
     images = _correlated_images(count=36, seed=1)
     for index, image in enumerate(images):

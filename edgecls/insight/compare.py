@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from edgecls.metrics import check_inputs, top1_accuracy, top_k_or_none
-from edgecls.train.report import save_figure
+from edgecls.training.evaluation_reports import save_figure
 
 
 def accuracy_row(name: str, kind: str, y, classes, plain, tta=None) -> dict:

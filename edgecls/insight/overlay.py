@@ -12,7 +12,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from PIL import Image
 
-from edgecls.train.report import save_figure
+from edgecls.training.evaluation_reports import save_figure
 
 # Small images (CIFAR's 32 px) are scaled up so the heatmap's gradations are visible; photos are
 # scaled down so a folder of them does not produce megabytes of PNG each.

@@ -1,0 +1,340 @@
+"""``edgecls bench``: latency, memory and accuracy of each model in each runtime that can run it.
+
+Per (model, runtime) row, in this order:
+  load      ``open_model`` timed (runtime libraries are imported before, so it is the model alone);
+  accuracy  top-1/top-5 on DIR's test images through ``Runtime.predict``, the same call predict uses;
+  latency   ``Runtime.invoke`` on one image prepared beforehand, after a warm-up, in R rounds: for
+            TFLite that is set_tensor + invoke + get_tensor and nothing else;
+  end-to-end  file → ``load_rgb`` → ``resize_rgb`` → prepare → invoke → softmax → arg-max, per file,
+            on a sample of DIR (preprocess_ms is the part before invoke);
+  memory    the peak resident set while the row ran (reset before it on Linux), and its growth.
+Exports are compared with their Keras reference: the share of images with the same top-1 label.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import json
+import os
+import platform
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgecls.benchmarking.device_rows import read_device_records
+from edgecls.benchmarking.targets import Target, reference_for, resolve_targets
+from edgecls.benchmarking.timing import current_rss_mb, latency_fields, peak_rss_mb, reset_peak_rss
+from edgecls.data.images import load_image_array
+from edgecls.deploy.runtimes import open_model
+from edgecls.errors import DataError, EdgeclsError
+from edgecls.metrics import top1_accuracy, top_k_or_none
+from edgecls.progress import PhasedProgress
+from edgecls.run_folder import EXPORTS, MODEL
+from edgecls.timing import interleaved_latency, percentiles_ms
+
+SCHEMA = "edgecls.bench/1"
+TEST_ONLY = {"train": 0.0, "val": 0.0, "test": 1.0}
+
+
+@dataclass
+class BenchResult:
+    records: list[dict]
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Data:
+    root: str
+    classes: list[str]
+    paths: list[str]
+    labels: list[int]
+    by_size: dict = field(default_factory=dict)  # (h, w) -> DecodedSplit
+    skipped: int = 0
+
+
+def bench(models=(), *, data=None, runtime: str = "all", threads: int = 1, runs: int = 50, rounds: int = 5,
+          warmup: int = 10, e2e_images: int = 50, reference=None, imports=(), progress: bool = True,
+          parity: bool | None = None) -> BenchResult:
+    """Benchmark ``models`` (files or run folders) on ``data``; add device rows from ``imports``.
+
+    ``parity`` (default: on for ``runtime`` all/keras or when ``reference`` is given) adds each
+    export's top-1 agreement with its Keras reference.
+    """
+    if threads < 1 or runs < 1 or rounds < 1 or warmup < 0 or e2e_images < 0:
+        raise EdgeclsError("--threads, --runs and --rounds must be at least 1; --warmup, --e2e-images at least 0")
+    notes: list[str] = []
+    records = [record for path in imports for record in read_device_records(path)]
+    if not models:
+        if not records:
+            raise EdgeclsError("give a MODEL (file or run folder) to benchmark, or --import a device bench file")
+        return BenchResult(records, notes)
+    targets = resolve_targets(models, runtime)
+    if data is None:
+        raise EdgeclsError("give --data DIR (class folders, or a dataset with a test/ folder) to measure accuracy on")
+    dataset = _find_test_images(data)
+    if parity is None:
+        parity = runtime in ("all", "keras") or reference is not None
+
+    predictions: dict[Path, dict[str, str]] = {}
+    host_rows: list = [None] * len(targets)
+    # Keras rows run last: TensorFlow, once imported, stays in the process and would inflate the
+    # memory of every row after it. The table keeps the order the models were given in.
+    order = sorted(range(len(targets)), key=lambda i: targets[i].runtime == "keras")
+    with PhasedProgress(enabled=progress) as bar:
+        for number, index in enumerate(order, start=1):
+            target = targets[index]
+            bar.start_row(f"[{number}/{len(targets)}] {display_name(target.path)} ({target.runtime})")
+            record, predicted = _bench_row(target, dataset, threads, runs, rounds, warmup, e2e_images, bar, notes)
+            predictions[target.path.resolve()] = predicted
+            host_rows[index] = record
+        if parity:
+            _add_agreement(targets, host_rows, predictions, dataset, reference, threads, bar, notes)
+    if dataset.skipped:
+        notes.append(f"note: {dataset.skipped} file(s) in {data} are not usable images and were left out")
+    return BenchResult(host_rows + records, notes)
+
+
+def _find_test_images(data) -> _Data:
+    from edgecls.data.layout import find_dataset
+
+    found = find_dataset(data, fractions=TEST_ONLY)
+    paths, labels = found.splits["test"]
+    if not paths:
+        raise DataError(f"no test images in {data}")
+    return _Data(str(data), list(found.classes), [os.fspath(p) for p in paths], list(labels))
+
+
+def _decoded(dataset: _Data, size, bar):
+    from edgecls.data.decode import decode_split, default_cache_root
+
+    size = (int(size[0]), int(size[1]))
+    if size not in dataset.by_size:
+        bar.phase(f"decoding {len(dataset.paths)} images at {size[0]}×{size[1]}")
+        split = decode_split(dataset.paths, dataset.labels, size, cache_root=default_cache_root(), progress=False)
+        if not split.paths:
+            raise DataError(f"none of the {len(dataset.paths)} files in {dataset.root} is a usable image")
+        dataset.by_size[size] = split
+        dataset.skipped = len(split.bad)
+    return dataset.by_size[size]
+
+
+def _bench_row(target: Target, dataset: _Data, threads, runs, rounds, warmup, e2e_images, bar, notes):
+    backend = _import_runtime(target.runtime)
+    hint = input_size_hint(target.path)
+    if hint is not None:  # decoded and paged in before the memory of the row is measured
+        _touch(_decoded(dataset, hint, bar).images)
+    gc.collect()
+    peak_reset = reset_peak_rss()
+    rss_before = current_rss_mb()
+    bar.phase("loading")
+    t0 = time.perf_counter()
+    model = open_model(target.path, threads=threads)
+    load_ms = (time.perf_counter() - t0) * 1e3
+
+    split = _decoded(dataset, model.input_size, bar)
+    label_of = _label_map(dataset.classes, model, notes)
+    bar.plan(len(split.paths) + warmup + runs * rounds + min(e2e_images, len(split.paths)))
+    bar.phase("accuracy")
+    probs = _predict_all(model, split.images, bar.advance)
+    y_true = np.asarray([label_of[c] for c in split.labels])
+    accuracy, top5 = top1_accuracy(y_true, probs), top_k_or_none(y_true, probs)
+
+    bar.phase("latency")
+    one = np.ascontiguousarray(split.images[:1])
+    prepared = model.prepare(one)
+    # partial, not a lambda: a C-level call adds the least to what is timed.
+    stats = interleaved_latency({"invoke": functools.partial(model.invoke, prepared)}, rounds=rounds, runs=runs,
+                                warmup=warmup, advance=bar.advance)["invoke"]
+
+    bar.phase("end-to-end")
+    sample = _spread_sample(split.paths, e2e_images)
+    pre_ns, e2e_ns = _end_to_end(model, sample, bar.advance)
+
+    peak = peak_rss_mb()
+    labels = model.labels
+    predicted = {path: labels[i] for path, i in zip(split.paths, probs.argmax(axis=1))}
+    sidecar = model.sidecar or {}
+    record = {
+        "schema": SCHEMA,
+        "model": str(target.path),
+        "name": display_name(target.path),
+        "variant": sidecar.get("variant") or ("float32" if target.runtime == "keras" else target.path.stem),
+        "format": target.path.suffix.lstrip("."),
+        "runtime": target.runtime,
+        "backend": backend,
+        "role": "reference" if target.is_reference else "export",
+        "source": "host",
+        **machine_info(),
+        "threads": int(threads),
+        "input_size": list(model.input_size),
+        "batch": 1,
+        "size_bytes": target.path.stat().st_size,
+        "load_ms": load_ms,
+        "peak_rss_mb": peak,
+        "rss_growth_mb": (peak - rss_before) if (peak is not None and rss_before is not None and peak_reset) else None,
+        **latency_fields(stats, runs=runs, warmup=warmup),
+        "preprocess_ms": percentiles_ms(pre_ns),
+        "end_to_end_ms": percentiles_ms(e2e_ns),
+        "data": dataset.root,
+        "images": len(split.paths),
+        "accuracy": accuracy,
+        "top5_accuracy": top5,
+        "agreement": None,
+        "reference": None,
+    }
+    del model, prepared
+    gc.collect()
+    return record, predicted
+
+
+def input_size_hint(path: Path):
+    """(height, width) from the sidecar or a .keras file's config, without loading the model."""
+    from edgecls.sidecar import read_sidecar
+
+    try:
+        shape = ((read_sidecar(path) or {}).get("input") or {}).get("shape")
+        if shape and all(isinstance(v, int) for v in shape[1:3]):
+            return int(shape[1]), int(shape[2])
+        if path.suffix == ".keras":
+            with zipfile.ZipFile(path) as archive:
+                config = json.loads(archive.read("config.json"))
+            for layer in config["config"]["layers"]:
+                if layer.get("class_name") == "InputLayer":
+                    layer_config = layer["config"]
+                    shape = layer_config.get("batch_input_shape") or layer_config.get("batch_shape")
+                    return int(shape[1]), int(shape[2])
+    except (OSError, ValueError, KeyError, TypeError, IndexError, zipfile.BadZipFile, EdgeclsError):
+        pass  # loading the model will say what is wrong with it
+    return None
+
+
+def _touch(images) -> None:
+    for start in range(0, len(images), 256):
+        np.asarray(images[start:start + 256]).max()
+
+
+def _import_runtime(runtime: str) -> str:
+    """Import the runtime's library up front (so load_ms is the model alone); say which one it is."""
+    from importlib import metadata
+
+    if runtime == "tflite":
+        from edgecls.deploy.litert import interpreter_class
+
+        _, module = interpreter_class()
+        package = {"ai_edge_litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime"}.get(module, module)
+        try:
+            return f"{module} {metadata.version(package)}"
+        except metadata.PackageNotFoundError:
+            return module
+    if runtime == "onnx":
+        import onnxruntime
+
+        return f"onnxruntime {onnxruntime.__version__}"
+    import edgecls.models.layers  # noqa: F401
+    from edgecls.tf import tf
+
+    return f"keras (tensorflow {tf.__version__})"
+
+
+def _label_map(classes, model, notes) -> list[int]:
+    """Dataset class index -> model output index, matched by name."""
+    labels = model.labels
+    missing = [c for c in classes if c not in labels]
+    if not missing:
+        return [labels.index(c) for c in classes]
+    if model.sidecar is None and len(classes) == len(labels):
+        notes.append(f"note: {model.path.name} has no labels; assuming its outputs follow the sorted class folders")
+        return list(range(len(classes)))
+    raise DataError(f"class '{missing[0]}' of the data is not among the labels of {model.path} "
+                    f"({', '.join(labels[:6])}{', ...' if len(labels) > 6 else ''})")
+
+
+def _predict_all(model, images, advance, chunk: int = 64) -> np.ndarray:
+    outputs = []
+    for start in range(0, len(images), chunk):
+        batch = np.ascontiguousarray(images[start:start + chunk])
+        outputs.append(model.predict(batch))
+        advance(len(batch))
+    return np.concatenate(outputs)
+
+
+def _spread_sample(paths, count: int) -> list[str]:
+    if count >= len(paths):
+        return list(paths)
+    return [paths[i] for i in np.linspace(0, len(paths) - 1, count).round().astype(int)]
+
+
+def _end_to_end(model, files, advance) -> tuple[np.ndarray, np.ndarray]:
+    size = model.input_size
+    clock = time.perf_counter_ns
+    pre = np.empty(len(files), dtype=np.int64)
+    total = np.empty(len(files), dtype=np.int64)
+    for i, name in enumerate(files):
+        t0 = clock()
+        prepared = model.prepare(load_image_array(name, size)[None])
+        t1 = clock()
+        int(model.finish(model.invoke(prepared)).argmax())
+        t2 = clock()
+        pre[i], total[i] = t1 - t0, t2 - t0
+    advance(len(files))
+    return pre, total
+
+
+def _add_agreement(targets, rows, predictions, dataset, explicit, threads, bar, notes) -> None:
+    for target, row in zip(targets, rows):
+        if target.is_reference:
+            continue
+        ref = reference_for(target.path, explicit)
+        if ref is None:
+            notes.append(f"note: no Keras reference found for {row['name']} (sidecar source_run, the run folder "
+                         "around exports/, or --reference): agreement not measured")
+            continue
+        key = ref.resolve()
+        if key not in predictions:
+            bar.start_row(f"reference {display_name(ref)} (keras)")
+            _import_runtime("keras")
+            model = open_model(ref, threads=threads)
+            split = _decoded(dataset, model.input_size, bar)
+            bar.plan(len(split.paths))
+            bar.phase("predicting")
+            probs = _predict_all(model, split.images, bar.advance)
+            predictions[key] = {p: model.labels[i] for p, i in zip(split.paths, probs.argmax(axis=1))}
+            del model
+        ours, theirs = predictions[target.path.resolve()], predictions[key]
+        common = [p for p in ours if p in theirs]
+        if common:
+            row["agreement"] = float(np.mean([ours[p] == theirs[p] for p in common]))
+            row["reference"] = str(ref)
+
+
+def display_name(path) -> str:
+    path = Path(path)
+    if path.parent.name == EXPORTS:
+        return f"{path.parent.parent.name}/{path.name}"
+    if path.name == MODEL and path.parent.name:
+        return f"{path.parent.name}/{path.name}"
+    return path.name
+
+
+def machine_info() -> dict:
+    """Where a measurement was made: machine type, host name, CPU model and Python version."""
+    return {"machine": platform.machine(), "host": platform.node(), "cpu": _cpu_name(),
+            "python": platform.python_version()}
+
+
+def _cpu_name() -> str | None:
+    for source, key in (("/proc/device-tree/model", None), ("/proc/cpuinfo", "model name")):
+        try:
+            text = Path(source).read_text(errors="replace")
+        except OSError:
+            continue
+        if key is None:
+            return text.strip("\x00\n ") or None
+        for line in text.splitlines():
+            if line.startswith(key):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or None

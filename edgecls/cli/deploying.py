@@ -1,0 +1,87 @@
+"""The ``predict``, ``bench`` and ``bundle`` commands: parse, call ``edgecls.api``, print."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from edgecls import api
+from edgecls.cli.options import Data, Force, Json, Model, NoProgress, Quiet, Threads, verbosity
+from edgecls.cli.output import emit_json, notes, stdout_to_stderr, wide_console
+
+
+def predict(
+    model: Path = typer.Argument(..., metavar="MODEL", help="A .tflite, .onnx or .keras model (sidecar .json beside it)."),
+    inputs: list[Path] = typer.Argument(..., metavar="[MODEL]... IMG_OR_DIR...",
+                                        help="More models first (an ensemble: mean of probabilities), then image "
+                                             "files and folders (searched recursively)."),
+    top_k: int = typer.Option(5, "--top-k", "-k", help="Classes reported per image."),
+    json_out: Json = False,
+    threads: Threads = 1,
+):
+    """Classify images: top-k labels and probabilities per image (several models: their mean)."""
+    from edgecls.deploy.prediction import format_records, split_models
+
+    more_models, images = split_models(inputs)
+    with stdout_to_stderr(json_out):
+        records = api.predict([model, *more_models], images, top_k=top_k, threads=threads)
+    notes(records.notes)
+    if json_out:
+        emit_json(records)
+    else:
+        for line in format_records(records):
+            typer.echo(line)
+
+
+def bench(
+    models: list[Path] | None = typer.Argument(None, metavar="[MODEL]...",
+                                                  help="Model files and/or run folders (model.keras + exports/)."),
+    runtime: str = typer.Option("all", "--runtime", "-r", help="tflite | onnx | keras | all (each model where it runs)."),
+    data: Data = None,
+    threads: Threads = 1,
+    runs: int = typer.Option(50, "--runs", help="Timed invocations per round."),
+    rounds: int = typer.Option(5, "--rounds", help="Rounds of --runs; the spread of their medians is reported."),
+    warmup: int = typer.Option(10, "--warmup", help="Untimed invocations first."),
+    e2e_images: int = typer.Option(50, "--e2e-images", help="Files timed end to end (decode → answer)."),
+    reference: Path | None = typer.Option(None, "--reference",
+                                             help="Keras model (or run folder) to measure top-1 agreement against."),
+    json_out: Json = False,
+    json_path: Path | None = typer.Option(None, "--json-out", help="Write the records as a JSON list to this file "
+                                                                    "(formerly --json FILE)."),
+    csv_path: Path | None = typer.Option(None, "--csv", help="Write the records as CSV."),
+    png_path: Path | None = typer.Option(None, "--png",
+                                            help="Accuracy-vs-latency plot (default: beside --json-out/--csv)."),
+    imports: list[Path] | None = typer.Option(None, "--import", help="Device rows from pi_infer.py --bench."),
+    quiet: Quiet = False,
+    no_progress: NoProgress = False,
+):
+    """Latency (p50/p90/p99), memory, size and accuracy of each model in each runtime."""
+    from edgecls.benchmarking.bench_files import table
+
+    with stdout_to_stderr(json_out):
+        records = api.bench(models or [], data=data, runtime=runtime, threads=threads, runs=runs, rounds=rounds,
+                            warmup=warmup, e2e_images=e2e_images, reference=reference, imports=imports or [],
+                            json_out=json_path, csv_out=csv_path, png_out=png_path,
+                            verbose=verbosity(quiet, no_progress))
+    notes(records.notes)
+    grid = table(records, title="edgecls bench: batch 1; p50/p90/p99 = model invocation alone")
+    # With --json the table is for the person watching: stderr, beside the progress.
+    wide_console(grid, stderr=json_out).print(grid)
+    for written in records.files:
+        typer.echo(f"wrote {written}", err=json_out)
+    if json_out:
+        emit_json(records)
+
+
+def bundle(
+    run: Path = typer.Argument(..., metavar="RUN", help="The run folder (with exports/)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Bundle folder to write."),
+    target: str = typer.Option("pi", "--target", help="Device: pi (Raspberry Pi, 64-bit OS)."),
+    model: Model = None,
+    force: Force = False,
+):
+    """A folder for the device: model, sidecar, labels, pi_infer.py, requirements and README (default model: RUN/exports/int8.tflite)."""
+    result = api.bundle(run, out, target=target, model=model, force=force)
+    typer.echo(f"bundle for {result.target} → {result.path}: {', '.join(result.files)}")
+    typer.echo(f"next: copy it to the Pi and follow {result.path / 'README.md'}")

@@ -1,1 +1,0 @@
-"""Compression and export: pruning, quantization-aware training, post-training quantization, TFLite, ONNX."""

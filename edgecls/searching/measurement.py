@@ -1,0 +1,199 @@
+"""Measuring the optimize search's candidates: timing, accuracy, sidecars, and the chosen copy.
+
+Latency comes from one interleaved loop (``edgecls.timing``): a quick pass as each candidate
+arrives, timed beside the float32 reference, and one pass over all candidates at the end, whose
+numbers the choice uses. Accuracy is measured through the deploy runtimes on the validation
+split (chosen on) and the test split (reported), exactly as a device would run the file.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgecls.errors import EdgeclsError
+from edgecls.metrics import top1_accuracy
+from edgecls.run_folder import RunFolder
+from edgecls.searching import leaderboard as board
+
+
+class Timer:
+    """Interleaved latency: a quick pass per new candidate beside float32, one over all at the end."""
+
+    def __init__(self, *, threads: int, rounds: int, runs: int, warmup: int, images: np.ndarray):
+        if rounds < 1 or runs < 1 or warmup < 0:
+            raise EdgeclsError("latency rounds and runs must be at least 1, warm-up at least 0")
+        self.threads, self.rounds, self.runs, self.warmup = threads, rounds, runs, warmup
+        self.image = np.asarray(images[:1])
+        self.calls: dict[str, object] = {}
+        self.reference: str | None = None
+
+    def add(self, variant: str, path: Path) -> None:
+        from edgecls.deploy.runtimes import open_model
+
+        runtime = open_model(path, threads=self.threads, quiet=True)
+        prepared = runtime.prepare(self.image)
+        self.calls[variant] = lambda: runtime.invoke(prepared)
+        if self.reference is None:
+            self.reference = variant
+
+    def quick(self, variant: str) -> tuple[float, float | None]:
+        """(this candidate's latency, its ratio to the reference's), timed side by side; provisional."""
+        from edgecls.timing import interleaved_latency
+
+        names = list(dict.fromkeys(n for n in (self.reference, variant) if n is not None))
+        timed = interleaved_latency({n: self.calls[n] for n in names}, rounds=max(2, self.rounds // 2),
+                                    runs=self.runs, warmup=self.warmup)
+        mine = timed[variant]["median_ms"]
+        return mine, mine / timed[self.reference]["median_ms"] if timed[self.reference]["median_ms"] else None
+
+    def final(self, records: list[dict], *, enabled: bool) -> None:
+        """Time every candidate again, all in one interleaved loop: the latencies the choice uses."""
+        from edgecls.progress import progress_bar
+        from edgecls.timing import interleaved_latency
+
+        names = [r["variant"] for r in records if r["variant"] in self.calls]
+        if not names:
+            return
+        total = len(names) * (self.warmup + self.rounds * self.runs)
+        with progress_bar(f"timing {len(names)} candidates, interleaved", total, enabled=enabled) as advance:
+            timed = interleaved_latency({n: self.calls[n] for n in names}, rounds=self.rounds, runs=self.runs,
+                                        warmup=self.warmup, advance=advance)
+        reference = {r["format"]: timed[r["variant"]]["median_ms"] for r in records
+                     if r["family"] in ("float32", "onnx_float32") and r["variant"] in timed}
+        for record in records:
+            if record["variant"] not in timed:
+                continue
+            entry = timed[record["variant"]]
+            record["latency_ms"] = entry["median_ms"]
+            record["latency_p90_ms"] = entry["latency_ms"]["p90"]
+            record["latency_spread_pct"] = entry["spread_pct"]
+            float_ms = reference.get(record["format"])
+            record["latency_vs_float32"] = entry["median_ms"] / float_ms if float_ms else None
+            record["latency_measured"] = f"interleaved over {len(names)} candidates, {self.rounds}×{self.runs} runs"
+
+
+class Measurer:
+    """Builds (or, resuming, reuses) a candidate's file, then measures and describes it."""
+
+    def __init__(self, ctx, out_dir: Path, timer: Timer, *, float_val: float, float_test: float, sha: str):
+        self.ctx, self.out_dir, self.timer = ctx, out_dir, timer
+        self.float_val, self.float_test, self.sha = float_val, float_test, sha
+
+    def __call__(self, candidate, previous: dict | None, state) -> dict:
+        """``state``: the search's SearchState, which keeps each candidate's validation probabilities."""
+        from edgecls.deploy.runtimes import open_model
+
+        path = self.out_dir / f"{candidate.variant}{candidate.suffix}"
+        if previous is not None and previous.get("settings") == plain(candidate.settings):
+            record = dict(previous, resumed=True, chosen=False)
+            runtime = open_model(path, quiet=True)
+            state.val_probs[candidate.variant] = runtime.predict(self.ctx.val_images)
+            self.timer.add(candidate.variant, path)
+            return record
+        started = time.monotonic()
+        extra = candidate.write(path) or {}
+        build_seconds = time.monotonic() - started
+        runtime = open_model(path, quiet=True)
+        val_probs = runtime.predict(self.ctx.val_images)
+        test_probs = runtime.predict(self.ctx.test_images)
+        state.val_probs[candidate.variant] = val_probs
+        val = top1_accuracy(self.ctx.val_labels, val_probs)
+        test = top1_accuracy(self.ctx.test_labels, test_probs)
+        accuracy = {"top1": test, "split": "test", "num_samples": int(len(self.ctx.test_labels)),
+                    "float_top1": self.float_test, "val_top1": val, "float_val_top1": self.float_val,
+                    "val_samples": int(len(self.ctx.val_labels))}
+        described = _describe(self.ctx, candidate, path, accuracy, extra)
+        from edgecls.sidecar import file_sizes
+
+        size = file_sizes(path)
+        self.timer.add(candidate.variant, path)
+        latency, ratio = self.timer.quick(candidate.variant)
+        return {
+            "variant": candidate.variant, "format": candidate.fmt, "family": candidate.family, "path": str(path),
+            "val_accuracy": val, "test_accuracy": test,
+            "val_drop_pt": board.val_drop_pt(val, self.float_val),
+            "test_drop_pt": board.val_drop_pt(test, self.float_test),
+            "latency_ms": latency, "latency_vs_float32": ratio,
+            "size_bytes": size["bytes"], "gzip_bytes": size["gzip_bytes"],
+            "partitions": described["partitions"], "float_ops": described["float_ops"],
+            "integer": described["integer"], "within_budget": False, "chosen": False,
+            "build_seconds": round(build_seconds, 2), "settings": plain(candidate.settings),
+            "notes": described["notes"], "source_sha256": self.sha,
+        }
+
+
+def plain(settings: dict) -> dict:
+    return json.loads(json.dumps(settings, default=str))
+
+
+def _describe(ctx, candidate, path: Path, accuracy: dict, extra: dict) -> dict:
+    """Write the candidate's sidecar; returns partitions, float-op count, integer or not, notes."""
+    from edgecls.sidecar import build_sidecar, write_sidecar
+
+    optimize = {"family": candidate.family, "settings": plain(candidate.settings), **extra}
+    if candidate.fmt == "tflite":
+        from edgecls.converters.tflite_inspect import inspect_tflite
+
+        info = inspect_tflite(path.read_bytes())
+        sidecar = build_sidecar(
+            model_file=path, fmt="tflite", variant=candidate.variant, labels=ctx.labels,
+            architecture=ctx.config.model.arch, img_size=ctx.img_size, input_dtype=info["input"]["dtype"],
+            input_quant=(info["input"]["scale"], info["input"]["zero_point"]),
+            output_kind="probabilities" if info["ops"].get("SOFTMAX") else "logits",
+            output_dtype=info["output"]["dtype"], output_quant=(info["output"]["scale"], info["output"]["zero_point"]),
+            source_run=ctx.run_dir.resolve(), accuracy=accuracy,
+            extra={"tflite": {k: info[k] for k in ("ops", "float_ops", "xnnpack_partitions")}, "optimize": optimize})
+        write_sidecar(path, sidecar)
+        integer = info["input"]["dtype"] in ("uint8", "int8")
+        notes = []
+        if integer and info["float_ops"]:
+            notes.append(f"float ops: {', '.join(sorted(set(info['float_ops'])))}")
+        if candidate.settings.get("float_ops"):
+            notes.append(f"{len(candidate.settings['float_ops'])} op(s) kept float")
+        return {"partitions": info["xnnpack_partitions"], "float_ops": len(info["float_ops"]) if integer else None,
+                "integer": integer, "notes": "; ".join(notes)}
+    from edgecls.converters.onnx_metadata import integer_op_types, load_onnx, onnx_sidecar_fields, write_onnx_sidecar
+
+    fields = onnx_sidecar_fields(path)
+    fields["variant"] = candidate.variant
+    sidecar = build_sidecar(model_file=path, labels=ctx.labels, architecture=ctx.config.model.arch,
+                            source_run=ctx.run_dir.resolve(), accuracy=accuracy, **fields)
+    sidecar["optimize"] = optimize
+    write_onnx_sidecar(path, sidecar)
+    integer = bool(integer_op_types(load_onnx(path)))
+    return {"partitions": None, "float_ops": None, "integer": integer, "notes": ""}
+
+
+def publish_best(folder: RunFolder, chosen: dict | None, runtime: str, *, objective: str, max_drop: float,
+                  float_val: float, threads: int) -> Path | None:
+    """Copy the chosen file to exports/best.<ext> with best.json saying why; None when nothing fits."""
+    from edgecls.fsutil import atomic_path
+    from edgecls.sidecar import read_sidecar, sidecar_path, write_sidecar
+
+    suffix = ".tflite" if runtime == "tflite" else ".onnx"
+    target = folder.exports / f"best{suffix}"
+    if chosen is None:
+        # A best model left by an earlier search would now be a claim this search did not make.
+        previous = read_sidecar(target) if target.is_file() and sidecar_path(target).is_file() else None
+        if previous and previous.get("model_file") == target.name and "optimize" in previous:
+            target.unlink()
+            sidecar_path(target).unlink()
+        return None
+    source = Path(chosen["path"])
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
+    sidecar = read_sidecar(source) or {}
+    why = (f"the {'fastest' if objective == 'latency' else 'smallest (gzip)'} candidate whose validation top-1 "
+           f"is within {max_drop:g} pt (absolute) of the float model's {float_val:.4f}")
+    sidecar.update(model_file=target.name, optimize={
+        **sidecar.get("optimize", {}), "chosen": chosen["variant"], "why": why, "objective": objective,
+        "max_drop_pt": max_drop, "val_drop_pt": chosen["val_drop_pt"], "val_accuracy": chosen["val_accuracy"],
+        "test_accuracy": chosen["test_accuracy"], "latency_ms": chosen["latency_ms"], "threads": threads,
+        "gzip_bytes": chosen["gzip_bytes"], "leaderboard": str(folder.optimize / "leaderboard.json")})
+    write_sidecar(target, sidecar)  # embeds this sidecar, the why included, in best.* itself
+    return target
