@@ -35,6 +35,7 @@ from edgecls.results import (
     Records,
     TrainResult,
 )
+from edgecls.training.fine_tune import DEFAULT_OPTIMIZER
 
 if TYPE_CHECKING:  # imported by optimize() when called; the annotation is for readers and type checkers
     from edgecls.searching.variant_search import OptimizeResult
@@ -158,14 +159,16 @@ def evaluate(runs_or_models, data=None, out=None, *, tta: bool | int = False, ve
 
 
 def quantize(run, *, int8: bool | None = None, qat: bool = False, float16: bool = False, dynamic: bool = False,
-             io: str = "uint8", calibration: int = DEFAULT_CALIBRATION, epochs: int = 3, lr: float = 1e-4,
+             io: str = "uint8", calibration: int = DEFAULT_CALIBRATION, epochs: int = 3, lr: float | None = None,
              batch_size: int | None = None, model=None, preserve_sparsity: bool = False,
-             tensorboard: bool | None = None, verbose: int = 1) -> list[ExportRecord]:
+             optimizer: str = DEFAULT_OPTIMIZER, tensorboard: bool | None = None, verbose: int = 1) -> list[ExportRecord]:
     """Quantize a run's model to TFLite; returns one :class:`~edgecls.results.ExportRecord` per file written.
 
     ``int8`` (the default when no other variant is asked for) is full-integer post-training int8
     calibrated on ``calibration`` training images; ``qat`` trains quantization-aware for
-    ``epochs`` at ``lr``, then converts to int8; ``float16`` and ``dynamic`` are the other
+    ``epochs`` with ``optimizer`` at ``lr``, then converts to int8 (``optimizer``: ``"adam"``, or
+    ``"recipe"``, the run's own optimizer; ``lr`` None: 1e-4 for Adam, the rate the recipe's
+    schedule ended at for the recipe; the sidecar's ``qat`` records both); ``float16`` and ``dynamic`` are the other
     post-training variants. ``io`` is the int8 model's input/output type (uint8, int8, float).
     ``model`` quantizes another model of the run (e.g. ``exports/pruned.keras``). Files land in
     ``RUN/exports/<variant>.tflite`` with a sidecar ``<variant>.json``; each record holds the
@@ -184,7 +187,8 @@ def quantize(run, *, int8: bool | None = None, qat: bool = False, float16: bool 
         int8 = not (qat or float16 or dynamic)
     records = quantize_run(run, int8=int8, qat=qat, float16=float16, dynamic=dynamic, io=io, calibration=calibration,
                            epochs=epochs, lr=lr, batch_size=batch_size, model=model,
-                           preserve_sparsity=preserve_sparsity, tensorboard=tensorboard, verbose=verbose)
+                           preserve_sparsity=preserve_sparsity, optimizer=optimizer, tensorboard=tensorboard,
+                           verbose=verbose)
     _refresh_report(run)
     return list(records)
 
@@ -213,13 +217,15 @@ def export(run, formats: str | Iterable[str] = "tflite", *, int8: bool = False, 
     return list(records)
 
 
-def prune(run, *, sparsity: float = 0.5, epochs: int = 3, lr: float = 1e-4, batch_size: int | None = None,
-          for_xnnpack: bool = False, tensorboard: bool | None = None, verbose: int = 1) -> PruneResult:
+def prune(run, *, sparsity: float = 0.5, epochs: int = 3, lr: float | None = None, batch_size: int | None = None,
+          for_xnnpack: bool = False, optimizer: str = DEFAULT_OPTIMIZER, tensorboard: bool | None = None,
+          verbose: int = 1) -> PruneResult:
     """Magnitude-prune a run's model to ``sparsity`` while fine-tuning ``epochs``; returns the pruned model.
 
     Writes ``RUN/exports/pruned.keras`` (quantize it with ``quantize(run, model="exports/pruned.keras")``),
     ``pruned_float32.tflite`` and ``pruning_report.json``. ``for_xnnpack`` prunes only the 1x1
     convolutions XNNPACK's sparse inference accelerates and measures the sparse model's speed.
+    ``optimizer`` and ``lr`` fine-tune as in :func:`quantize` (recorded in the report and sidecars).
     The fine-tuning logs to ``RUN/tensorboard/prune`` unless ``tensorboard`` is False (None: as
     the run was trained).
 
@@ -232,7 +238,7 @@ def prune(run, *, sparsity: float = 0.5, epochs: int = 3, lr: float = 1e-4, batc
     from edgecls.compression.pruning import prune_run
 
     report = prune_run(run, target=sparsity, epochs=epochs, lr=lr, batch_size=batch_size, for_xnnpack=for_xnnpack,
-                       tensorboard=tensorboard, verbose=verbose)
+                       optimizer=optimizer, tensorboard=tensorboard, verbose=verbose)
     exports = Path(run) / "exports"
     latency = report.get("latency_ms") or {}
     tflite_notes = (f"dense {latency['dense_float32']:.2f} ms → sparse {latency['pruned_sparse_float32']:.2f} ms"

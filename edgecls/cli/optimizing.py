@@ -9,6 +9,7 @@ from edgecls.cli.options import (
     BatchSize,
     Calibration,
     Epochs,
+    FineTuneOptimizer,
     Json,
     Lr,
     Model,
@@ -35,7 +36,8 @@ def quantize(
     io: str = typer.Option("uint8", "--io", help="int8 model input/output type: uint8 | int8 | float."),
     calibration: Calibration = api.DEFAULT_CALIBRATION,
     epochs: Epochs = 3,
-    lr: Lr = 1e-4,
+    lr: Lr = None,
+    optimizer: FineTuneOptimizer = api.DEFAULT_OPTIMIZER,
     batch_size: BatchSize = None,
     model: Model = None,
     preserve_sparsity: bool = typer.Option(False, "--preserve-sparsity",
@@ -50,7 +52,8 @@ def quantize(
     with stdout_to_stderr(json_out):
         records = api.quantize(run, int8=int8, qat=qat, float16=float16, dynamic=dynamic, io=io,
                                calibration=calibration, epochs=epochs, lr=lr, batch_size=batch_size, model=model,
-                               preserve_sparsity=preserve_sparsity, tensorboard=tensorboard_choice(no_tensorboard),
+                               preserve_sparsity=preserve_sparsity, optimizer=optimizer,
+                               tensorboard=tensorboard_choice(no_tensorboard),
                                verbose=verbosity(quiet, no_progress))
     _print_records(records, json_out, quiet or no_progress)
 
@@ -77,7 +80,8 @@ def prune(
     run: RunArg,
     sparsity: float = typer.Option(0.5, help="Target fraction of zero weights."),
     epochs: Epochs = 3,
-    lr: Lr = 1e-4,
+    lr: Lr = None,
+    optimizer: FineTuneOptimizer = api.DEFAULT_OPTIMIZER,
     batch_size: BatchSize = None,
     for_xnnpack: bool = typer.Option(False, "--for-xnnpack", help="Prune for XNNPACK sparse inference; export sparse fp32."),
     no_tensorboard: NoTensorboard = False,
@@ -88,7 +92,7 @@ def prune(
     """Magnitude-prune a run; writes exports/pruned.keras, a pruned TFLite and the sparsity report."""
     with stdout_to_stderr(json_out):
         result = api.prune(run, sparsity=sparsity, epochs=epochs, lr=lr, batch_size=batch_size,
-                           for_xnnpack=for_xnnpack, tensorboard=tensorboard_choice(no_tensorboard),
+                           for_xnnpack=for_xnnpack, optimizer=optimizer, tensorboard=tensorboard_choice(no_tensorboard),
                            verbose=verbosity(quiet, no_progress))
     _print_records(result, json_out, quiet or no_progress)
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from edgecls.fsutil import atomic_path
+from edgecls.training.fine_tune import DEFAULT_OPTIMIZER, check_optimizer, default_lr
 
 # Mixed int8/float keeps some float weights and runs some ops in float: never smaller or faster
 # than the all-int8 graph. Pruned int8 runs the dense int8 graph (XNNPACK has no sparse int8).
@@ -58,10 +59,12 @@ def _single(candidate: Candidate) -> Callable[[object], Iterator[Candidate]]:
 class TfliteBuilder:
     """Makes the TFLite candidates of one source model, sharing calibrations between them."""
 
-    def __init__(self, ctx, *, calibration: int = 300, lr: float = 1e-4):
+    def __init__(self, ctx, *, calibration: int = 300, lr: float | None = None, optimizer: str = DEFAULT_OPTIMIZER):
         self.ctx = ctx
         self.calibration = calibration
-        self.lr = lr
+        # QAT and pruning fine-tune through edgecls.training.fine_tune with this optimizer and rate
+        self.optimizer = check_optimizer(optimizer)
+        self.lr = default_lr(self.optimizer, ctx.config) if lr is None else lr
         self._calibrated: dict[tuple, bytes] = {}
 
     def images(self, count: int):
@@ -96,18 +99,18 @@ class TfliteBuilder:
         from edgecls.converters import tflite_convert
 
         model, keras_top1, selection = train_quantization_aware(self.ctx, epochs=epochs, lr=self.lr, batch_size=None,
-                                                                verbose=0)
-        return tflite_convert.convert_qat(model), {"qat": {"epochs": epochs, "lr": self.lr, "keras_test_top1": keras_top1,
+                                                                optimizer=self.optimizer, verbose=0)
+        return tflite_convert.convert_qat(model), {"qat": {"epochs": epochs, "keras_test_top1": keras_top1,
                                                            **selection}}
 
     def pruned_int8(self, target: float, epochs: int) -> tuple[bytes, dict]:
         from edgecls.compression import calibrated_int8
         from edgecls.compression.prune_finetune import pruned_model
 
-        model, achieved = pruned_model(self.ctx, target, epochs=epochs, lr=self.lr)
+        model, achieved, tuning = pruned_model(self.ctx, target, epochs=epochs, lr=self.lr, optimizer=self.optimizer)
         calibrated = calibrated_int8.calibrate(model, self.images(self.calibration))
-        return calibrated_int8.quantize_calibrated(calibrated), {"pruning": {"target": target,
-                                                                            "sparsity": achieved, "epochs": epochs}}
+        return calibrated_int8.quantize_calibrated(calibrated), {"pruning": {"target": target, "sparsity": achieved,
+                                                                            "epochs": epochs, **tuning}}
 
 
 def tflite_steps(builder: TfliteBuilder, objective: str, *, qat_epochs: int = 1, prune_levels=(0.5, 0.75),
