@@ -13,6 +13,7 @@ import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from edgecls import formats
 from edgecls.fsutil import atomic_path
 from edgecls.training.fine_tune import DEFAULT_OPTIMIZER, check_optimizer, default_lr
 
@@ -25,13 +26,13 @@ INT8 = "int8"
 class Candidate:
     variant: str
     family: str
-    fmt: str  # "tflite" | "onnx"
+    fmt: str  # a format of edgecls.formats with search_steps: "tflite" | "onnx"
     settings: dict
     write: Callable[[Path], dict | None]  # writes the model file; may return extra sidecar fields
 
     @property
     def suffix(self) -> str:
-        return ".tflite" if self.fmt == "tflite" else ".onnx"
+        return formats.FORMATS[self.fmt].suffix
 
 
 @dataclasses.dataclass
@@ -111,6 +112,17 @@ class TfliteBuilder:
         calibrated = calibrated_int8.calibrate(model, self.images(self.calibration))
         return calibrated_int8.quantize_calibrated(calibrated), {"pruning": {"target": target, "sparsity": achieved,
                                                                             "epochs": epochs, **tuning}}
+
+
+def tflite_candidates(ctx, *, objective: str, calibration: int, qat_epochs: int, prune_epochs: int) -> list[Step]:
+    """``edgecls optimize --runtime tflite``'s steps (the formats table's ``search_steps``)."""
+    return tflite_steps(TfliteBuilder(ctx, calibration=calibration), objective, qat_epochs=qat_epochs,
+                        prune_epochs=prune_epochs)
+
+
+def onnx_candidates(ctx, *, objective: str, calibration: int, qat_epochs: int, prune_epochs: int) -> list[Step]:
+    """``edgecls optimize --runtime onnx``'s steps: no fine-tuning, so the same for either objective."""
+    return onnx_steps(ctx, calibration=calibration)
 
 
 def tflite_steps(builder: TfliteBuilder, objective: str, *, qat_epochs: int = 1, prune_levels=(0.5, 0.75),
