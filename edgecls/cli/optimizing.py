@@ -37,7 +37,7 @@ def quantize(
     calibration: Calibration = api.DEFAULT_CALIBRATION,
     epochs: Epochs = 3,
     lr: Lr = None,
-    optimizer: FineTuneOptimizer = api.DEFAULT_OPTIMIZER,
+    fine_tune_optimizer: FineTuneOptimizer = api.DEFAULT_FINE_TUNE_OPTIMIZER,
     batch_size: BatchSize = None,
     model: Model = None,
     preserve_sparsity: bool = typer.Option(False, "--preserve-sparsity",
@@ -52,7 +52,7 @@ def quantize(
     with stdout_to_stderr(json_out):
         records = api.quantize(run, int8=int8, qat=qat, float16=float16, dynamic=dynamic, io=io,
                                calibration=calibration, epochs=epochs, lr=lr, batch_size=batch_size, model=model,
-                               preserve_sparsity=preserve_sparsity, optimizer=optimizer,
+                               preserve_sparsity=preserve_sparsity, fine_tune_optimizer=fine_tune_optimizer,
                                tensorboard=tensorboard_choice(no_tensorboard),
                                verbose=verbosity(quiet, no_progress))
     _print_records(records, json_out, quiet or no_progress)
@@ -81,7 +81,7 @@ def prune(
     sparsity: float = typer.Option(0.5, help="Target fraction of zero weights."),
     epochs: Epochs = 3,
     lr: Lr = None,
-    optimizer: FineTuneOptimizer = api.DEFAULT_OPTIMIZER,
+    fine_tune_optimizer: FineTuneOptimizer = api.DEFAULT_FINE_TUNE_OPTIMIZER,
     batch_size: BatchSize = None,
     for_xnnpack: bool = typer.Option(False, "--for-xnnpack", help="Prune for XNNPACK sparse inference; export sparse fp32."),
     no_tensorboard: NoTensorboard = False,
@@ -92,7 +92,8 @@ def prune(
     """Magnitude-prune a run; writes exports/pruned.keras, a pruned TFLite and the sparsity report."""
     with stdout_to_stderr(json_out):
         result = api.prune(run, sparsity=sparsity, epochs=epochs, lr=lr, batch_size=batch_size,
-                           for_xnnpack=for_xnnpack, optimizer=optimizer, tensorboard=tensorboard_choice(no_tensorboard),
+                           for_xnnpack=for_xnnpack, fine_tune_optimizer=fine_tune_optimizer,
+                           tensorboard=tensorboard_choice(no_tensorboard),
                            verbose=verbosity(quiet, no_progress))
     _print_records(result, json_out, quiet or no_progress)
 
@@ -108,6 +109,7 @@ def optimize(
     threads: Threads = 1,
     resume: Resume = False,
     model: Model = None,
+    fine_tune_optimizer: FineTuneOptimizer = api.DEFAULT_FINE_TUNE_OPTIMIZER,
     json_out: Json = False,
     quiet: Quiet = False,
     no_progress: NoProgress = False,
@@ -116,7 +118,8 @@ def optimize(
     verbose = verbosity(quiet, no_progress)
     with stdout_to_stderr(json_out):
         result = api.optimize(run, max_drop=max_drop, objective=objective, runtime=runtime,
-                              time_budget=time_budget, threads=threads, resume=resume, model=model, verbose=verbose)
+                              time_budget=time_budget, threads=threads, resume=resume, model=model,
+                              fine_tune_optimizer=fine_tune_optimizer, verbose=verbose)
     if json_out:
         emit_json(result)
     if not verbose:  # a verbose search ends with its leaderboard and this line already

@@ -55,12 +55,13 @@ def fine_tuned_pruning(ctx, target: float, *, epochs: int, lr: float | None, bat
                        tensorboard: bool = False, verbose: int = 0):
     """Wrap the run's model for pruning and fine-tune it with the sparsity schedule on train.
 
-    Returns (the wrapped model, what the fine-tuning was: optimizer, optimizer_class, lr and the
-    validation top-1 by epoch when ``val`` is given). The learning rate stays constant.
+    Returns (the wrapped model, what the fine-tuning was: see FineTuned.record; the validation top-1
+    by epoch when ``val`` is given). The learning rate stays constant.
     """
     from edgecls.training.pipeline import make_dataset, steps_per_epoch
 
     config = ctx.config
+    optimizer = check_optimizer(optimizer)
     lr = default_lr(optimizer, config) if lr is None else lr
     batch = batch_size or config.train.batch_size
     steps = steps_per_epoch(len(ctx.data.train.labels), batch)
@@ -75,8 +76,7 @@ def fine_tuned_pruning(ctx, target: float, *, epochs: int, lr: float | None, bat
     compile_for_fine_tuning(model, config.train, optimizer=optimizer, learning_rate=lr)
     fitted = fine_tune(model, train, val=val, epochs=epochs, callbacks=[sparsity.UpdatePruningStep()],
                        tensorboard_dir=ctx.folder.tensorboard / "prune", tensorboard=tensorboard, verbose=verbose)
-    return model, {"optimizer": optimizer, "optimizer_class": type(model.optimizer).__name__, "lr": lr,
-                   "val_accuracy_by_epoch": [round(a, 6) for a in fitted.val_accuracy_by_epoch]}
+    return model, fitted.record(model, optimizer, lr)
 
 
 def layer_sparsity(model) -> dict[str, float]:
@@ -152,12 +152,17 @@ def prune_run(run_dir, *, target: float = 0.5, epochs: int = 3, lr: float | None
     return report
 
 
+def pruning_summary(report: dict) -> dict:
+    """How a pruned model was made (sparsity, fine-tuning optimizer and rate), for the sidecars of the
+    files converted from it; pruned.keras' sidecar holds the whole report."""
+    return {k: report[k] for k in ("target_sparsity", "overall_sparsity", "epochs", "for_xnnpack", "optimizer",
+                                   "optimizer_class", "lr") if k in report}
+
+
 def _pruned_tflite(ctx: RunContext, stripped, float_top1, for_xnnpack: bool, report: dict) -> list[ExportRecord]:
     from edgecls.converters.tflite_convert import convert
 
-    # The sidecar says how the file was pruned and fine-tuned, as pruned.keras' does in full.
-    made = {"pruning": {k: report[k] for k in ("target_sparsity", "overall_sparsity", "epochs", "for_xnnpack",
-                                               "optimizer", "optimizer_class", "lr")}}
+    made = {"pruning": pruning_summary(report)}
     dense_blob = convert(ctx.model, "float32")
     if for_xnnpack:
         sparse_blob = _convert_sparse(stripped)

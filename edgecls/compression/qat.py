@@ -236,8 +236,7 @@ def train_quantization_aware(ctx, *, epochs: int, lr: float | None, batch_size: 
         x = np.asarray(ctx.test_images[start:start + 64], dtype=np.float32)
         logits.append(qat_model(x, training=False).numpy())
     qat_top1 = top1_accuracy(ctx.test_labels, np.concatenate(logits))
-    selection = {"optimizer": optimizer, "optimizer_class": type(qat_model.optimizer).__name__, "lr": lr,
-                 **fitted.summary()}
+    selection = fitted.record(qat_model, optimizer, lr)
     if verbose and val is not None:
         print(f"QAT kept epoch {selection['kept_epoch']} of {epochs} (best validation top-1; 0 = calibrated start)")
     return qat_model, qat_top1, selection

@@ -27,28 +27,46 @@ def quantize_run(run_dir, *, int8=False, qat=False, float16=False, dynamic=False
         ctx.config.train.tensorboard = bool(tensorboard)  # for this command only; config.yaml stays
     float_top1 = keras_accuracy(ctx.model, ctx)
     prefix = variant_prefix(ctx)
+    lineage = source_lineage(ctx)
     records = []
     if float16:
         records.append(write_tflite(ctx, f"{prefix}float16", tflite_convert.convert(ctx.model, "float16"),
-                                    reference_top1=float_top1))
+                                    reference_top1=float_top1, extra=lineage))
     if dynamic:
         records.append(write_tflite(ctx, f"{prefix}dynamic", tflite_convert.convert(ctx.model, "dynamic"),
-                                    reference_top1=float_top1))
+                                    reference_top1=float_top1, extra=lineage))
     if int8 and not qat:
         records.append(post_training_int8(ctx, io=io, calibration=calibration, reference_top1=float_top1,
-                                          prefix=prefix, verbose=verbose))
+                                          prefix=prefix, extra=lineage, verbose=verbose))
     if qat:
         records.append(quantization_aware_int8(ctx, io=io, epochs=epochs, lr=lr, batch_size=batch_size,
                                                optimizer=optimizer, reference_top1=float_top1, prefix=prefix,
-                                               preserve_sparsity=preserve_sparsity, verbose=verbose))
+                                               preserve_sparsity=preserve_sparsity, extra=lineage,
+                                               verbose=verbose))
     if verbose:
         print_table(records, float_top1, title=f"{ctx.run_dir} — test split, {len(ctx.test_labels)} images")
     return records
 
 
+def source_lineage(ctx: RunContext) -> dict:
+    """The pruning block of a derived source model's sidecar (``--model exports/pruned.keras``), so
+    pruned_int8 and the other files made from it say how it was pruned and fine-tuned."""
+    from edgecls.sidecar import read_sidecar
+
+    if ctx.model_path.resolve() == ctx.folder.model.resolve():
+        return {}
+    made = (read_sidecar(ctx.model_path) or {}).get("pruning")
+    if not isinstance(made, dict):
+        return {}
+    from edgecls.compression.pruning import pruning_summary
+
+    return {"pruning": pruning_summary(made)}
+
+
 def quantization_aware_int8(ctx: RunContext, *, io: str, epochs: int, lr: float | None, batch_size: int | None,
                             reference_top1: float, prefix: str = "", preserve_sparsity: bool = False,
-                            optimizer: str = DEFAULT_OPTIMIZER, verbose: int = 1) -> ExportRecord:
+                            optimizer: str = DEFAULT_OPTIMIZER, extra: dict | None = None,
+                            verbose: int = 1) -> ExportRecord:
     from edgecls.compression.qat import train_quantization_aware
 
     if epochs < 1:
@@ -59,8 +77,8 @@ def quantization_aware_int8(ctx: RunContext, *, io: str, epochs: int, lr: float 
     blob = tflite_convert.convert_qat(qat_model, io=io)
     variant = f"{prefix}qat_int8" if io == "uint8" else f"{prefix}qat_int8_io{io}"
     record = write_tflite(ctx, variant, blob, reference_top1=reference_top1,
-                          extra={"qat": {"epochs": epochs, "keras_top1": qat_top1,
-                                         "preserve_sparsity": preserve_sparsity, **selection}})
+                          extra={**(extra or {}), "qat": {"epochs": epochs, "keras_top1": qat_top1,
+                                                          "preserve_sparsity": preserve_sparsity, **selection}})
     gap = (record.accuracy - qat_top1) * 100
     record.notes = f"QAT Keras top-1 {qat_top1:.4f}, TFLite {gap:+.2f} pt; " + record.notes
     return record

@@ -114,14 +114,17 @@ class TfliteBuilder:
                                                                             "epochs": epochs, **tuning}}
 
 
-def tflite_candidates(ctx, *, objective: str, calibration: int, qat_epochs: int, prune_epochs: int) -> list[Step]:
+def tflite_candidates(ctx, *, objective: str, calibration: int, qat_epochs: int, prune_epochs: int,
+                      fine_tune_optimizer: str = DEFAULT_OPTIMIZER) -> list[Step]:
     """``edgecls optimize --runtime tflite``'s steps (the formats table's ``search_steps``)."""
-    return tflite_steps(TfliteBuilder(ctx, calibration=calibration), objective, qat_epochs=qat_epochs,
-                        prune_epochs=prune_epochs)
+    return tflite_steps(TfliteBuilder(ctx, calibration=calibration, optimizer=fine_tune_optimizer), objective,
+                        qat_epochs=qat_epochs, prune_epochs=prune_epochs)
 
 
-def onnx_candidates(ctx, *, objective: str, calibration: int, qat_epochs: int, prune_epochs: int) -> list[Step]:
-    """``edgecls optimize --runtime onnx``'s steps: no fine-tuning, so the same for either objective."""
+def onnx_candidates(ctx, *, objective: str, calibration: int, qat_epochs: int, prune_epochs: int,
+                    fine_tune_optimizer: str = DEFAULT_OPTIMIZER) -> list[Step]:
+    """``edgecls optimize --runtime onnx``'s steps: no fine-tuning (``fine_tune_optimizer`` has nothing
+    to tune), so the same for either objective."""
     return onnx_steps(ctx, calibration=calibration)
 
 
@@ -157,7 +160,8 @@ def tflite_steps(builder: TfliteBuilder, objective: str, *, qat_epochs: int = 1,
             _tflite_writer(lambda: blob)(path)
             return extra
         steps.append(Step("qat_int8", INT8, (INT8,), _single(Candidate(
-            "qat_int8", INT8, "tflite", {"epochs": qat_epochs, "lr": builder.lr, "calibration": count}, qat_write)),
+            "qat_int8", INT8, "tflite", {"epochs": qat_epochs, "optimizer": builder.optimizer, "lr": builder.lr,
+                                          "calibration": count}, qat_write)),
             trains=qat_epochs * 1.5))
     if objective == "size":
         for level in prune_levels:
@@ -168,7 +172,8 @@ def tflite_steps(builder: TfliteBuilder, objective: str, *, qat_epochs: int = 1,
                 _tflite_writer(lambda: blob)(path)
                 return extra
             steps.append(Step(name, name, (), _single(Candidate(
-                name, name, "tflite", {"sparsity": level, "epochs": prune_epochs, "calibration": count},
+                name, name, "tflite", {"sparsity": level, "epochs": prune_epochs, "optimizer": builder.optimizer,
+                                       "lr": builder.lr, "calibration": count},
                 prune_write)), trains=prune_epochs))
     steps.append(Step("int8_fallback", "int8_fallback", (INT8,),
                       lambda state: _fallback_candidates(builder, state, fallback_samples),

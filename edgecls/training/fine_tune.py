@@ -28,7 +28,8 @@ RECIPE_LR_FRACTION = 0.01
 def check_optimizer(name: str) -> str:
     choice = str(name).strip().lower()
     if choice not in OPTIMIZERS:
-        raise EdgeclsError(f"unknown --optimizer '{name}'; choose {' or '.join(OPTIMIZERS)}")
+        raise EdgeclsError(f"unknown fine-tuning optimizer '{name}' (--fine-tune-optimizer); choose "
+                           f"{' or '.join(OPTIMIZERS)}")
     return choice
 
 
@@ -78,8 +79,12 @@ class FineTuned:
     kept_epoch: int  # with keep_best: the epoch whose weights the model holds (0 = the start)
     val_accuracy_by_epoch: list[float]  # with keep_best the start comes first
 
-    def summary(self) -> dict:
-        return {"kept_epoch": self.kept_epoch, "val_accuracy_by_epoch": [round(a, 6) for a in self.val_accuracy_by_epoch]}
+    def record(self, model, optimizer: str, lr: float) -> dict:
+        """What a sidecar keeps of this fine-tuning: the optimizer chosen, the Keras class it made, the
+        (peak) rate, the epoch kept and the validation top-1 by epoch."""
+        return {"optimizer": optimizer, "optimizer_class": type(model.optimizer).__name__, "lr": float(lr),
+                "kept_epoch": self.kept_epoch,
+                "val_accuracy_by_epoch": [round(a, 6) for a in self.val_accuracy_by_epoch]}
 
 
 def fine_tune(model, train, *, epochs: int, val=None, initial_epoch: int = 0, callbacks=(),
