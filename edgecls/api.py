@@ -35,6 +35,7 @@ from edgecls.results import (
     Records,
     TrainResult,
 )
+from edgecls.training.fine_tune import DEFAULT_OPTIMIZER as DEFAULT_FINE_TUNE_OPTIMIZER
 
 if TYPE_CHECKING:  # imported by optimize() when called; the annotation is for readers and type checkers
     from edgecls.searching.variant_search import OptimizeResult
@@ -158,15 +159,19 @@ def evaluate(runs_or_models, data=None, out=None, *, tta: bool | int = False, ve
 
 
 def quantize(run, *, int8: bool | None = None, qat: bool = False, float16: bool = False, dynamic: bool = False,
-             io: str = "uint8", calibration: int = DEFAULT_CALIBRATION, epochs: int = 3, lr: float = 1e-4,
+             io: str = "uint8", calibration: int = DEFAULT_CALIBRATION, epochs: int = 3, lr: float | None = None,
              batch_size: int | None = None, model=None, preserve_sparsity: bool = False,
-             tensorboard: bool | None = None, verbose: int = 1) -> list[ExportRecord]:
+             fine_tune_optimizer: str = DEFAULT_FINE_TUNE_OPTIMIZER, tensorboard: bool | None = None,
+             verbose: int = 1) -> list[ExportRecord]:
     """Quantize a run's model to TFLite; returns one :class:`~edgecls.results.ExportRecord` per file written.
 
     ``int8`` (the default when no other variant is asked for) is full-integer post-training int8
     calibrated on ``calibration`` training images; ``qat`` trains quantization-aware for
-    ``epochs`` at ``lr``, then converts to int8; ``float16`` and ``dynamic`` are the other
-    post-training variants. ``io`` is the int8 model's input/output type (uint8, int8, float).
+    ``epochs`` with ``fine_tune_optimizer`` at ``lr``, then converts to int8
+    (``fine_tune_optimizer``: ``"adam"``, or ``"recipe"``, the run's own training optimizer; ``lr``
+    None: 1e-4 for Adam, the rate the recipe's schedule ended at for the recipe; the sidecar's
+    ``qat`` records both); ``float16`` and ``dynamic`` are the other post-training variants.
+    ``io`` is the int8 model's input/output type (uint8, int8, float).
     ``model`` quantizes another model of the run (e.g. ``exports/pruned.keras``). Files land in
     ``RUN/exports/<variant>.tflite`` with a sidecar ``<variant>.json``; each record holds the
     accuracy measured on the test split. QAT logs to ``RUN/tensorboard/qat`` unless ``tensorboard``
@@ -184,7 +189,8 @@ def quantize(run, *, int8: bool | None = None, qat: bool = False, float16: bool 
         int8 = not (qat or float16 or dynamic)
     records = quantize_run(run, int8=int8, qat=qat, float16=float16, dynamic=dynamic, io=io, calibration=calibration,
                            epochs=epochs, lr=lr, batch_size=batch_size, model=model,
-                           preserve_sparsity=preserve_sparsity, tensorboard=tensorboard, verbose=verbose)
+                           preserve_sparsity=preserve_sparsity, optimizer=fine_tune_optimizer, tensorboard=tensorboard,
+                           verbose=verbose)
     _refresh_report(run)
     return list(records)
 
@@ -213,13 +219,17 @@ def export(run, formats: str | Iterable[str] = "tflite", *, int8: bool = False, 
     return list(records)
 
 
-def prune(run, *, sparsity: float = 0.5, epochs: int = 3, lr: float = 1e-4, batch_size: int | None = None,
-          for_xnnpack: bool = False, tensorboard: bool | None = None, verbose: int = 1) -> PruneResult:
+def prune(run, *, sparsity: float = 0.5, epochs: int = 3, lr: float | None = None, batch_size: int | None = None,
+          for_xnnpack: bool = False, fine_tune_optimizer: str = DEFAULT_FINE_TUNE_OPTIMIZER,
+          tensorboard: bool | None = None,
+          verbose: int = 1) -> PruneResult:
     """Magnitude-prune a run's model to ``sparsity`` while fine-tuning ``epochs``; returns the pruned model.
 
     Writes ``RUN/exports/pruned.keras`` (quantize it with ``quantize(run, model="exports/pruned.keras")``),
     ``pruned_float32.tflite`` and ``pruning_report.json``. ``for_xnnpack`` prunes only the 1x1
     convolutions XNNPACK's sparse inference accelerates and measures the sparse model's speed.
+    ``fine_tune_optimizer`` and ``lr`` fine-tune as in :func:`quantize` (recorded in the report and
+    the sidecars).
     The fine-tuning logs to ``RUN/tensorboard/prune`` unless ``tensorboard`` is False (None: as
     the run was trained).
 
@@ -232,7 +242,7 @@ def prune(run, *, sparsity: float = 0.5, epochs: int = 3, lr: float = 1e-4, batc
     from edgecls.compression.pruning import prune_run
 
     report = prune_run(run, target=sparsity, epochs=epochs, lr=lr, batch_size=batch_size, for_xnnpack=for_xnnpack,
-                       tensorboard=tensorboard, verbose=verbose)
+                       optimizer=fine_tune_optimizer, tensorboard=tensorboard, verbose=verbose)
     exports = Path(run) / "exports"
     latency = report.get("latency_ms") or {}
     tflite_notes = (f"dense {latency['dense_float32']:.2f} ms → sparse {latency['pruned_sparse_float32']:.2f} ms"
@@ -255,7 +265,7 @@ def _record_on_disk(path: Path, notes: str = "") -> ExportRecord:
 
 def optimize(run, *, max_drop: float = 0.5, objective: str = "latency", runtime: str = "tflite",
              time_budget: float | str | None = None, threads: int = 1, resume: bool = False, model=None,
-             verbose: int = 1) -> OptimizeResult:
+             fine_tune_optimizer: str = DEFAULT_FINE_TUNE_OPTIMIZER, verbose: int = 1) -> OptimizeResult:
     """Search the run's variants (int8, QAT, pruning...) for the fastest (or smallest) within an accuracy budget.
 
     ``max_drop`` is the largest top-1 loss allowed against the float model, in percentage points,
@@ -264,7 +274,8 @@ def optimize(run, *, max_drop: float = 0.5, objective: str = "latency", runtime:
     search (seconds, or "90s", "30m", "1h"); ``resume`` continues an interrupted search. Returns
     the search's ``OptimizeResult``: the leaderboard and the chosen candidate, copied to
     ``RUN/exports/best.tflite`` (or ``best.onnx``). Nothing within budget is not an error:
-    ``within_budget`` is then False and ``chosen`` None.
+    ``within_budget`` is then False and ``chosen`` None. ``fine_tune_optimizer`` is the QAT and
+    pruning candidates' (as in :func:`quantize`).
 
     Example::
 
@@ -275,7 +286,8 @@ def optimize(run, *, max_drop: float = 0.5, objective: str = "latency", runtime:
     from edgecls.searching.variant_search import optimize_run
 
     result = optimize_run(run, max_drop=max_drop, objective=objective, runtime=runtime, time_budget=time_budget,
-                          threads=threads, resume=resume, model=model, verbose=verbose)
+                          threads=threads, resume=resume, model=model, fine_tune_optimizer=fine_tune_optimizer,
+                          verbose=verbose)
     _refresh_report(run)
     return result
 

@@ -34,7 +34,7 @@ class Format:
     int8: bool = False  # `edgecls export --int8` also writes an int8 variant of this format
     embed: str | None = None  # (path, sidecar) -> None: the sidecar written into the file itself
     read_embedded: str | None = None  # (path) -> dict | None: that copy read back
-    # (ctx, *, objective, calibration, qat_epochs, prune_epochs) -> list[Step]: `edgecls optimize --runtime NAME`
+    # (ctx, *, objective, calibration, qat_epochs, prune_epochs, fine_tune_optimizer) -> list[Step]: optimize's
     search_steps: str | None = None
     describe: str | None = None  # (ctx, path, variant, accuracy, extra) -> Described: the sidecar of a new file
     packages: tuple[str, ...] = ()  # distributions that make or run it: their versions go into every sidecar

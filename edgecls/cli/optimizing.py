@@ -9,6 +9,7 @@ from edgecls.cli.options import (
     BatchSize,
     Calibration,
     Epochs,
+    FineTuneOptimizer,
     Json,
     Lr,
     Model,
@@ -35,7 +36,8 @@ def quantize(
     io: str = typer.Option("uint8", "--io", help="int8 model input/output type: uint8 | int8 | float."),
     calibration: Calibration = api.DEFAULT_CALIBRATION,
     epochs: Epochs = 3,
-    lr: Lr = 1e-4,
+    lr: Lr = None,
+    fine_tune_optimizer: FineTuneOptimizer = api.DEFAULT_FINE_TUNE_OPTIMIZER,
     batch_size: BatchSize = None,
     model: Model = None,
     preserve_sparsity: bool = typer.Option(False, "--preserve-sparsity",
@@ -50,7 +52,8 @@ def quantize(
     with stdout_to_stderr(json_out):
         records = api.quantize(run, int8=int8, qat=qat, float16=float16, dynamic=dynamic, io=io,
                                calibration=calibration, epochs=epochs, lr=lr, batch_size=batch_size, model=model,
-                               preserve_sparsity=preserve_sparsity, tensorboard=tensorboard_choice(no_tensorboard),
+                               preserve_sparsity=preserve_sparsity, fine_tune_optimizer=fine_tune_optimizer,
+                               tensorboard=tensorboard_choice(no_tensorboard),
                                verbose=verbosity(quiet, no_progress))
     _print_records(records, json_out, quiet or no_progress)
 
@@ -77,7 +80,8 @@ def prune(
     run: RunArg,
     sparsity: float = typer.Option(0.5, help="Target fraction of zero weights."),
     epochs: Epochs = 3,
-    lr: Lr = 1e-4,
+    lr: Lr = None,
+    fine_tune_optimizer: FineTuneOptimizer = api.DEFAULT_FINE_TUNE_OPTIMIZER,
     batch_size: BatchSize = None,
     for_xnnpack: bool = typer.Option(False, "--for-xnnpack", help="Prune for XNNPACK sparse inference; export sparse fp32."),
     no_tensorboard: NoTensorboard = False,
@@ -88,7 +92,8 @@ def prune(
     """Magnitude-prune a run; writes exports/pruned.keras, a pruned TFLite and the sparsity report."""
     with stdout_to_stderr(json_out):
         result = api.prune(run, sparsity=sparsity, epochs=epochs, lr=lr, batch_size=batch_size,
-                           for_xnnpack=for_xnnpack, tensorboard=tensorboard_choice(no_tensorboard),
+                           for_xnnpack=for_xnnpack, fine_tune_optimizer=fine_tune_optimizer,
+                           tensorboard=tensorboard_choice(no_tensorboard),
                            verbose=verbosity(quiet, no_progress))
     _print_records(result, json_out, quiet or no_progress)
 
@@ -104,6 +109,7 @@ def optimize(
     threads: Threads = 1,
     resume: Resume = False,
     model: Model = None,
+    fine_tune_optimizer: FineTuneOptimizer = api.DEFAULT_FINE_TUNE_OPTIMIZER,
     json_out: Json = False,
     quiet: Quiet = False,
     no_progress: NoProgress = False,
@@ -112,7 +118,8 @@ def optimize(
     verbose = verbosity(quiet, no_progress)
     with stdout_to_stderr(json_out):
         result = api.optimize(run, max_drop=max_drop, objective=objective, runtime=runtime,
-                              time_budget=time_budget, threads=threads, resume=resume, model=model, verbose=verbose)
+                              time_budget=time_budget, threads=threads, resume=resume, model=model,
+                              fine_tune_optimizer=fine_tune_optimizer, verbose=verbose)
     if json_out:
         emit_json(result)
     if not verbose:  # a verbose search ends with its leaderboard and this line already

@@ -25,7 +25,13 @@ Calibration = Annotated[int, typer.Option("--calibration", help="Training images
 Epochs = Annotated[int | None, typer.Option("--epochs", help="Epochs to train (quantize --qat and prune: "
                                                               "fine-tuning epochs).")]
 Lr = Annotated[float | None, typer.Option("--lr", help="Learning rate (train: the peak of phase 1 or from scratch; "
-                                                        "quantize --qat and prune: fine-tuning).")]
+                                                        "quantize --qat and prune: fine-tuning, by default the "
+                                                        "--fine-tune-optimizer's).")]
+FineTuneOptimizer = Annotated[str, typer.Option(
+    "--fine-tune-optimizer", help="Optimizer of QAT's and pruning's fine-tuning: adam | recipe (the run's own "
+                                  "training optimizer, e.g. SGD with Nesterov momentum and weight decay, at a lower "
+                                  "rate). Default --lr: 1e-4 for adam; for recipe the rate the run's schedule ended "
+                                  "at (its last peak lr x 0.01).")]
 BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Images per step (default: the run's).")]
 Threads = Annotated[int, typer.Option("--threads", help="Runtime threads.")]
 Force = Annotated[bool, typer.Option("--force", help="Replace what is already there.")]

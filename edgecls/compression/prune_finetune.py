@@ -6,26 +6,16 @@ side without touching that file, so it fine-tunes here and keeps the result in m
 
 from __future__ import annotations
 
-from edgecls.compression.pruning import overall_sparsity, prunable_model, sparsity
-from edgecls.tf import keras
+from edgecls.compression.pruning import fine_tuned_pruning, overall_sparsity, sparsity
+from edgecls.training.fine_tune import DEFAULT_OPTIMIZER
 
 
-def pruned_model(ctx, target: float, *, epochs: int = 1, lr: float = 1e-4, batch_size: int | None = None):
-    """(stripped pruned model, its achieved sparsity) after ``epochs`` of fine-tuning on train."""
-    from edgecls.training.pipeline import make_dataset, steps_per_epoch
-
-    config = ctx.config
-    batch = batch_size or config.train.batch_size
-    steps = steps_per_epoch(len(ctx.data.train.labels), batch)
-    model = prunable_model(ctx.model, target, steps * epochs)
-    train = make_dataset(ctx.data.train.images, ctx.data.train.labels, len(ctx.labels), batch, training=True,
-                         augment=config.augment, seed=config.train.seed)
-    model.compile(optimizer=keras.optimizers.Adam(lr),
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.train.label_smoothing),
-                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
-    model.fit(train, epochs=epochs, callbacks=[sparsity.UpdatePruningStep()], verbose=0)
+def pruned_model(ctx, target: float, *, epochs: int = 1, lr: float | None = None, batch_size: int | None = None,
+                 optimizer: str = DEFAULT_OPTIMIZER):
+    """(stripped pruned model, its achieved sparsity, how it was fine-tuned) after ``epochs`` on train."""
+    model, tuning = fine_tuned_pruning(ctx, target, epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer)
     stripped = sparsity.strip_pruning(model)
-    return _reloaded(stripped), overall_sparsity(stripped)
+    return _reloaded(stripped), overall_sparsity(stripped), tuning
 
 
 def _reloaded(model):

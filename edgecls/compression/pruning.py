@@ -17,7 +17,13 @@ from edgecls.converters.publishing import ExportRecord, keras_accuracy, print_ta
 from edgecls.errors import EdgeclsError
 from edgecls.fsutil import atomic_path, write_json
 from edgecls.sidecar import build_sidecar, file_sizes, write_sidecar
-from edgecls.training.callbacks import epoch_progress, tensorboard_callbacks
+from edgecls.training.fine_tune import (
+    DEFAULT_OPTIMIZER,
+    check_optimizer,
+    compile_for_fine_tuning,
+    default_lr,
+    fine_tune,
+)
 from edgecls.training.run_context import RunContext, load_run
 
 sparsity = tfmot.sparsity.keras
@@ -44,6 +50,35 @@ def prunable_model(model, target: float, total_steps: int, *, for_xnnpack: bool 
     return keras.models.clone_model(model, clone_function=wrap)
 
 
+def fine_tuned_pruning(ctx, target: float, *, epochs: int, lr: float | None, batch_size: int | None,
+                       optimizer: str = DEFAULT_OPTIMIZER, for_xnnpack: bool = False, val=None,
+                       tensorboard: bool = False, verbose: int = 0):
+    """Wrap the run's model for pruning and fine-tune it with the sparsity schedule on train.
+
+    Returns (the wrapped model, what the fine-tuning was: see FineTuned.record; the validation top-1
+    by epoch when ``val`` is given). The learning rate stays constant.
+    """
+    from edgecls.training.pipeline import make_dataset, steps_per_epoch
+
+    config = ctx.config
+    optimizer = check_optimizer(optimizer)
+    lr = default_lr(optimizer, config) if lr is None else lr
+    batch = batch_size or config.train.batch_size
+    steps = steps_per_epoch(len(ctx.data.train.labels), batch)
+    model = prunable_model(ctx.model, target, steps * epochs, for_xnnpack=for_xnnpack)
+    if not any(type(layer).__name__ == "PruneLowMagnitude" for layer in model.layers):
+        if for_xnnpack:
+            raise EdgeclsError(f"--for-xnnpack prunes 1x1 convolutions only, and {config.model.arch} has none; "
+                               "prune without --for-xnnpack")
+        raise EdgeclsError(f"{config.model.arch} has no layers that can be pruned")
+    train = make_dataset(ctx.data.train.images, ctx.data.train.labels, len(ctx.labels), batch, training=True,
+                         augment=config.augment, seed=config.train.seed)
+    compile_for_fine_tuning(model, config.train, optimizer=optimizer, learning_rate=lr)
+    fitted = fine_tune(model, train, val=val, epochs=epochs, callbacks=[sparsity.UpdatePruningStep()],
+                       tensorboard_dir=ctx.folder.tensorboard / "prune", tensorboard=tensorboard, verbose=verbose)
+    return model, fitted.record(model, optimizer, lr)
+
+
 def layer_sparsity(model) -> dict[str, float]:
     report = {}
     for layer in model.layers:
@@ -63,42 +98,30 @@ def overall_sparsity(model) -> float:
     return zeros / total if total else 0.0
 
 
-def prune_run(run_dir, *, target: float = 0.5, epochs: int = 3, lr: float = 1e-4, batch_size=None,
-              for_xnnpack: bool = False, tensorboard: bool | None = None, verbose: int = 1) -> dict:
-    """``tensorboard``: log the fine-tuning to RUN/tensorboard/prune (None: as the run's config says)."""
+def prune_run(run_dir, *, target: float = 0.5, epochs: int = 3, lr: float | None = None, batch_size=None,
+              for_xnnpack: bool = False, optimizer: str = DEFAULT_OPTIMIZER, tensorboard: bool | None = None,
+              verbose: int = 1) -> dict:
+    """``tensorboard``: log the fine-tuning to RUN/tensorboard/prune (None: as the run's config says).
+    ``optimizer`` and ``lr`` (None: the optimizer's default) fine-tune, see edgecls.training.fine_tune."""
     if not 0.0 < target < 1.0:
         raise EdgeclsError(f"--sparsity must be between 0 and 1, got {target}")
     if epochs < 1:
         raise EdgeclsError(f"--epochs must be at least 1, got {epochs}")
-    from edgecls.training.pipeline import make_dataset, steps_per_epoch
+    optimizer = check_optimizer(optimizer)
+    from edgecls.training.pipeline import make_dataset
 
     ctx = load_run(run_dir, verbose=verbose)
     config = ctx.config
     float_top1 = keras_accuracy(ctx.model, ctx)
     batch = batch_size or config.train.batch_size
-    steps = steps_per_epoch(len(ctx.data.train.labels), batch)
-    model = prunable_model(ctx.model, target, steps * epochs, for_xnnpack=for_xnnpack)
-    if not any(type(layer).__name__ == "PruneLowMagnitude" for layer in model.layers):
-        if for_xnnpack:
-            raise EdgeclsError(f"--for-xnnpack prunes 1x1 convolutions only, and {config.model.arch} has none; "
-                               "prune without --for-xnnpack")
-        raise EdgeclsError(f"{config.model.arch} has no layers that can be pruned")
-    classes = len(ctx.labels)
-    train = make_dataset(ctx.data.train.images, ctx.data.train.labels, classes, batch, training=True,
-                         augment=config.augment, seed=config.train.seed)
     val = None
     if len(ctx.data.val.labels):
-        val = make_dataset(ctx.data.val.images, ctx.data.val.labels, classes, batch, training=False)
-    model.compile(optimizer=keras.optimizers.Adam(lr),
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.train.label_smoothing),
-                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+        val = make_dataset(ctx.data.val.images, ctx.data.val.labels, len(ctx.labels), batch, training=False)
     if verbose:
         print(f"pruning to {target:.0%} sparsity over {epochs} epoch(s)" + (" (XNNPACK policy)" if for_xnnpack else ""))
-    board = tensorboard_callbacks(ctx.folder.tensorboard / "prune",
-                                  config.train.tensorboard if tensorboard is None else tensorboard)
-    with epoch_progress(bool(verbose)) as progress:
-        model.fit(train, validation_data=val, epochs=epochs,
-                  callbacks=[*progress, sparsity.UpdatePruningStep(), *board], verbose=0)
+    model, tuning = fine_tuned_pruning(ctx, target, epochs=epochs, lr=lr, batch_size=batch, optimizer=optimizer,
+                                       for_xnnpack=for_xnnpack, val=val, verbose=verbose,
+                                       tensorboard=config.train.tensorboard if tensorboard is None else tensorboard)
     stripped = sparsity.strip_pruning(model)
     pruned_path = ctx.folder.export("pruned", ".keras")
     with atomic_path(pruned_path) as tmp:
@@ -113,6 +136,7 @@ def prune_run(run_dir, *, target: float = 0.5, epochs: int = 3, lr: float = 1e-4
         "float_top1": float_top1,
         "epochs": epochs,
         "for_xnnpack": for_xnnpack,
+        **tuning,
     }
     write_sidecar(pruned_path, build_sidecar(
         model_file=pruned_path, fmt="keras", variant="pruned", labels=ctx.labels, architecture=config.model.arch,
@@ -128,19 +152,28 @@ def prune_run(run_dir, *, target: float = 0.5, epochs: int = 3, lr: float = 1e-4
     return report
 
 
+def pruning_summary(report: dict) -> dict:
+    """How a pruned model was made (sparsity, fine-tuning optimizer and rate), for the sidecars of the
+    files converted from it; pruned.keras' sidecar holds the whole report."""
+    return {k: report[k] for k in ("target_sparsity", "overall_sparsity", "epochs", "for_xnnpack", "optimizer",
+                                   "optimizer_class", "lr") if k in report}
+
+
 def _pruned_tflite(ctx: RunContext, stripped, float_top1, for_xnnpack: bool, report: dict) -> list[ExportRecord]:
     from edgecls.converters.tflite_convert import convert
 
+    made = {"pruning": pruning_summary(report)}
     dense_blob = convert(ctx.model, "float32")
     if for_xnnpack:
         sparse_blob = _convert_sparse(stripped)
-        record = write_tflite(ctx, "pruned_float32", sparse_blob, reference_top1=float_top1)
+        record = write_tflite(ctx, "pruned_float32", sparse_blob, reference_top1=float_top1, extra=made)
         dense_ms, sparse_ms = _latency_pair(dense_blob, sparse_blob)
         report["latency_ms"] = {"dense_float32": dense_ms, "pruned_sparse_float32": sparse_ms,
                                 "speedup": dense_ms / sparse_ms if sparse_ms else None}
         record.notes = f"dense {dense_ms:.2f} ms → sparse {sparse_ms:.2f} ms (1 thread, p50)"
     else:
-        record = write_tflite(ctx, "pruned_float32", convert(stripped, "float32"), reference_top1=float_top1)
+        record = write_tflite(ctx, "pruned_float32", convert(stripped, "float32"), reference_top1=float_top1,
+                              extra=made)
     dense_size = len(__import__("gzip").compress(dense_blob, 9))
     report["gzip_bytes"] = {"dense_float32": dense_size, "pruned_float32": file_sizes(record.path)["gzip_bytes"]}
     return [record]

@@ -20,6 +20,13 @@ from edgecls.errors import EdgeclsError, first_line
 from edgecls.metrics import top1_accuracy
 from edgecls.models.layers import ChannelShift
 from edgecls.models.mobilenet_v3 import ShiftedReLU6
+from edgecls.training.fine_tune import (
+    DEFAULT_OPTIMIZER,
+    check_optimizer,
+    compile_for_fine_tuning,
+    default_lr,
+    fine_tune,
+)
 
 quantize = tfmot.quantization.keras
 MovingAverageQuantizer = quantize.quantizers.MovingAverageQuantizer
@@ -175,54 +182,27 @@ def freeze_batch_norm(qat_model) -> int:
     return count
 
 
-class KeepBestOnValidation(keras.callbacks.Callback):
-    """Hand back the weights of the epoch with the best validation top-1, the start counting as epoch 0.
-
-    The start is the calibrated model, which computes what PTQ computes; fine-tuning that lowers
-    validation accuracy (too high a learning rate, too few images per class) is then undone
-    instead of shipped. Chosen on validation only: the test split never decides.
-    """
-
-    def __init__(self, start_accuracy: float):
-        super().__init__()
-        self.history = [float(start_accuracy)]
-        self.kept_epoch = 0
-        self._best = None
-
-    def on_train_begin(self, logs=None):
-        self._best = self.model.get_weights()
-
-    def on_epoch_end(self, epoch, logs=None):
-        accuracy = float((logs or {}).get("val_accuracy", float("nan")))
-        self.history.append(accuracy)
-        if accuracy > max(self.history[:-1]):
-            self.kept_epoch = epoch + 1
-            self._best = self.model.get_weights()
-
-    def on_train_end(self, logs=None):
-        if self._best is not None:
-            self.model.set_weights(self._best)
-
-    def summary(self) -> dict:
-        return {"kept_epoch": self.kept_epoch, "val_accuracy_by_epoch": [round(a, 6) for a in self.history]}
-
-
-def train_quantization_aware(ctx, *, epochs: int, lr: float, batch_size: int | None,
-                             preserve_sparsity: bool = False, calibration=None, verbose: int = 1):
+def train_quantization_aware(ctx, *, epochs: int, lr: float | None, batch_size: int | None,
+                             optimizer: str = DEFAULT_OPTIMIZER, preserve_sparsity: bool = False, calibration=None,
+                             verbose: int = 1):
     """Fine-tune the run's model with fake quantization; returns (QAT model, its test top-1, selection).
 
-    Ranges start from ``calibration`` images (default: the training images PTQ calibrates on).
-    With a validation split, the weights kept are those of the epoch (0 = the calibrated start)
-    that scored best on it; ``selection`` says which (``kept_epoch``, ``val_accuracy_by_epoch``).
+    ``optimizer``: ``"adam"`` or ``"recipe"`` (the run's own, see edgecls.training.fine_tune) at
+    ``lr`` (None: that choice's default), cosine-decayed over the epochs. Ranges start from
+    ``calibration`` images (default: the training images PTQ calibrates on). With a validation
+    split, the weights kept are those of the epoch (0 = the calibrated start) that scored best on
+    it; ``selection`` says which (``kept_epoch``, ``val_accuracy_by_epoch``) and with what
+    (``optimizer``, ``optimizer_class``, ``lr``).
     """
     import numpy as np
 
     from edgecls.converters.tflite_convert import int8_graph
-    from edgecls.training.callbacks import epoch_progress, tensorboard_callbacks
     from edgecls.training.pipeline import make_dataset, steps_per_epoch
     from edgecls.training.schedules import WarmupCosine
 
     config = ctx.config
+    optimizer = check_optimizer(optimizer)
+    lr = default_lr(optimizer, config) if lr is None else lr
     batch = batch_size or config.train.batch_size
     classes = len(ctx.labels)
     # A copy: tfmot's wrappers keep the layers they wrap and set their kernels to fake-quantized
@@ -242,31 +222,21 @@ def train_quantization_aware(ctx, *, epochs: int, lr: float, batch_size: int | N
         val = make_dataset(ctx.data.val.images, ctx.data.val.labels, classes, batch, training=False)
     steps = steps_per_epoch(len(ctx.data.train.labels), batch)
     with scope():
-        qat_model.compile(
-            optimizer=keras.optimizers.Adam(WarmupCosine(lr, epochs * steps, warmup_steps=0)),
-            loss=keras.losses.CategoricalCrossentropy(from_logits=True,
-                                                      label_smoothing=config.train.label_smoothing),
-            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-        )
-        keep_best = []
-        if val is not None:
-            start = qat_model.evaluate(val, verbose=0, return_dict=True)["accuracy"]
-            keep_best = [KeepBestOnValidation(start)]
+        compile_for_fine_tuning(qat_model, config.train, optimizer=optimizer, from_logits=True,
+                                learning_rate=WarmupCosine(lr, epochs * steps, warmup_steps=0))
         if verbose:
-            print(f"quantization-aware training: {epochs} epoch(s) at lr {lr:g}")
-        with epoch_progress(bool(verbose)) as progress:
-            # RUN/tensorboard/qat for the run's model, pruned_qat for exports/pruned.keras.
-            stem = ctx.model_path.stem
-            board = tensorboard_callbacks(ctx.folder.tensorboard / ("qat" if stem == "model" else f"{stem}_qat"),
-                                          ctx.config.train.tensorboard)
-            qat_model.fit(train, validation_data=val, epochs=epochs, callbacks=[*progress, *board, *keep_best],
-                          verbose=0)
+            print(f"quantization-aware training: {epochs} epoch(s), {optimizer} optimizer at lr {lr:g}")
+        # RUN/tensorboard/qat for the run's model, pruned_qat for exports/pruned.keras.
+        stem = ctx.model_path.stem
+        fitted = fine_tune(qat_model, train, val=val, epochs=epochs, keep_best=True, verbose=verbose,
+                           tensorboard_dir=ctx.folder.tensorboard / ("qat" if stem == "model" else f"{stem}_qat"),
+                           tensorboard=config.train.tensorboard)
     logits = []
     for start in range(0, len(ctx.test_labels), 64):
         x = np.asarray(ctx.test_images[start:start + 64], dtype=np.float32)
         logits.append(qat_model(x, training=False).numpy())
     qat_top1 = top1_accuracy(ctx.test_labels, np.concatenate(logits))
-    selection = keep_best[0].summary() if keep_best else {"kept_epoch": epochs, "val_accuracy_by_epoch": []}
-    if verbose and keep_best:
+    selection = fitted.record(qat_model, optimizer, lr)
+    if verbose and val is not None:
         print(f"QAT kept epoch {selection['kept_epoch']} of {epochs} (best validation top-1; 0 = calibrated start)")
     return qat_model, qat_top1, selection

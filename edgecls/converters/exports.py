@@ -50,7 +50,7 @@ def export_tflite(ctx: RunContext, *, prefix: str, int8: bool, options: dict, re
 
 
 def post_training_int8(ctx: RunContext, *, io: str, calibration: int, reference_top1: float, prefix: str = "",
-                       verbose: int = 1) -> ExportRecord:
+                       extra: dict | None = None, verbose: int = 1) -> ExportRecord:
     images = ctx.calibration_images(calibration)
     with progress_bar(f"calibrating int8 on {len(images)} train images", len(images) + 1,
                       enabled=bool(verbose)) as advance:
@@ -58,7 +58,7 @@ def post_training_int8(ctx: RunContext, *, io: str, calibration: int, reference_
                                       progress=advance if verbose else None)
     variant = f"{prefix}int8" if io == "uint8" else f"{prefix}int8_io{io}"
     return write_tflite(ctx, variant, blob, reference_top1=reference_top1,
-                        extra={"calibration_images": int(len(images))})
+                        extra={**(extra or {}), "calibration_images": int(len(images))})
 
 
 def export_onnx_variants(ctx: RunContext, *, prefix: str, int8: bool, options: dict,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from edgecls import formats
 from edgecls.fsutil import atomic_path
+from edgecls.training.fine_tune import DEFAULT_OPTIMIZER, check_optimizer, default_lr
 
 # Mixed int8/float keeps some float weights and runs some ops in float: never smaller or faster
 # than the all-int8 graph. Pruned int8 runs the dense int8 graph (XNNPACK has no sparse int8).
@@ -59,10 +60,12 @@ def _single(candidate: Candidate) -> Callable[[object], Iterator[Candidate]]:
 class TfliteBuilder:
     """Makes the TFLite candidates of one source model, sharing calibrations between them."""
 
-    def __init__(self, ctx, *, calibration: int = 300, lr: float = 1e-4):
+    def __init__(self, ctx, *, calibration: int = 300, lr: float | None = None, optimizer: str = DEFAULT_OPTIMIZER):
         self.ctx = ctx
         self.calibration = calibration
-        self.lr = lr
+        # QAT and pruning fine-tune through edgecls.training.fine_tune with this optimizer and rate
+        self.optimizer = check_optimizer(optimizer)
+        self.lr = default_lr(self.optimizer, ctx.config) if lr is None else lr
         self._calibrated: dict[tuple, bytes] = {}
 
     def images(self, count: int):
@@ -97,28 +100,31 @@ class TfliteBuilder:
         from edgecls.converters import tflite_convert
 
         model, keras_top1, selection = train_quantization_aware(self.ctx, epochs=epochs, lr=self.lr, batch_size=None,
-                                                                verbose=0)
-        return tflite_convert.convert_qat(model), {"qat": {"epochs": epochs, "lr": self.lr, "keras_test_top1": keras_top1,
+                                                                optimizer=self.optimizer, verbose=0)
+        return tflite_convert.convert_qat(model), {"qat": {"epochs": epochs, "keras_test_top1": keras_top1,
                                                            **selection}}
 
     def pruned_int8(self, target: float, epochs: int) -> tuple[bytes, dict]:
         from edgecls.compression import calibrated_int8
         from edgecls.compression.prune_finetune import pruned_model
 
-        model, achieved = pruned_model(self.ctx, target, epochs=epochs, lr=self.lr)
+        model, achieved, tuning = pruned_model(self.ctx, target, epochs=epochs, lr=self.lr, optimizer=self.optimizer)
         calibrated = calibrated_int8.calibrate(model, self.images(self.calibration))
-        return calibrated_int8.quantize_calibrated(calibrated), {"pruning": {"target": target,
-                                                                            "sparsity": achieved, "epochs": epochs}}
+        return calibrated_int8.quantize_calibrated(calibrated), {"pruning": {"target": target, "sparsity": achieved,
+                                                                            "epochs": epochs, **tuning}}
 
 
-def tflite_candidates(ctx, *, objective: str, calibration: int, qat_epochs: int, prune_epochs: int) -> list[Step]:
+def tflite_candidates(ctx, *, objective: str, calibration: int, qat_epochs: int, prune_epochs: int,
+                      fine_tune_optimizer: str = DEFAULT_OPTIMIZER) -> list[Step]:
     """``edgecls optimize --runtime tflite``'s steps (the formats table's ``search_steps``)."""
-    return tflite_steps(TfliteBuilder(ctx, calibration=calibration), objective, qat_epochs=qat_epochs,
-                        prune_epochs=prune_epochs)
+    return tflite_steps(TfliteBuilder(ctx, calibration=calibration, optimizer=fine_tune_optimizer), objective,
+                        qat_epochs=qat_epochs, prune_epochs=prune_epochs)
 
 
-def onnx_candidates(ctx, *, objective: str, calibration: int, qat_epochs: int, prune_epochs: int) -> list[Step]:
-    """``edgecls optimize --runtime onnx``'s steps: no fine-tuning, so the same for either objective."""
+def onnx_candidates(ctx, *, objective: str, calibration: int, qat_epochs: int, prune_epochs: int,
+                    fine_tune_optimizer: str = DEFAULT_OPTIMIZER) -> list[Step]:
+    """``edgecls optimize --runtime onnx``'s steps: no fine-tuning (``fine_tune_optimizer`` has nothing
+    to tune), so the same for either objective."""
     return onnx_steps(ctx, calibration=calibration)
 
 
@@ -154,7 +160,8 @@ def tflite_steps(builder: TfliteBuilder, objective: str, *, qat_epochs: int = 1,
             _tflite_writer(lambda: blob)(path)
             return extra
         steps.append(Step("qat_int8", INT8, (INT8,), _single(Candidate(
-            "qat_int8", INT8, "tflite", {"epochs": qat_epochs, "lr": builder.lr, "calibration": count}, qat_write)),
+            "qat_int8", INT8, "tflite", {"epochs": qat_epochs, "optimizer": builder.optimizer, "lr": builder.lr,
+                                          "calibration": count}, qat_write)),
             trains=qat_epochs * 1.5))
     if objective == "size":
         for level in prune_levels:
@@ -165,7 +172,8 @@ def tflite_steps(builder: TfliteBuilder, objective: str, *, qat_epochs: int = 1,
                 _tflite_writer(lambda: blob)(path)
                 return extra
             steps.append(Step(name, name, (), _single(Candidate(
-                name, name, "tflite", {"sparsity": level, "epochs": prune_epochs, "calibration": count},
+                name, name, "tflite", {"sparsity": level, "epochs": prune_epochs, "optimizer": builder.optimizer,
+                                       "lr": builder.lr, "calibration": count},
                 prune_write)), trains=prune_epochs))
     steps.append(Step("int8_fallback", "int8_fallback", (INT8,),
                       lambda state: _fallback_candidates(builder, state, fallback_samples),

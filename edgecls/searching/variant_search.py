@@ -35,6 +35,8 @@ from edgecls.metrics import top1_accuracy
 from edgecls.run_folder import RunFolder
 from edgecls.searching import leaderboard as board
 from edgecls.searching.measurement import Measurer, Timer, publish_best
+from edgecls.training.fine_tune import DEFAULT_OPTIMIZER as DEFAULT_FINE_TUNE_OPTIMIZER
+from edgecls.training.fine_tune import check_optimizer as check_fine_tune_optimizer
 
 DEFAULT_ROUNDS, DEFAULT_RUNS, DEFAULT_WARMUP = 7, 40, 10
 SCHEMA = "edgecls.optimize/1"
@@ -155,15 +157,18 @@ class SearchState:
 def optimize_run(run, *, max_drop: float = 0.5, objective: str = "latency", runtime: str = "tflite",
                  time_budget=None, threads: int = 1, resume: bool = False, model=None, verbose: int = 1,
                  calibration: int = DEFAULT_CALIBRATION, qat_epochs: int = 1, prune_epochs: int = 1,
-                 rounds: int = DEFAULT_ROUNDS, runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP) -> OptimizeResult:
+                 rounds: int = DEFAULT_ROUNDS, runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP,
+                 fine_tune_optimizer: str = DEFAULT_FINE_TUNE_OPTIMIZER) -> OptimizeResult:
     """Search ``run``'s variants for the fastest (``objective="latency"``) or smallest (gzip,
     ``"size"``) model whose validation top-1 is at most ``max_drop`` percentage points (absolute)
     below the float model's. ``time_budget``: seconds or "30m"/"90s"/"1h"; ``resume``: reuse the
     candidates an earlier search of the same source model measured; ``model``: search from
     another Keras model of the run (e.g. exports/pruned.keras), still judged against the run's
-    float model. ``rounds``/``runs``/``warmup`` set the interleaved latency measurement.
+    float model. ``rounds``/``runs``/``warmup`` set the interleaved latency measurement;
+    ``fine_tune_optimizer`` is QAT's and pruning's (edgecls.training.fine_tune).
     """
     check_arguments(max_drop, objective, runtime, threads)
+    fine_tune_optimizer = check_fine_tune_optimizer(fine_tune_optimizer)
     budget_seconds = parse_duration(time_budget)
     if calibration < 1:
         raise EdgeclsError(f"calibration must be at least 1 image, got {calibration}")
@@ -198,7 +203,8 @@ def optimize_run(run, *, max_drop: float = 0.5, objective: str = "latency", runt
         f"(float {float_val:.4f} on {len(ctx.val_labels)} images), {threads} thread(s)")
 
     steps = formats.load(formats.FORMATS[runtime].search_steps)(
-        ctx, objective=objective, calibration=calibration, qat_epochs=qat_epochs, prune_epochs=prune_epochs)
+        ctx, objective=objective, calibration=calibration, qat_epochs=qat_epochs, prune_epochs=prune_epochs,
+        fine_tune_optimizer=fine_tune_optimizer)
     epoch_seconds = _epoch_seconds(folder)
     timer = Timer(threads=threads, rounds=rounds, runs=runs, warmup=warmup, images=ctx.val_images)
     measure = Measurer(ctx, out_dir, timer, float_val=float_val, float_test=float_test, sha=source["sha256"])

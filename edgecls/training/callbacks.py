@@ -232,3 +232,32 @@ def _plain(value):
         return round(float(value), 6)
     except (TypeError, ValueError):
         return value
+
+
+class KeepBestOnValidation(keras.callbacks.Callback):
+    """Hand back the weights of the epoch with the best validation top-1, the start counting as epoch 0.
+
+    For QAT the start is the calibrated model, which computes what PTQ computes; fine-tuning that
+    lowers validation accuracy (too high a learning rate, too few images per class) is then
+    undone instead of shipped. Chosen on validation only: the test split never decides.
+    """
+
+    def __init__(self, start_accuracy: float):
+        super().__init__()
+        self.history = [float(start_accuracy)]
+        self.kept_epoch = 0
+        self._best = None
+
+    def on_train_begin(self, logs=None):
+        self._best = self.model.get_weights()
+
+    def on_epoch_end(self, epoch, logs=None):
+        accuracy = float((logs or {}).get("val_accuracy", float("nan")))
+        self.history.append(accuracy)
+        if accuracy > max(self.history[:-1]):
+            self.kept_epoch = epoch + 1
+            self._best = self.model.get_weights()
+
+    def on_train_end(self, logs=None):
+        if self._best is not None:
+            self.model.set_weights(self._best)

@@ -48,6 +48,13 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
+def head_epochs(train_config) -> int:
+    """Epochs of a pretrained run's first phase (frozen base): ``head_epochs``, or a third of all."""
+    t = train_config
+    head = t.head_epochs if t.head_epochs is not None else max(1, round(t.epochs / 3))
+    return min(max(1, head), t.epochs)
+
+
 def current_lr(optimizer) -> float:
     lr = optimizer.learning_rate
     if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule):

@@ -22,7 +22,6 @@ from edgecls.training.callbacks import (
     BEST_WEIGHTS,
     ResourceMonitor,
     RunCheckpointer,
-    epoch_progress,
     save_inference_model,
     tensorboard_callbacks,
 )
@@ -35,10 +34,11 @@ from edgecls.training.distribute import (
     writable_run_dir,
     writes_run_folder,
 )
+from edgecls.training.fine_tune import compile_for_fine_tuning, fine_tune
 from edgecls.training.lookahead import Lookahead
 from edgecls.training.pipeline import check_augment_options, make_dataset, steps_per_epoch
 from edgecls.training.run_state import RunState
-from edgecls.training.schedules import WarmupCosine, check_optimizer_options, make_optimizer
+from edgecls.training.schedules import WarmupCosine, check_optimizer_options, head_epochs
 
 RUN_MARKERS = (CONFIG, STATE, MODEL, HISTORY)
 
@@ -68,8 +68,7 @@ def plan_phases(config: RunConfig, pretrained: bool) -> list[Phase]:
     check_augment_options(config.augment)
     if not pretrained or t.epochs == 1:
         return [Phase("head" if pretrained else "train", t.epochs, t.lr)]
-    head = t.head_epochs if t.head_epochs is not None else max(1, round(t.epochs / 3))
-    head = min(max(1, head), t.epochs)
+    head = head_epochs(t)
     phases = [Phase("head", head, t.lr)]
     if head < t.epochs:
         phases.append(Phase("fine_tune", t.epochs, t.fine_tune_lr))
@@ -255,9 +254,8 @@ def _fit_phases(model, phases: list[Phase], config: RunConfig, spec, state: RunS
         if config.train.reduce_lr_on_plateau:
             callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.3, patience=2,
                                                                mode="max" if "acc" in monitor else "min"))
-        with epoch_progress(bool(verbose)) as progress:
-            model.fit(train_ds, validation_data=val_ds, epochs=phase.end_epoch, initial_epoch=state.epoch,
-                      callbacks=[*progress, *callbacks], verbose=0)
+        fine_tune(model, train_ds, val=val_ds, epochs=phase.end_epoch, initial_epoch=state.epoch,
+                  callbacks=callbacks, verbose=verbose)
         state.phases_done.append(phase.name)
         state.save(run_dir)
 
@@ -304,13 +302,7 @@ def _compile(model, phase: Phase, config: RunConfig, steps: int, start_epoch: in
     else:
         learning_rate = WarmupCosine(phase.lr, total_steps=epochs * steps,
                                      warmup_steps=int(t.warmup_epochs * steps))
-    model.compile(
-        optimizer=make_optimizer(t.optimizer, learning_rate, t.weight_decay, t.bias_lr_scale, t.momentum),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing),
-        # Weighted, so the zero-weight images that pad validation to full batches under a
-        # strategy do not count; without sample weights the numbers are the plain accuracy.
-        weighted_metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-    )
+    compile_for_fine_tuning(model, t, optimizer="recipe", learning_rate=learning_rate)
 
 
 def _load_best_weights(model, out: Path, dist: Distribution) -> None:
