@@ -12,7 +12,6 @@ summed epoch times come from the run's ``metrics.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -22,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from machine_record import machine  # noqa: E402
+from result_files import add_arguments, write_or_render  # noqa: E402
 
 RECIPES = ("cifar10_mini_simple_cnn", "cifar10_mini_mobilenet_v3_small")
 DATA = ROOT.parent / "shared" / "datasets" / "cifar10-mini.tar.gz"
@@ -39,6 +39,10 @@ def train(recipe: str, data: Path, workdir: Path) -> dict:
             "command": f"edgecls train {data.name} --config {recipe}"}
 
 
+def _pct(value) -> str:
+    return "—" if value is None else f"{value:.2%}"
+
+
 def markdown(result: dict) -> str:
     m = result["machine"]
     lines = ["# cifar10-mini: the two shipped mini recipes", "",
@@ -53,7 +57,7 @@ def markdown(result: dict) -> str:
              "|---|---|---|---|---:|---:|---:|---:|"]
     for r in result["runs"]:
         lines.append(f"| {r['recipe']} | {r['arch']} | {r['img_size']} px | {r['epochs']} ({r['best_epoch']}) | "
-                     f"{r['train_seconds']:.0f} s | {r['test_top1']:.2%} | {r['test_top5']:.2%} | {r['test_images']} |")
+                     f"{r['train_seconds']:.0f} s | {r['test_top1']:.2%} | {_pct(r['test_top5'])} | {r['test_images']} |")
     lines += ["", *(f"- `{r['command']}`" for r in result["runs"])]
     return "\n".join(lines) + "\n"
 
@@ -62,27 +66,18 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--recipe", action="append", choices=RECIPES, help="default: both (the .json keeps only these)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="writes OUT.json and OUT.md")
-    parser.add_argument("--render-only", action="store_true", help="rewrite OUT.md from OUT.json, train nothing")
+    add_arguments(parser, RESULTS)
     args = parser.parse_args(argv)
-    from edgecls.fsutil import write_json, write_text
 
-    json_path = args.out.with_suffix(".json")
-    if args.render_only:
-        result = json.loads(json_path.read_text())
-    else:
+    def measure() -> dict:
         from edgecls.sidecar import tool_versions
 
         with tempfile.TemporaryDirectory(prefix="edgecls-mini-") as workdir:
             rows = [train(recipe, args.data, Path(workdir)) for recipe in (args.recipe or RECIPES)]
-        result = {"benchmark": "cifar10_mini", "command": "python benchmarks/cifar10_mini.py",
-                  "date": time.strftime("%Y-%m-%d"), "machine": machine(), "versions": tool_versions(),
-                  "runs": rows}
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        write_json(json_path, result)
-    text = markdown(result)
-    write_text(args.out.with_suffix(".md"), text)
-    print(text)
+        return {"benchmark": "cifar10_mini", "command": "python benchmarks/cifar10_mini.py",
+                "date": time.strftime("%Y-%m-%d"), "machine": machine(), "versions": tool_versions(), "runs": rows}
+
+    print(write_or_render(args.out, args.render_only, measure, markdown))
     return 0
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from machine_record import machine  # noqa: E402
+from result_files import add_arguments, write_or_render  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COMMAND = "python benchmarks/demo.py"
@@ -36,6 +37,9 @@ def run(workdir: Path) -> dict:
     result = run_demo(workdir / "demo", force=True)
     seconds = time.perf_counter() - started
     metrics = result.metrics
+    chosen = None
+    if result.chosen is not None:  # best.json says which optimize candidate the copied file is
+        chosen = json.loads(result.chosen.with_suffix(".json").read_text()).get("optimize", {}).get("chosen")
     return {
         "benchmark": "demo",
         "command": COMMAND,
@@ -48,12 +52,20 @@ def run(workdir: Path) -> dict:
         "test_images": metrics.get("num_samples"),
         "keras_test_top1": metrics.get("accuracy"),
         "chosen": None if result.chosen is None else result.chosen.name,
+        "chosen_variant": chosen,
         "stages": result.stages,
     }
 
 
 def _ms(value) -> str:
     return "—" if value is None else f"{value:.3f} ms"
+
+
+def _chosen(result: dict) -> str:
+    if not result["chosen"]:
+        return "nothing within the budget (int8 bundled)"
+    variant = result.get("chosen_variant")
+    return f"{result['chosen']} ({variant})" if variant else result["chosen"]
 
 
 def markdown(result: dict) -> str:
@@ -69,7 +81,7 @@ def markdown(result: dict) -> str:
         "",
         f"**{result['seconds']:.0f} s end to end**, of which {result['train_seconds']:.0f} s training simple_cnn "
         f"for {result['epochs']} epochs on the digits; chosen by `edgecls optimize --max-drop 0.5`: "
-        f"{result['chosen'] or 'nothing within the budget (int8 bundled)'}.",
+        f"{_chosen(result)}.",
         "",
         "The demo runs in a fresh temporary folder with its own cache, as a first `edgecls demo` does: "
         "the time includes writing scikit-learn's digits out as image folders and importing TensorFlow. "
@@ -89,22 +101,14 @@ def markdown(result: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=RESULTS / "demo", help="writes OUT.json and OUT.md")
-    parser.add_argument("--render-only", action="store_true", help="rewrite OUT.md from OUT.json, run nothing")
+    add_arguments(parser, RESULTS / "demo")
     args = parser.parse_args(argv)
-    from edgecls.fsutil import write_json, write_text
 
-    json_path = args.out.with_suffix(".json")
-    if args.render_only:
-        result = json.loads(json_path.read_text())
-    else:
+    def measure() -> dict:
         with tempfile.TemporaryDirectory(prefix="edgecls-demo-bench-") as workdir:
-            result = run(Path(workdir))
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        write_json(json_path, result)
-    text = markdown(result)
-    write_text(args.out.with_suffix(".md"), text)
-    print(text)
+            return run(Path(workdir))
+
+    print(write_or_render(args.out, args.render_only, measure, markdown))
     return 0
 
 
