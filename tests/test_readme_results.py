@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -65,3 +66,34 @@ def test_check_mode_reports_a_stale_readme_and_rewriting_touches_only_the_block(
     assert readme.read_text() == text
     readme.write_text("no markers here\n")
     assert readme_results.main(["--readme", str(readme)]) == 2
+
+
+# script, its render-only arguments (OUT: a scratch folder), the committed results it reads and writes, and the
+# name the script reads the .json under in OUT.
+RENDERERS = [
+    ("demo.py", ["--render-only", "--out", "OUT/demo"], "demo.json", "demo.md", "demo.json"),
+    ("cifar10_mini.py", ["--render-only", "--out", "OUT/cifar10_mini"], "cifar10_mini/cifar10_mini.json",
+     "cifar10_mini/cifar10_mini.md", "cifar10_mini.json"),
+    ("pi_emulation.py", ["--render-only", "--out", "OUT/pi_emulation.json"], "pi_emulation.json",
+     "pi_emulation.md", "pi_emulation.json"),
+    ("tfdata_autotune.py", ["--render-only", "--out", "OUT"], "tfdata_autotune/tfdata_autotune.json",
+     "tfdata_autotune/tfdata_autotune.md", "tfdata_autotune.json"),
+    ("cifar10.py", ["--render-only", "--out", "OUT"], "cifar10/results.json", "cifar10/results.md", "results.json"),
+    ("airbench_reference.py", ["table", "--results", "OUT/airbench_reference.json"],
+     "cifar10/airbench_reference.json", "cifar10/airbench_reference.md", "airbench_reference.json"),
+]
+
+
+@pytest.mark.parametrize(("script", "args", "json_file", "md_file", "json_in_out"), RENDERERS,
+                         ids=[r[0] for r in RENDERERS])
+def test_committed_md_is_what_its_script_writes_from_its_json(script, args, json_file, md_file, json_in_out,
+                                                              tmp_path):
+    """A results .md the current script would not write (edited by hand, or by an older writer) fails."""
+    results = ROOT / "benchmarks" / "results"
+    shutil.copy(results / json_file, tmp_path / json_in_out)
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script),
+                           *(a.replace("OUT", str(tmp_path)) for a in args)],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (written,) = tmp_path.glob("*.md")
+    assert written.read_text() == (results / md_file).read_text(), f"{md_file} is not what {script} writes"
