@@ -22,6 +22,18 @@ SCHEMA = "edgecls.sidecar/1"
 RESIZE_METHOD = "pil-bilinear-squash"  # edgecls.data.images.RESIZE_METHOD, kept importable without PIL
 
 
+def check_outputs_match_labels(outputs: int, labels, model_path, *, source: str = "its sidecar") -> None:
+    """The one check, wherever a model is loaded or written, that it answers for the labels it goes with.
+
+    A model whose output count differs from its labels (another run's file copied in, a replaced
+    model.keras) would otherwise be exported, bundled and shipped, and fail only on the device.
+    """
+    count = len(labels)
+    if int(outputs) != count:
+        raise ModelFileError(f"{model_path} has {int(outputs)} outputs but {source} lists {count} labels: the model "
+                             "and its labels come from different runs")
+
+
 def sidecar_path(model_path) -> Path:
     return Path(model_path).with_suffix(".json")
 

@@ -19,7 +19,8 @@ import pytest
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "edgecls"
 
 # Lowest first. A module may import its own layer and the layers below it.
-CORE_MODULES = {"errors", "fsutil", "tf", "sidecar", "model_metadata", "config", "configs", "metrics", "progress", "timing", "run_folder", "formats"}
+CORE_MODULES = {"errors", "fsutil", "tf", "sidecar", "model_metadata", "config", "configs", "metrics", "progress",
+                "timing", "run_folder", "formats", "run_lock"}
 API_MODULES = {"__init__", "api", "results", "demo"}
 LAYERS = ["core", "data", "models", "deploy", "training", "converters", "compression", "searching", "insight|benchmarking",
           "html_report", "api", "cli"]

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from edgecls.deploy.runtimes import open_model
 from edgecls.errors import EdgeclsError, ModelFileError
+from edgecls.models.model_files import read_labels
 from edgecls.run_folder import LABELS, RunFolder
-from edgecls.sidecar import read_sidecar, sidecar_path
+from edgecls.sidecar import check_outputs_match_labels, read_sidecar, sidecar_path
 
 TARGETS = ("pi",)
 PI_INFER = Path(__file__).with_name("pi_infer.py")
@@ -45,7 +46,9 @@ def bundle(run, *, out, target: str = "pi", model=None, force: bool = False) -> 
         raise ModelFileError(f"{model_path} has no sidecar ({sidecar_path(model_path).name}): the device needs its "
                              "labels and preprocessing; export it with edgecls (quantize/export write the sidecar)")
     # A truncated or foreign file would otherwise fail only on the device, after the copy.
-    open_model(model_path, quiet=True)
+    runtime = open_model(model_path, quiet=True)
+    if RunFolder(run).labels.is_file():  # and it must answer for this run's classes, not another's
+        check_outputs_match_labels(runtime.num_classes, read_labels(run), model_path, source=str(RunFolder(run).labels))
     _check_out(out, force)
 
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -49,9 +49,6 @@ def _each_model(models, files, threads):
             first, reason = loaded.bad[0]
             raise EdgeclsError(f"no usable image: {first}: {reason}")
         probs = runtime.predict(loaded.images)
-        labels = runtime.labels
-        if len(labels) != probs.shape[1]:
-            raise EdgeclsError(f"{model} has {probs.shape[1]} outputs but its sidecar lists {len(labels)} labels")
         yield runtime, loaded, probs
 
 

@@ -17,7 +17,7 @@ from edgecls import formats
 from edgecls.errors import EdgeclsError, ModelFileError, first_line
 from edgecls.model_metadata import onnx_props_sidecar
 from edgecls.run_folder import RunFolder
-from edgecls.sidecar import read_model_sidecar, read_sidecar
+from edgecls.sidecar import check_outputs_match_labels, read_model_sidecar, read_sidecar
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -211,11 +211,16 @@ def open_model(path, *, threads: int = 1, quiet: bool = False) -> Runtime:
     runtime = formats.load(fmt.runtime)(path, sidecar, threads)
     if sidecar is not None:
         runtime.sidecar_source = source
+        check_outputs_match_labels(runtime.num_classes, runtime.labels, path,
+                                   source=_SOURCE_NAMES.get(source, "its sidecar"))
     if runtime.sidecar is None and not quiet:
         print(f"note: no sidecar for {path.name}; assuming RGB 0-255 input resized with PIL bilinear, "
               f"class indices as labels, {runtime.output_kind} output (no {path.with_suffix('.json').name} beside "
               "it, none embedded in it)", file=sys.stderr)
     return runtime
+
+
+_SOURCE_NAMES = {"json": "its sidecar", "embedded": "its embedded sidecar", "run folder": "its run's labels.txt"}
 
 
 def _run_folder_sidecar(path: Path) -> dict | None:

@@ -14,7 +14,7 @@ from edgecls.config import RunConfig, load_run_config
 from edgecls.errors import EdgeclsError
 from edgecls.models.model_files import read_labels
 from edgecls.run_folder import EXPORTS, LABELS, MODEL, RunFolder
-from edgecls.sidecar import read_sidecar
+from edgecls.sidecar import check_outputs_match_labels, read_sidecar
 
 
 @dataclasses.dataclass
@@ -70,8 +70,7 @@ def load_model_source(target):
     model_path, run_dir = locate(target)
     model = load_keras_model(model_path)  # first: a damaged file is the clearer error
     labels = labels_for(model_path, run_dir)
-    outputs = int(model.output_shape[-1])
-    if outputs != len(labels):
-        raise EdgeclsError(f"{model_path} has {outputs} outputs but {len(labels)} labels")
+    check_outputs_match_labels(model.output_shape[-1], labels, model_path,
+                               source="its sidecar" if run_dir is None else f"{run_dir / LABELS}")
     config = load_run_config(run_dir) if run_dir is not None and RunFolder(run_dir).is_run() else None
     return model, ModelSource(model_path, run_dir, labels, config)

@@ -10,6 +10,7 @@ import numpy as np
 from edgecls.config import RunConfig, load_run_config
 from edgecls.errors import DataError, EdgeclsError
 from edgecls.run_folder import RunFolder
+from edgecls.sidecar import check_outputs_match_labels
 
 
 @dataclasses.dataclass
@@ -73,6 +74,7 @@ def load_run(run_dir, model_path=None, *, verbose: int = 1) -> RunContext:
         model_path = run_dir / model_path
     model = load_keras_model(model_path)
     labels = read_labels(run_dir)
+    check_outputs_match_labels(model.output_shape[-1], labels, model_path, source=str(folder.labels))
     config.data.img_size = int(model.input_shape[1])
     data = prepare_data(config, None, verbose=0)
     if len(data.test.labels) == 0:

@@ -16,6 +16,7 @@ from edgecls.fsutil import remove_stale_temps, write_json, write_text
 from edgecls.models import get_model_spec, modeling
 from edgecls.models.model_files import load_keras_model
 from edgecls.run_folder import CONFIG, HISTORY, MODEL, STATE, RunFolder
+from edgecls.sidecar import check_outputs_match_labels
 from edgecls.tf import keras, tf
 from edgecls.training.callbacks import (
     BEST_WEIGHTS,
@@ -272,7 +273,9 @@ def _initial_model(config: RunConfig, data: PreparedData, state: RunState, out: 
         if not path.is_file():
             raise EdgeclsError(f"cannot resume: checkpoint {path} is missing")
         print(f"resuming after epoch {state.epoch} from {state.checkpoint}")
-        return load_keras_model(path, compile=True)  # a damaged checkpoint is then one clear line
+        model = load_keras_model(path, compile=True)  # a damaged checkpoint is then one clear line
+        check_outputs_match_labels(model.output_shape[-1], data.classes, path, source="the data's class folders")
+        return model
     model = modeling.build_model(config.model.arch, config.data.img_size, data.num_classes,
                                  weights=config.model.weights, alpha=config.model.alpha,
                                  dropout=config.model.dropout)
