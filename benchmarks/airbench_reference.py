@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import platform
 import sys
 import time
 from pathlib import Path
@@ -240,6 +241,8 @@ def train(splits: Path, variant: str, epochs: float | None, threads: int, result
         "test_top1_tta": evaluate(model, *evals["test"], hyp, tta=True),
         "threads": threads,
         "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+        "cpu": platform.processor() or platform.machine(),
     }
     write_results(results, row)
     return row

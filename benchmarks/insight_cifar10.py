@@ -102,6 +102,7 @@ def main(argv=None) -> int:
         "gains": gains(rows),
         "seconds": seconds,
         "load_average_before_after": [list(load_before), list(os.getloadavg())],
+        "date": time.strftime("%Y-%m-%d"),
         "machine": machine_info() | {"cpus": os.cpu_count(), "platform": platform.platform()},
         "versions": tool_versions(),
     }

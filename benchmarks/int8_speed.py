@@ -131,7 +131,7 @@ def main(argv=None) -> int:
         keras.backend.clear_session()
     command = "python benchmarks/int8_speed.py " + " ".join(argv or sys.argv[1:])
     result = {"machine": machine(), "method": __doc__.strip().split("\n\n", 2)[2].split("Writes")[0].strip(),
-              "command": command, "rows": rows}
+              "command": command, "date": time.strftime("%Y-%m-%d"), "rows": rows}
     if args.add and args.out.with_suffix(".json").is_file():
         result = merged(json.loads(args.out.with_suffix(".json").read_text()), rows, command)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ latency and are never reported. Needs the Debian mirrors and PyPI; the first run
 290 MB into --work (default ~/.cache/edgecls/pi-emulation), later runs reuse it.
 
     python benchmarks/pi_emulation.py [--work DIR] [--stacks a,b] [--out results/pi_emulation.json]
+    python benchmarks/pi_emulation.py --render-only --out benchmarks/results/pi_emulation.json  # rewrites the .md
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from machine_record import machine  # noqa: E402
+
+from edgecls.fsutil import write_json, write_text  # noqa: E402
 
 MIRROR = "http://deb.debian.org/debian"
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
@@ -258,15 +263,46 @@ def check_stack(key: str, qemu_bin: Path, root: Path, site: Path, bundle_dir: Pa
     }
 
 
+def markdown(summary: dict) -> str:
+    """The summary as the .md beside --out; older summaries record neither machine nor date, and say so."""
+    m = summary.get("machine") or {}
+    lines = ["# The Pi bundle's pi_infer.py on aarch64, under emulation", "",
+             f"Host: {m.get('cpu', 'CPU not recorded')} ({summary.get('host')}); "
+             f"{summary.get('date') or 'date not recorded'}; {summary.get('qemu', 'qemu not recorded')}. "
+             "Written by `benchmarks/pi_emulation.py`.", "",
+             "A correctness check: the bundle's own `pi_infer.py` runs on the Pi's architecture (Raspberry Pi OS "
+             "Bookworm's arm64 Python under qemu-user) and must give the host's top-1 on the same images. "
+             "Emulated timings say nothing about a real Pi's latency and are not reported.", "",
+             f"Dense layers: {summary.get('dense_weights', 'not recorded')}.", "",
+             "| stack | Python | numpy | interpreter | images | same top-1 as host | max top-1 score difference | ok |",
+             "|---|---|---|---|---:|---|---:|---|"]
+    for s in summary["stacks"].values():
+        if "error" in s:
+            lines.append(f"| {s['stack']} | — | — | — | — | — | — | **failed**: {s['error']} |")
+            continue
+        lines.append(f"| {s['stack']} | {s['python']} | {s['numpy']} | {s['backend_reported']} | {s['images']} | "
+                     f"{'yes' if s['same_top1_as_host'] else '**no**'} | {s['max_top1_score_difference']:.2g} | "
+                     f"{'yes' if s['ok'] else '**no**'} |")
+    if summary.get("error"):
+        lines += ["", f"**The run failed**: {summary['error']}"]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path.home() / ".cache" / "edgecls" / "pi-emulation")
     parser.add_argument("--stacks", default="a,b", help="a: tflite-runtime 2.14 + numpy<2; b: ai-edge-litert + numpy 2")
     parser.add_argument("--qemu", type=Path, help="a qemu-aarch64 to use instead of trixie's")
-    parser.add_argument("--out", type=Path, help="write the summary JSON here")
+    parser.add_argument("--out", type=Path, help="write the summary JSON here, and its .md beside it")
+    parser.add_argument("--render-only", action="store_true", help="rewrite the .md from --out's JSON, run nothing")
     parser.add_argument("--dense-per-tensor", action="store_true",
                         help="diagnosis: convert with per-tensor (not per-channel) FULLY_CONNECTED weights")
     args = parser.parse_args(argv)
+    if args.render_only:
+        if args.out is None:
+            parser.error("--render-only needs --out (the summary JSON)")
+        write_text(args.out.with_suffix(".md"), markdown(json.loads(args.out.read_text())))
+        return 0
     keys = [k.strip() for k in args.stacks.split(",") if k.strip()]
     if any(k not in STACKS for k in keys):
         parser.error(f"--stacks takes a and/or b, got {args.stacks}")
@@ -277,7 +313,7 @@ def main(argv=None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     summary = {"benchmark": "pi_emulation", "host": platform.machine(), "note": (
         "correctness on aarch64 under qemu-user; emulated timings say nothing about Raspberry Pi latency"),
-        "stacks": {}}
+        "date": time.strftime("%Y-%m-%d"), "machine": machine(), "stacks": {}}
     try:
         started = time.time()
         root = sysroot(args.work)
@@ -305,7 +341,8 @@ def main(argv=None) -> int:
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+        write_json(args.out, summary)
+        write_text(args.out.with_suffix(".md"), markdown(summary))
     ok = "error" not in summary and all(s.get("ok") for s in summary["stacks"].values())
     return 0 if ok else 1
 

@@ -154,6 +154,7 @@ def main(argv=None) -> int:
         },
         "load_average_before_after": [list(load_before), list(os.getloadavg())],
         "seconds": time.time() - started,
+        "date": time.strftime("%Y-%m-%d"),
         "machine": machine_info() | {"cpus": os.cpu_count(), "platform": platform.platform()},
         "versions": tool_versions(),
     }

@@ -177,6 +177,7 @@ def main(argv=None) -> int:
                    for r in rows},
         "seconds": round(time.time() - started, 1),
         "load_average_after": list(os.getloadavg()),
+        "date": time.strftime("%Y-%m-%d"),
         "machine": {**machine_info(), "cpus": os.cpu_count(), "platform": platform.platform()},
         "versions": tool_versions(),
     }
