@@ -95,9 +95,12 @@ def cifar10_variants(r: dict) -> Iterator[tuple[str, str]]:
         m, rows = model["model"], _variant_rows(model)
         parts = [f"{rows[v]['label']} {pct(rows[v]['top1'])} ({pt(rows[v]['change_pt'])}, "
                  f"{rows[v]['latency_vs_float32']:.2f}× fp32 latency, gzip {kb(rows[v]['gzip_bytes'])})"
-                 for v in ("int8", "qat_int8", "pruned_int8") if v in rows]
+                 for v in ("int8", "qat_int8", "qat_int8_adam", "qat_int8_recipe", "pruned_int8", "pruned_int8_adam",
+                           "pruned_int8_recipe") if v in rows]
+        # Models are rerun one at a time: each says where and when it was measured.
         yield (f"every optimization of one CIFAR-10 model: {m['arch']} α{m['alpha']:g}, {m['img_size']} px",
-               f"float {pct(rows['float32']['top1'])}, gzip {kb(rows['float32']['gzip_bytes'])}; " + "; ".join(parts))
+               f"float {pct(rows['float32']['top1'])}, gzip {kb(rows['float32']['gzip_bytes'])}; " + "; ".join(parts),
+               [], machine_and_date(model) if model.get("machine") else None)
 
 
 def optimize_cifar10(r: dict) -> Iterator[tuple[str, str]]:
@@ -264,7 +267,8 @@ def block(results: Path = RESULTS) -> str:
         r = json.loads(path.read_text())
         where = machine_and_date(r)
         for what, result, *more in source.rows(r):
-            lines.append(f"| {what} | {result} | {where} | {_links(source, more[0] if more else [], results)} |")
+            links = _links(source, more[0] if more else [], results)
+            lines.append(f"| {what} | {result} | {more[1] if len(more) > 1 and more[1] else where} | {links} |")
     return "\n".join(lines)
 
 
