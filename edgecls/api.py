@@ -22,7 +22,6 @@ import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from edgecls.converters.calibration import DEFAULT_CALIBRATION
 from edgecls.errors import EdgeclsError
@@ -31,13 +30,11 @@ from edgecls.results import (
     EvaluateResult,
     ExportRecord,
     GradcamResult,
+    OptimizeResult,
     PruneResult,
     Records,
     TrainResult,
 )
-
-if TYPE_CHECKING:  # imported by optimize() when called; the annotation is for readers and type checkers
-    from edgecls.searching.variant_search import OptimizeResult
 
 __all__ = ["train", "evaluate", "quantize", "prune", "export", "optimize", "predict", "bench", "bundle", "gradcam",
            "report", "list_models"]
@@ -107,8 +104,7 @@ def train(data=None, out=None, *, config=None, arch: str | None = None, img_size
 
     from edgecls.training.trainer import train as run_training
 
-    done = run_training(run_config, Path(out), resume=resume, force=force, verbose=verbose, strategy=strategy)
-    result = TrainResult(Path(done.run_dir), dict(done.metrics), float(done.train_seconds), int(done.epochs))
+    result = run_training(run_config, Path(out), resume=resume, force=force, verbose=verbose, strategy=strategy)
     if result.metrics:  # only the process that writes the run folder (the chief of a cluster) has metrics
         _refresh_report(result.run_dir)
     return result

@@ -18,7 +18,6 @@ to ``RUN/exports/best.tflite`` (or ``best.onnx``) with ``best.json`` saying why 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import re
@@ -31,6 +30,7 @@ import numpy as np
 from edgecls.converters.calibration import DEFAULT_CALIBRATION
 from edgecls.errors import EdgeclsError
 from edgecls.metrics import top1_accuracy
+from edgecls.results import OptimizeResult, latency_text
 from edgecls.run_folder import RunFolder
 from edgecls.searching import leaderboard as board
 from edgecls.searching.measurement import Measurer, Timer, publish_best
@@ -38,48 +38,6 @@ from edgecls.searching.measurement import Measurer, Timer, publish_best
 RUNTIMES = ("tflite", "onnx")
 DEFAULT_ROUNDS, DEFAULT_RUNS, DEFAULT_WARMUP = 7, 40, 10
 SCHEMA = "edgecls.optimize/1"
-
-
-@dataclasses.dataclass
-class OptimizeResult:
-    """What a search found. ``leaderboard``: one record per candidate (see the module docstring);
-    ``chosen``: the record handed back (None when nothing is within budget); ``best_path``: its
-    copy, RUN/exports/best.tflite or best.onnx; ``stop_reason``: why the search ended."""
-
-    out_dir: Path
-    leaderboard: list[dict]
-    chosen: dict | None
-    best_path: Path | None
-    within_budget: bool
-    stop_reason: str
-    search_seconds: float
-    max_drop: float = 0.5
-    objective: str = "latency"
-    float_val_accuracy: float | None = None
-
-    def summary_line(self) -> str:
-        """One line for the console: the choice and why, or the closest candidate when nothing fits."""
-        budget = f"budget {self.max_drop:g} pt of validation top-1 (absolute)"
-        if self.chosen is not None:
-            c = self.chosen
-            return (f"chosen {c['variant']}: val top-1 {c['val_accuracy']:.4f} ({0.0 - c['val_drop_pt']:+.2f} pt, {budget}), "
-                    f"{_ms(c['latency_ms'])}, {c['gzip_bytes'] / 1024:,.0f} KB gzip, test top-1 {c['test_accuracy']:.4f} "
-                    f"→ {self.best_path}")
-        near = board.closest(self.leaderboard)
-        if near is None:
-            return f"no candidate was measured ({self.stop_reason})"
-        return (f"nothing within {budget}; closest: {near['variant']} at {0.0 - near['val_drop_pt']:+.2f} pt "
-                f"(val top-1 {near['val_accuracy']:.4f}, {_ms(near['latency_ms'])})")
-
-    def to_dict(self) -> list[dict]:
-        """What ``edgecls optimize --json`` prints: the leaderboard, a list of records (the issue's
-        contract). The search's own facts (stop reason, budget, float accuracy) are the fields of
-        this result and the top of ``leaderboard.json``."""
-        return [dict(record) for record in self.leaderboard]
-
-
-def _ms(value) -> str:
-    return "latency not measured" if value is None else f"{value:.3f} ms"
 
 
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s?)?\s*$")
@@ -248,7 +206,7 @@ def optimize_run(run, *, max_drop: float = 0.5, objective: str = "latency", runt
                     board.write_leaderboard(out_dir, state.records, meta)
                     best = state.best()
                     say(f"  {record['variant']}: val {record['val_accuracy']:.4f} ({0.0 - record['val_drop_pt']:+.2f} pt), "
-                        f"{_ms(record['latency_ms'])}, {record['gzip_bytes'] / 1024:,.1f} KB gzip"
+                        f"{latency_text(record['latency_ms'])}, {record['gzip_bytes'] / 1024:,.1f} KB gzip"
                         f"{' (resumed)' if record.get('resumed') else ''}; best so far: "
                         f"{best['variant'] if best else 'none within budget'}")
                     if budget_seconds is not None and time.monotonic() - started >= budget_seconds:
@@ -280,7 +238,8 @@ def optimize_run(run, *, max_drop: float = 0.5, objective: str = "latency", runt
     best_path = publish_best(folder, chosen, runtime, objective=objective, max_drop=max_drop, float_val=float_val,
                               threads=threads)
     result = OptimizeResult(out_dir, records, chosen, best_path, chosen is not None, stop_reason,
-                            round(time.monotonic() - started, 1), float(max_drop), objective, float_val)
+                            round(time.monotonic() - started, 1), float(max_drop), objective, float_val,
+                            board.closest(records))
     if verbose:
         board.print_leaderboard(records, float_val=float_val, max_drop=max_drop, objective=objective, title=title)
         say(f"stopped: {stop_reason}")
@@ -297,7 +256,7 @@ def _duration(seconds: float) -> str:
 
 
 def _score_text(record: dict, objective: str) -> str:
-    return _ms(record.get("latency_ms")) if objective == "latency" else f"{record['gzip_bytes'] / 1024:,.1f} KB gzip"
+    return latency_text(record.get("latency_ms")) if objective == "latency" else f"{record['gzip_bytes'] / 1024:,.1f} KB gzip"
 
 
 def _can_beat(step, best: dict | None, records: list[dict], objective: str) -> bool:
