@@ -1,5 +1,8 @@
 """Errors a user can cause and fix. The CLI prints them as one line and exits non-zero."""
 
+import errno
+import os
+
 
 class EdgeclsError(Exception):
     """A problem with the user's input (paths, data, options, model files), not a bug."""
@@ -13,6 +16,32 @@ class DataError(EdgeclsError):
 
 class ModelFileError(EdgeclsError):
     """A model file is missing, corrupt or of an unknown kind."""
+
+
+class UnwritableError(EdgeclsError):
+    """An output cannot be written where the user asked: permissions, a read-only or full disk, a path in the way."""
+
+    reason = ""  # what the file system said, without the path
+
+
+# What the user's file system says about the user's paths, not bugs of edgecls.
+USER_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC),
+                         errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.ENOTEMPTY})
+
+
+def is_user_os_error(err: BaseException) -> bool:
+    return isinstance(err, OSError) and err.errno in USER_ERRNOS
+
+
+def unwritable(err: OSError, path=None) -> UnwritableError:
+    """The one-line error for an OS error met writing ``path`` (default: the path the error names)."""
+    target = os.fspath(path) if path is not None else (err.filename or "")
+    reason = err.strerror or type(err).__name__
+    if err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        reason = "no space left on the disk"
+    error = UnwritableError(f"cannot write {target}: {reason}" if target else f"cannot write: {reason}")
+    error.reason = reason
+    return error
 
 
 def first_line(err: BaseException, limit: int = 200) -> str:

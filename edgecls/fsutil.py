@@ -6,11 +6,12 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from edgecls.errors import EdgeclsError
+from edgecls.errors import UnwritableError, is_user_os_error, unwritable
 
 TEMP_PREFIX = ".tmp-"
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
@@ -22,11 +23,16 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
 
     The temporary file lives in the same folder so the final ``os.replace`` is atomic. Its name
     ends with the target's whole name because writers choose a format by it (Keras tells
-    ``.weights.h5`` from ``.h5``; matplotlib reads ``.png``).
+    ``.weights.h5`` from ``.h5``; matplotlib reads ``.png``). What the file system refuses (no
+    permission, read-only, full, a path in the way) is a one-line error naming ``target``, never
+    the temporary name; the previous file, if any, is unchanged.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=f"-{target.name}", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=f"-{target.name}", dir=target.parent)
+    except OSError as exc:
+        raise _user_error(exc, target) from None
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp's 0600 would make models unreadable to others
@@ -34,24 +40,65 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         os.replace(tmp_path, target)
     except OSError as exc:
-        if exc.errno in _DISK_FULL:
-            # The user's disk, not a bug: one line, and the previous file is still there.
-            raise EdgeclsError(f"no space left on the disk to write {target} (the previous file, if any, "
-                               "is unchanged)") from exc
-        raise
+        raise _user_error(exc, target) from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
 
 
+def _user_error(exc: OSError, target: Path) -> Exception:
+    if not is_user_os_error(exc):
+        return exc
+    error = unwritable(exc, target)
+    if exc.errno in _DISK_FULL:
+        error.args = (f"{error.args[0]} (the previous file, if any, is unchanged)",)
+    return error
+
+
+def check_writable_folder(folder: str | os.PathLike, *, what: str = "output folder") -> Path:
+    """Fail now, in one line, if files cannot be created in ``folder`` (made if missing).
+
+    For commands that know their output before long work starts: a path that is a file, a
+    read-only file system or a folder without write permission is said before, not after, a
+    conversion or a training.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UnwritableError(f"{what} {folder} exists and is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix="-probe", dir=folder)
+    except OSError as exc:
+        raise unwritable(exc, folder) from None
+    os.close(fd)
+    os.unlink(probe)
+    return folder
+
+
+def check_new_file(path: str | os.PathLike, *, what: str = "output file") -> Path:
+    """Fail now if ``path`` cannot be written as a file: a folder in the way, or its folder unwritable."""
+    path = Path(path)
+    if path.is_dir():
+        raise UnwritableError(f"{what} {path} is a folder")
+    check_writable_folder(path.parent, what="folder of " + what)
+    return path
+
+
 def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
-    """Delete temporary files that ``atomic_path`` left in ``folder`` (recursively) when its
-    process was killed; returns them. Only for folders no other process is writing to."""
+    """Delete the temporary files and folders that writes left in ``folder`` (recursively) when
+    their process was killed; returns them. Only for folders no other process is writing to
+    (``edgecls.run_lock.writing`` guarantees that for a run folder)."""
     removed = []
     for path in sorted(Path(folder).rglob(f"{TEMP_PREFIX}*")):
-        if path.is_file() and not path.is_symlink():
+        if path.is_symlink() or any(parent in removed for parent in path.parents):
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.is_file():
             path.unlink(missing_ok=True)
-            removed.append(path)
+        else:
+            continue
+        removed.append(path)
     return removed
 
 

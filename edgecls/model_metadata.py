@@ -37,13 +37,13 @@ import zipfile
 import zlib
 from pathlib import Path
 
+from edgecls import formats
 from edgecls.errors import ModelFileError, first_line
 from edgecls.fsutil import atomic_path
 
 ZIP_SIDECAR = "edgecls/sidecar.json"
 ZIP_LABELS = "labels.txt"
 ONNX_KEY = "edgecls_sidecar"
-EMBEDDING_SUFFIXES = (".tflite", ".onnx")
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed, so the same sidecar gives the same bytes
 _DAMAGE_WINDOW = 1 << 20  # an embedded block is a few KB at the file's end
 
@@ -150,34 +150,45 @@ def onnx_props_sidecar(props, path) -> dict | None:
 # ----------------------------------------------------------------------------- any model file
 
 
-def embed_in_file(model_path, sidecar: dict) -> Path:
-    """Rewrite a .tflite or .onnx file atomically with ``sidecar`` embedded (replacing an older copy)."""
-    path = Path(model_path)
-    suffix = path.suffix.lower()
-    if suffix == ".tflite":
-        blob = embed_tflite(path.read_bytes(), sidecar)
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(blob)
-    elif suffix == ".onnx":
-        proto = load_onnx(path)
-        set_onnx_property(proto, ONNX_KEY, embedded_copy(sidecar))
-        import onnx
+def embed_tflite_file(path: Path, sidecar: dict) -> None:
+    blob = embed_tflite(path.read_bytes(), sidecar)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(blob)
 
-        with atomic_path(path) as tmp:
-            onnx.save(proto, str(tmp))
-    else:
-        raise ModelFileError(f"cannot embed a sidecar in {path}: only .tflite and .onnx files carry one")
+
+def embed_onnx_file(path: Path, sidecar: dict) -> None:
+    import onnx
+
+    proto = load_onnx(path)
+    set_onnx_property(proto, ONNX_KEY, embedded_copy(sidecar))
+    with atomic_path(path) as tmp:
+        onnx.save(proto, str(tmp))
+
+
+def _embedding_format(path: Path):
+    return next((f for f in formats.FORMATS.values() if f.embeds_sidecar and f.suffix == path.suffix.lower()), None)
+
+
+def carries_sidecar(model_path) -> bool:
+    """Whether files of this kind carry their sidecar inside (the formats table's ``embed``)."""
+    return _embedding_format(Path(model_path)) is not None
+
+
+def embed_in_file(model_path, sidecar: dict) -> Path:
+    """Rewrite a model file atomically with ``sidecar`` embedded (replacing an older copy)."""
+    path = Path(model_path)
+    fmt = _embedding_format(path)
+    if fmt is None:
+        raise ModelFileError(f"cannot embed a sidecar in {path}: only "
+                             f"{formats.choices(formats.embedding_suffixes(), last='and')} files carry one")
+    formats.load(fmt.embed)(path, sidecar)
     return path
 
 
 def embedded_sidecar(model_path) -> dict | None:
-    """The sidecar inside a .tflite or .onnx file; None when it carries none (or is another type)."""
-    suffix = Path(model_path).suffix.lower()
-    if suffix == ".tflite":
-        return tflite_sidecar(model_path)
-    if suffix == ".onnx":
-        return onnx_sidecar(model_path)
-    return None
+    """The sidecar inside a model file; None when it carries none (or its kind never does)."""
+    fmt = _embedding_format(Path(model_path))
+    return None if fmt is None else formats.load(fmt.read_embedded)(model_path)
 
 
 def set_onnx_property(proto, key: str, value: dict) -> None:

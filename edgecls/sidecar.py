@@ -40,18 +40,40 @@ def read_sidecar(model_path) -> dict | None:
 
 
 def file_sizes(path) -> dict:
-    """``bytes`` and ``gzip_bytes`` (level 9) of a file: what it costs to store and to download."""
-    data = Path(path).read_bytes()
+    """``bytes`` and ``gzip_bytes`` (level 9) of a file: what it costs to store and to download.
+
+    A folder (a SavedModel) counts the bytes of its files, and the gzip of a tar of it, as it would be
+    downloaded."""
+    path = Path(path)
+    if path.is_dir():
+        return {"bytes": sum(f.stat().st_size for f in path.rglob("*") if f.is_file()),
+                "gzip_bytes": len(gzip.compress(_tar_bytes(path), compresslevel=9))}
+    data = path.read_bytes()
     return {"bytes": len(data), "gzip_bytes": len(gzip.compress(data, compresslevel=9))}
 
 
+def _tar_bytes(folder: Path) -> bytes:
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for file in sorted(f for f in folder.rglob("*") if f.is_file()):
+            info = tar.gettarinfo(str(file), arcname=str(file.relative_to(folder)))
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""  # the same folder, the same bytes
+            with file.open("rb") as handle:
+                tar.addfile(info, handle)
+    return buffer.getvalue()
+
+
 def tool_versions() -> dict:
-    """Versions of the packages that made an export (TensorFlow, tfmot, converters, runtimes)."""
+    """Versions of the installed packages that make or run the formats (edgecls.formats), edgecls first."""
     from importlib import metadata
 
     versions = {}
-    for package in ("edgecls", "tensorflow", "tf_keras", "tensorflow-model-optimization", "tf2onnx", "onnx",
-                    "onnxruntime", "ai-edge-litert"):
+    from edgecls import formats
+
+    for package in ("edgecls", *formats.packages()):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -105,10 +127,10 @@ def write_sidecar(model_path, sidecar: dict) -> Path:
     so the file alone still knows its labels and preprocessing; the JSON then records the size of
     the file as written, embedded copy included. Every writer of an exported model calls this.
     """
-    from edgecls.model_metadata import EMBEDDING_SUFFIXES, embed_in_file
+    from edgecls.model_metadata import carries_sidecar, embed_in_file
 
     model_path = Path(model_path)
-    if model_path.suffix.lower() in EMBEDDING_SUFFIXES and model_path.is_file():
+    if carries_sidecar(model_path) and model_path.is_file():
         embed_in_file(model_path, sidecar)
         if "size" in sidecar:
             sidecar = {**sidecar, "size": file_sizes(model_path)}

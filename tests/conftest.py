@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from components import missing
 from PIL import Image
 
 
@@ -59,7 +60,7 @@ def _isolated_cache(tmp_path_factory):
 @pytest.fixture
 def cifar10_mini() -> Path:
     if not CIFAR10_MINI.is_file():
-        pytest.skip(f"{CIFAR10_MINI} is absent (the shared datasets sit beside the repository in CI)")
+        missing(f"{CIFAR10_MINI} is absent (the shared datasets sit beside the repository in CI)")
     return CIFAR10_MINI
 
 

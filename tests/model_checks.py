@@ -174,7 +174,7 @@ def check_qat_tflite(qat) -> None:
     assert_integer_graph(inspect_tflite(tflite_convert.convert_qat(qat)))
 
 
-def check_onnx(built: Built, folder: Path) -> Path:
+def check_onnx(built: Built, folder: Path) -> tuple[Path, None]:
     """Float ONNX: checked by onnx, named input/output, dynamic batch, the same answers as Keras."""
     import onnx
 
@@ -191,7 +191,7 @@ def check_onnx(built: Built, folder: Path) -> Path:
     assert ops.count("Transpose") <= 2 and "Reshape" not in ops, {op: ops.count(op) for op in set(ops)}
     parity = onnx_export.check_parity(built.model, path, built.images)
     assert parity["ok"], parity
-    return path
+    return path, None
 
 
 def check_tflite_sidecar(built: Built, path: Path, info: dict) -> None:
@@ -208,27 +208,31 @@ def check_tflite_sidecar(built: Built, path: Path, info: dict) -> None:
     assert sidecar["input"]["dtype"] == "uint8" and sidecar["input"]["scale"] == 1.0, sidecar["input"]
 
 
-def check_onnx_sidecar(built: Built, path: Path) -> None:
+def check_onnx_sidecar(built: Built, path: Path, info: None = None) -> None:
     """The ONNX sidecar, from the file's own graph, beside the file and embedded in it."""
     from edgecls.converters import onnx_export
     from edgecls.deploy.runtimes import open_model
-    from edgecls.sidecar import build_sidecar
+    from edgecls.sidecar import build_sidecar, write_sidecar
 
     fields = onnx_export.onnx_sidecar_fields(path)
     assert fields["img_size"] == built.size and fields["batch"] is None, fields
-    onnx_export.write_onnx_sidecar(path, build_sidecar(model_file=path, labels=LABELS, architecture=built.name, **fields))
-    embedded = onnx_export.read_embedded_metadata(path)
-    assert embedded["labels"] == list(LABELS) and embedded["architecture"] == built.name
+    write_sidecar(path, build_sidecar(model_file=path, labels=LABELS, architecture=built.name, **fields))
     _read_back(built, path)
     np.testing.assert_allclose(open_model(path, quiet=True).predict(built.images), built.probs, atol=1e-3)
 
 
 def _read_back(built: Built, path: Path) -> dict:
+    from edgecls import formats
     from edgecls.deploy.runtimes import open_model
     from edgecls.sidecar import read_sidecar
 
     sidecar = read_sidecar(path)
     assert sidecar["architecture"] == built.name and sidecar["input"]["shape"][1:] == [built.size, built.size, 3]
+    fmt = formats.for_path(path)
+    if fmt.embeds_sidecar:  # the copy inside the file is the one beside it
+        embedded = formats.load(fmt.read_embedded)(path)
+        assert {k: embedded[k] for k in ("labels", "architecture", "input")} == {
+            k: sidecar[k] for k in ("labels", "architecture", "input")}
     runtime = open_model(path, quiet=True)
     assert runtime.labels == list(LABELS) and runtime.input_size == (built.size, built.size)
     probs = runtime.predict(built.images)
@@ -254,9 +258,33 @@ def check_gradcam(built: Built) -> None:
     assert np.isfinite(heatmaps).all() and heatmaps.min() >= 0 and heatmaps.max() <= 1
 
 
-# After build, train step and save, which always run. "qat" wraps the model for QAT; "qat_tflite"
-# (which wraps it too) converts the result to TFLite.
-CHECKS = ("int8", "qat", "qat_tflite", "onnx", "sidecar", "gradcam")
+@dataclasses.dataclass(frozen=True)
+class FormatChecks:
+    check: str  # its name in CHECKS (and in a registry entry's test_slow_checks)
+    convert: object  # (built, folder) -> (path, info): the model converted to the format, checked
+    sidecar: object  # (built, path, info) -> None: its sidecar written as an export does, read back, run
+
+
+# One entry per format of edgecls.formats that an export writes and a runtime runs.
+FORMAT_CHECKS = {
+    "tflite": FormatChecks("int8", check_int8_tflite, check_tflite_sidecar),
+    "onnx": FormatChecks("onnx", check_onnx, check_onnx_sidecar),
+}
+
+
+def format_checks() -> list[FormatChecks]:
+    """The checks of every format in the table, in its order; a format without checks is a failure."""
+    from edgecls import formats
+
+    names = [fmt.name for fmt in formats.FORMATS.values() if fmt.exported_in_run]
+    missing = [name for name in names if name not in FORMAT_CHECKS]
+    assert not missing, f"formats {missing} are in edgecls.formats but have no FORMAT_CHECKS entry here"
+    return [FORMAT_CHECKS[name] for name in names]
+
+
+# After build, train step and save, which always run: one check per format (from the table), "qat"
+# wraps the model for QAT, "qat_tflite" (which wraps it too) converts the result to TFLite.
+CHECKS = (*(c.check for c in format_checks()), "qat", "qat_tflite", "sidecar", "gradcam")
 
 
 def check_model(name: str, folder: Path, *, checks=CHECKS, load_later: dict | None = None) -> Built:
@@ -276,18 +304,15 @@ def check_model(name: str, folder: Path, *, checks=CHECKS, load_later: dict | No
         load_in_fresh_process([built])
     else:
         load_later[name] = dataclasses.replace(built, model=None)
-    if "int8" in checks:
-        tflite_path, tflite_info = check_int8_tflite(built, folder)
-        if "sidecar" in checks:
-            check_tflite_sidecar(built, tflite_path, tflite_info)
+    for fmt in format_checks():
+        if fmt.check in checks:
+            path, info = fmt.convert(built, folder)
+            if "sidecar" in checks:
+                fmt.sidecar(built, path, info)
     if "qat" in checks or "qat_tflite" in checks:
         qat = check_qat(built)
         if "qat_tflite" in checks:
             check_qat_tflite(qat)
-    if "onnx" in checks:
-        onnx_path = check_onnx(built, folder)
-        if "sidecar" in checks:
-            check_onnx_sidecar(built, onnx_path)
     if "gradcam" in checks:
         check_gradcam(built)
     return built

@@ -63,3 +63,12 @@ def test_registry_test_settings_are_usable():
         assert set(spec.test_kwargs) <= {"alpha", "dropout"}, (name, spec.test_kwargs)
         assert set(spec.test_slow_checks) <= set(CHECKS), (name, spec.test_slow_checks)
     assert "tiny_cnn" in FAST and "mobilenet_v3_small" in FAST, "the test model and the default model stay in the default run"
+
+
+def test_a_format_in_the_table_without_model_checks_fails_them(monkeypatch):
+    import fake_format
+    from model_checks import format_checks
+
+    fake_format.install(monkeypatch)
+    with pytest.raises(AssertionError, match=r"\['fake'\].*no FORMAT_CHECKS entry"):
+        format_checks()

@@ -122,30 +122,31 @@ def test_quantize_rejects_wrong_inputs(exported, tmp_path):
 
 def test_sidecar_is_embedded_and_round_trips(exported, tmp_path):
     from edgecls.deploy.runtimes import open_model
-    from edgecls.sidecar import build_sidecar, read_sidecar
+    from edgecls.model_metadata import embed_in_file, embedded_sidecar
+    from edgecls.sidecar import build_sidecar, read_sidecar, write_sidecar
 
     _, float_path = exported("tiny_cnn")
     path = tmp_path / "tiny.onnx"
     path.write_bytes(float_path.read_bytes())
-    assert onnx_export.read_embedded_metadata(path) is None
+    assert embedded_sidecar(path) is None
 
     fields = onnx_export.onnx_sidecar_fields(path)
     assert fields["variant"] == "float32" and fields["input_dtype"] == "float32"
     sidecar = build_sidecar(model_file=path, labels=["red", "green", "blue"], architecture="tiny_cnn",
                             accuracy={"top1": np.float32(0.5)}, **fields)
-    json_path = onnx_export.write_onnx_sidecar(path, sidecar)
+    json_path = write_sidecar(path, sidecar)
 
-    embedded = onnx_export.read_embedded_metadata(path)
+    embedded = embedded_sidecar(path)
     assert embedded["labels"] == ["red", "green", "blue"] and embedded["input"]["shape"] == [None, SIZE, SIZE, 3]
     assert embedded["accuracy"] == {"top1": 0.5} and "size" not in embedded
     written = read_sidecar(path)
     assert json_path == path.with_suffix(".json") and written["size"]["bytes"] == path.stat().st_size
 
     again = dict(embedded, variant="renamed")  # embedding again replaces, never duplicates
-    onnx_export.embed_metadata(path, again)
+    embed_in_file(path, again)
     keys = [prop.key for prop in onnx.load(str(path)).metadata_props]
     assert keys.count(onnx_export.METADATA_KEY) == 1
-    assert onnx_export.read_embedded_metadata(path)["variant"] == "renamed"
+    assert embedded_sidecar(path)["variant"] == "renamed"
 
     runtime = open_model(path)  # still a valid model, read with its sidecar
     assert runtime.labels == ["red", "green", "blue"]
@@ -154,6 +155,7 @@ def test_sidecar_is_embedded_and_round_trips(exported, tmp_path):
 
 def test_unreadable_embedded_metadata_is_a_model_file_error(exported, tmp_path):
     from edgecls.errors import ModelFileError
+    from edgecls.model_metadata import embedded_sidecar
 
     _, float_path = exported("tiny_cnn")
     proto = onnx.load(str(float_path))
@@ -161,9 +163,9 @@ def test_unreadable_embedded_metadata_is_a_model_file_error(exported, tmp_path):
     path = tmp_path / "bad.onnx"
     onnx.save(proto, str(path))
     with pytest.raises(ModelFileError, match="unreadable"):
-        onnx_export.read_embedded_metadata(path)
+        embedded_sidecar(path)
     with pytest.raises(ModelFileError, match="not found"):
-        onnx_export.read_embedded_metadata(tmp_path / "missing.onnx")
+        embedded_sidecar(tmp_path / "missing.onnx")
 
 
 @keras.utils.register_keras_serializable(package="edgecls_tests")

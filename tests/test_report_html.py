@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from components import missing
 from PIL import Image
 
 from edgecls.errors import EdgeclsError
@@ -250,7 +251,7 @@ def _chromium_or_skip() -> str:
         found = shutil.which(name)
         if found:
             return found
-    pytest.skip("Chromium is not installed (.ci/run installs Debian's `chromium` with apt-get; "
+    missing("Chromium is not installed (.ci/run installs Debian's `chromium` with apt-get; "
                 "run `apt-get install chromium` to check report.html in a browser)")
 
 

@@ -89,7 +89,7 @@ def plot_accuracy_latency(path, records) -> Path | None:
     if not points:
         return None
     largest = max((r.get("size_bytes") or 0) for r in points) or 1
-    colours = {"tflite": "tab:blue", "onnx": "tab:orange", "keras": "tab:green"}
+    colours = {"tflite": "tab:blue", "onnx": "tab:orange", "keras": "tab:green"}  # another runtime: grey
     figure = Figure(figsize=(7, 4.5), dpi=110)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecls import formats
 from edgecls.benchmarking.device_rows import read_device_records
 from edgecls.benchmarking.targets import Target, reference_for, resolve_targets
 from edgecls.benchmarking.timing import current_rss_mb, latency_fields, peak_rss_mb, reset_peak_rss
@@ -219,25 +220,7 @@ def _touch(images) -> None:
 
 def _import_runtime(runtime: str) -> str:
     """Import the runtime's library up front (so load_ms is the model alone); say which one it is."""
-    from importlib import metadata
-
-    if runtime == "tflite":
-        from edgecls.deploy.litert import interpreter_class
-
-        _, module = interpreter_class()
-        package = {"ai_edge_litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime"}.get(module, module)
-        try:
-            return f"{module} {metadata.version(package)}"
-        except metadata.PackageNotFoundError:
-            return module
-    if runtime == "onnx":
-        import onnxruntime
-
-        return f"onnxruntime {onnxruntime.__version__}"
-    import edgecls.models.layers  # noqa: F401
-    from edgecls.tf import tf
-
-    return f"keras (tensorflow {tf.__version__})"
+    return formats.load(formats.get(runtime, role="runtime").version)()
 
 
 def _label_map(classes, model, notes) -> list[int]:

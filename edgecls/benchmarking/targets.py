@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgecls.deploy.runtimes import SUFFIX_RUNTIME, check_runtime_name, runtime_for
+from edgecls import formats
+from edgecls.deploy.runtimes import check_runtime_name, runtime_for
 from edgecls.errors import EdgeclsError, ModelFileError
 from edgecls.run_folder import EXPORTS, MODEL, RunFolder
 from edgecls.sidecar import read_sidecar
@@ -19,7 +20,7 @@ from edgecls.sidecar import read_sidecar
 @dataclass(frozen=True)
 class Target:
     path: Path
-    runtime: str  # tflite | onnx | keras
+    runtime: str  # a runtime of edgecls.formats: tflite | onnx | keras
 
     @property
     def is_reference(self) -> bool:
@@ -52,20 +53,20 @@ def resolve_targets(models, runtime: str = "all") -> list[Target]:
 
 
 def _suffix_of(runtime: str) -> str:
-    return next(suffix for suffix, name in SUFFIX_RUNTIME.items() if name == runtime)
+    return formats.get(runtime, role="runtime").suffix
 
 
 def run_folder_models(folder: Path) -> list[Path]:
-    """A run folder's model.keras and exports/*.tflite|*.onnx (sorted)."""
+    """A run folder's model.keras and the exports/ files of every format a runtime runs (sorted)."""
     run = RunFolder(folder)
     files = [run.model] if run.model.is_file() else []
     exports = run.exports
     if exports.is_dir():
-        files += sorted(p for p in exports.iterdir() if p.is_file() and p.suffix in SUFFIX_RUNTIME
-                        and SUFFIX_RUNTIME[p.suffix] != "keras")
+        suffixes = {f.suffix for f in formats.FORMATS.values() if f.exported_in_run and f.suffix}
+        files += sorted(p for p in exports.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
     if not files:
         raise ModelFileError(f"{folder} is a folder without {MODEL} or exported models: "
-                             "give a run folder or a .tflite/.onnx/.keras file")
+                             f"give a run folder or a {'/'.join(formats.runnable_suffixes())} file")
     return files
 
 

@@ -15,7 +15,7 @@ import traceback
 import typer
 
 from edgecls.cli import deploying, insight, optimizing, training
-from edgecls.errors import EdgeclsError
+from edgecls.errors import EdgeclsError, is_user_os_error, unwritable
 
 app = typer.Typer(
     help="From a folder of labelled images to a fast, small, accurate classifier on a Raspberry Pi.",
@@ -93,9 +93,22 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted (a training run continues with --resume)", err=True)
         sys.exit(130)
-    except Exception as err:  # noqa: BLE001 - a bug: say so in one line, keep the traceback for --debug
+    except OSError as err:
+        if not is_user_os_error(err):
+            _internal_error(err)
         if _debug["on"]:
             traceback.print_exc()
-        typer.echo(f"internal error: {type(err).__name__}: {err} (run with --debug for details; please report it)",
-                   err=True)
-        sys.exit(1)
+        # A write deep inside a library (Keras, tf2onnx) that the file system refused: the user's to fix.
+        user = unwritable(err)
+        typer.echo(f"error: {user}", err=True)
+        sys.exit(user.exit_code)
+    except Exception as err:  # noqa: BLE001 - a bug: say so in one line, keep the traceback for --debug
+        _internal_error(err)
+
+
+def _internal_error(err: Exception):
+    if _debug["on"]:
+        traceback.print_exc()
+    typer.echo(f"internal error: {type(err).__name__}: {err} (run with --debug for details; please report it)",
+               err=True)
+    sys.exit(1)

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import typer
 
-from edgecls import api
+from edgecls import api, formats
 from edgecls.cli.options import Data, Force, Json, Model, NoProgress, Quiet, Threads, verbosity
 from edgecls.cli.output import emit_json, notes, stdout_to_stderr, wide_console
 
 
 def predict(
-    model: Path = typer.Argument(..., metavar="MODEL", help="A .tflite, .onnx or .keras model (sidecar .json beside it)."),
+    model: Path = typer.Argument(..., metavar="MODEL", help=f"A {formats.choices(formats.runnable_suffixes())} model (sidecar .json beside it)."),
     inputs: list[Path] = typer.Argument(..., metavar="[MODEL]... IMG_OR_DIR...",
                                         help="More models first (an ensemble: mean of probabilities), then image "
                                              "files and folders (searched recursively)."),
@@ -37,7 +37,9 @@ def predict(
 def bench(
     models: list[Path] | None = typer.Argument(None, metavar="[MODEL]...",
                                                   help="Model files and/or run folders (model.keras + exports/)."),
-    runtime: str = typer.Option("all", "--runtime", "-r", help="tflite | onnx | keras | all (each model where it runs)."),
+    runtime: str = typer.Option(
+        "all", "--runtime", "-r",
+        help=f"{formats.help_text(formats.runtime_names(), extra=('all',))} (each model where it runs)."),
     data: Data = None,
     threads: Threads = 1,
     runs: int = typer.Option(50, "--runs", help="Timed invocations per round."),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from edgecls import api
+from edgecls import api, formats
 from edgecls.cli.options import (
     BatchSize,
     Calibration,
@@ -57,7 +57,7 @@ def quantize(
 
 def export(
     run: RunArg,
-    format: list[str] = typer.Option(["tflite"], "--format", "-f", help="tflite | onnx | saved_model | all (repeatable)."),
+    format: list[str] = typer.Option(["tflite"], "--format", "-f", help=f"{formats.help_text(formats.export_names(), extra=('all',))} (repeatable)."),
     int8: bool = typer.Option(False, "--int8", help="Also the int8 variant of each format that has one."),
     opset: int = typer.Option(17, help="ONNX opset."),
     calibration: Calibration = api.DEFAULT_CALIBRATION,
@@ -98,7 +98,7 @@ def optimize(
     max_drop: float = typer.Option(0.5, "--max-drop", help="Largest top-1 loss allowed against float, in points "
                                                            "(judged on the validation split)."),
     objective: str = typer.Option("latency", "--objective", help="latency | size: what the search minimises."),
-    runtime: str = typer.Option("tflite", "--runtime", help="tflite | onnx: where candidates are timed."),
+    runtime: str = typer.Option("tflite", "--runtime", help=f"{formats.help_text(formats.search_names())}: where candidates are timed."),
     time_budget: str | None = typer.Option(None, "--time-budget", help="Stop the search after this long "
                                                                        "(seconds, or 90s, 30m, 1h)."),
     threads: Threads = 1,

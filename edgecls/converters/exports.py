@@ -12,37 +12,40 @@ from edgecls.converters import tflite_convert
 from edgecls.converters.calibration import DEFAULT_CALIBRATION
 from edgecls.converters.publishing import ExportRecord, keras_accuracy, print_table, variant_prefix, write_onnx, write_tflite
 from edgecls.errors import EdgeclsError
-from edgecls.fsutil import write_json
-from edgecls.metrics import top1_accuracy
+from edgecls.metrics import top1_accuracy, top_k_or_none
 from edgecls.progress import progress_bar
-from edgecls.sidecar import file_sizes
+from edgecls.sidecar import build_sidecar, file_sizes, write_sidecar
 from edgecls.training.run_context import RunContext, load_run
-
-FORMATS = ("tflite", "onnx", "saved_model")
 
 
 def export_run(run_dir, *, formats=("tflite",), int8=False, opset=17, calibration=DEFAULT_CALIBRATION,
                model=None, verbose=1) -> list[ExportRecord]:
-    formats = list(FORMATS) if "all" in formats else list(formats)
-    unknown = [f for f in formats if f not in FORMATS]
+    """Export a run's model in each of ``formats`` (names from edgecls.formats, or "all"), measured on its test split."""
+    from edgecls import formats as table
+
+    names = table.export_names()
+    chosen = names if "all" in formats else list(dict.fromkeys(formats))
+    unknown = [f for f in chosen if f not in names]
     if unknown:
-        raise EdgeclsError(f"unknown --format {unknown[0]}; choose tflite, onnx, saved_model or all")
+        raise EdgeclsError(f"unknown --format {unknown[0]}; choose {table.choices([*names, 'all'])}")
     ctx = load_run(run_dir, model, verbose=verbose)
     float_top1 = keras_accuracy(ctx.model, ctx)
-    prefix = variant_prefix(ctx)
+    options = {"opset": opset, "calibration": calibration, "verbose": verbose}
     records = []
-    if "tflite" in formats:
-        records.append(write_tflite(ctx, f"{prefix}float32", tflite_convert.convert(ctx.model, "float32"),
-                                    reference_top1=float_top1))
-        if int8:
-            records.append(post_training_int8(ctx, io="uint8", calibration=calibration, reference_top1=float_top1,
-                                              prefix=prefix, verbose=verbose))
-    if "onnx" in formats:
-        records.extend(_export_onnx(ctx, prefix, int8, opset, calibration, float_top1))
-    if "saved_model" in formats:
-        records.append(_export_saved_model(ctx, prefix, float_top1))
+    for name in chosen:
+        records += table.load(table.FORMATS[name].export)(ctx, prefix=variant_prefix(ctx), int8=int8, options=options,
+                                                            reference_top1=float_top1)
     if verbose:
         print_table(records, float_top1, title=f"{ctx.run_dir} — test split, {len(ctx.test_labels)} images")
+    return records
+
+
+def export_tflite(ctx: RunContext, *, prefix: str, int8: bool, options: dict, reference_top1: float) -> list[ExportRecord]:
+    records = [write_tflite(ctx, f"{prefix}float32", tflite_convert.convert(ctx.model, "float32"),
+                            reference_top1=reference_top1)]
+    if int8:
+        records.append(post_training_int8(ctx, io="uint8", calibration=options["calibration"],
+                                          reference_top1=reference_top1, prefix=prefix, verbose=options["verbose"]))
     return records
 
 
@@ -58,7 +61,9 @@ def post_training_int8(ctx: RunContext, *, io: str, calibration: int, reference_
                         extra={"calibration_images": int(len(images))})
 
 
-def _export_onnx(ctx: RunContext, prefix, int8, opset, calibration, float_top1) -> list[ExportRecord]:
+def export_onnx_variants(ctx: RunContext, *, prefix: str, int8: bool, options: dict,
+                         reference_top1: float) -> list[ExportRecord]:
+    opset, calibration, float_top1 = options["opset"], options["calibration"], reference_top1
     from edgecls.converters.onnx_export import check_parity, export_onnx, quantize_onnx_int8
 
     # "onnx_" keeps each variant's sidecar (<variant>.json) apart from the TFLite one of that name.
@@ -77,10 +82,13 @@ def _export_onnx(ctx: RunContext, prefix, int8, opset, calibration, float_top1) 
     return records
 
 
-def _export_saved_model(ctx: RunContext, prefix, float_top1) -> ExportRecord:
+def export_saved_model(ctx: RunContext, *, prefix: str, int8: bool, options: dict,
+                       reference_top1: float) -> list[ExportRecord]:
+    """A float SavedModel folder with a ``serving_default`` signature (image → probs); no int8 variant."""
     from edgecls.tf import tf
 
-    target = ctx.folder.export(f"{prefix}saved_model", "")
+    variant = f"{prefix}saved_model"
+    target = ctx.folder.export(variant, "")
     _, height, width, channels = ctx.model.input_shape
     signature = tf.function(lambda image: {"probs": ctx.model(image, training=False)},
                             input_signature=[tf.TensorSpec([None, height, width, channels], tf.float32,
@@ -91,24 +99,22 @@ def _export_saved_model(ctx: RunContext, prefix, float_top1) -> ExportRecord:
         loaded = tf.saved_model.load(str(staging / "model")).signatures["serving_default"]
         probs = np.concatenate([loaded(image=tf.constant(np.asarray(ctx.test_images[i:i + 64], np.float32)))["probs"]
                                 .numpy() for i in range(0, len(ctx.test_labels), 64)])
-        top1 = top1_accuracy(ctx.test_labels, probs)
         if target.exists():  # replace the old folder only once the new one is complete
             shutil.rmtree(target)
         (staging / "model").rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    write_json(target.with_suffix(".json"), {
-        "schema": "edgecls.sidecar/1", "model_file": target.name, "format": "saved_model", "variant": "float32",
-        "labels": ctx.labels, "architecture": ctx.config.model.arch,
-        "input": {"shape": [None, ctx.img_size, ctx.img_size, 3], "dtype": "float32", "pixel_range": [0, 255],
-                  "resize": "pil-bilinear-squash", "signature": "serving_default", "name": "image"},
-        "output": {"kind": "probabilities", "name": "probs"},
-        "accuracy": {"top1": top1, "float_top1": float_top1, "split": "test", "num_samples": len(ctx.test_labels)},
-        "source_run": str(ctx.run_dir.resolve()),
-    })
-    size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
-    return ExportRecord(f"{prefix}saved_model", target, {"bytes": size, "gzip_bytes": size}, top1, None,
-                        "folder; gzip not computed")
+    labels = ctx.test_labels
+    accuracy = {"top1": top1_accuracy(labels, probs), "top5": top_k_or_none(labels, probs), "split": "test",
+                "num_samples": int(len(labels)), "float_top1": reference_top1}
+    sidecar = build_sidecar(
+        model_file=target, fmt="saved_model", variant="float32", labels=ctx.labels, architecture=ctx.config.model.arch,
+        img_size=ctx.img_size, input_dtype="float32", output_kind="probabilities", batch=None,
+        source_run=ctx.run_dir.resolve(), accuracy=accuracy,
+        extra={"saved_model": {"signature": "serving_default", "input_name": "image", "output_name": "probs"}})
+    write_sidecar(target, sidecar)
+    return [ExportRecord(variant, target, file_sizes(target), accuracy["top1"], accuracy["top5"],
+                         "folder; gzip: of its tar")]
 
 
-__all__ = ["export_run", "FORMATS", "file_sizes"]
+__all__ = ["export_run", "file_sizes"]

@@ -81,14 +81,11 @@ from edgecls.converters.calibration import pinned_calibration_inputs
 from edgecls.converters.onnx_metadata import (  # noqa: F401 - the metadata helpers are public here too
     METADATA_KEY,
     QUANT_METADATA_KEY,
-    embed_metadata,
     integer_op_types,
     load_onnx,
     onnx_image_input,
     onnx_sidecar_fields,
-    read_embedded_metadata,
     set_metadata,
-    write_onnx_sidecar,
 )
 from edgecls.errors import EdgeclsError, first_line
 from edgecls.fsutil import atomic_path

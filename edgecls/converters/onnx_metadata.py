@@ -10,12 +10,11 @@ reads it back, as the deploy runtimes do when no sidecar JSON is beside the file
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import onnx
 
 from edgecls.errors import ModelFileError
-from edgecls.model_metadata import ONNX_KEY, embed_in_file, load_onnx, onnx_sidecar  # noqa: F401 - load_onnx re-exported
+from edgecls.model_metadata import ONNX_KEY, load_onnx  # noqa: F401 - load_onnx re-exported
 from edgecls.model_metadata import set_onnx_property as set_metadata  # noqa: F401 - onnx_export uses it
 
 METADATA_KEY = ONNX_KEY
@@ -58,28 +57,6 @@ def onnx_sidecar_fields(onnx_path) -> dict:
     return {"fmt": "onnx", "variant": "int8" if integer else "float32", "img_size": height,
             "input_dtype": "float32", "output_kind": "probabilities", "output_dtype": "float32",
             "batch": None, "extra": {"onnx": onnx_info}}
-
-
-def embed_metadata(onnx_path, sidecar: dict) -> Path:
-    """Store ``sidecar`` (less ``size``) as JSON under ``metadata_props["edgecls_sidecar"]``, re-saving
-    atomically; the same embedding ``edgecls.sidecar.write_sidecar`` does for every ONNX export."""
-    return embed_in_file(onnx_path, sidecar)
-
-
-def read_embedded_metadata(onnx_path) -> dict | None:
-    """The sidecar embedded by ``embed_metadata``, or None when the file carries none."""
-    return onnx_sidecar(onnx_path)
-
-
-def write_onnx_sidecar(onnx_path, sidecar: dict) -> Path:
-    """Embed ``sidecar`` in the model, then write ``<model>.json`` with the final file's size.
-
-    A file cannot hold its own size, so the embedded copy goes without ``size``; the JSON
-    sidecar gets the size of the model as written, metadata included. Returns the JSON path.
-    """
-    from edgecls.sidecar import write_sidecar
-
-    return write_sidecar(onnx_path, sidecar)
 
 
 def onnx_image_input(proto, path) -> tuple[str, tuple[int, int, int]]:

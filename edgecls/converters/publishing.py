@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from edgecls.fsutil import atomic_path
@@ -29,17 +30,29 @@ def keras_accuracy(model, ctx: RunContext) -> float:
     return top1_accuracy(ctx.test_labels, predict_probs(model, ctx.test_images))
 
 
-def write_tflite(ctx: RunContext, variant: str, blob: bytes, *, reference_top1: float | None,
-                 extra: dict | None = None) -> ExportRecord:
+@dataclasses.dataclass
+class Described:
+    """The sidecar of a new model file and what its graph showed (the formats table's ``describe``)."""
+
+    sidecar: dict
+    integer: bool  # integer arithmetic inside (int8 weights and activations)
+    partitions: int | None = None  # XNNPACK partitions (TFLite)
+    float_ops: list[str] = dataclasses.field(default_factory=list)  # ops left in float in an integer graph
+
+    def notes(self) -> list[str]:
+        notes = []
+        if self.integer and self.partitions is not None:
+            notes.append(f"{self.partitions} XNNPACK partition(s)")
+        if self.integer and self.float_ops:
+            notes.append(f"float ops: {', '.join(sorted(set(self.float_ops)))}")
+        return notes
+
+
+def describe_tflite(ctx: RunContext, path: Path, variant: str, accuracy: dict | None,
+                    extra: dict | None = None) -> Described:
     from edgecls.converters.tflite_inspect import inspect_tflite
 
-    path = ctx.folder.export(variant, ".tflite")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(blob)
-    info = inspect_tflite(blob)
-    measured = measure_accuracy(path, ctx)
-    integer = info["input"]["dtype"] in ("uint8", "int8")
-    accuracy = _accuracy_entry(measured, reference_top1)
+    info = inspect_tflite(Path(path).read_bytes())
     sidecar = build_sidecar(
         model_file=path, fmt="tflite", variant=variant, labels=ctx.labels, architecture=ctx.config.model.arch,
         img_size=ctx.img_size, input_dtype=info["input"]["dtype"],
@@ -50,13 +63,45 @@ def write_tflite(ctx: RunContext, variant: str, blob: bytes, *, reference_top1: 
         source_run=ctx.run_dir.resolve(), accuracy=accuracy,
         extra={"tflite": {k: info[k] for k in ("ops", "float_ops", "xnnpack_partitions")}, **(extra or {})},
     )
-    write_sidecar(path, sidecar)
-    notes = []
-    if integer:
-        notes.append(f"{info['xnnpack_partitions']} XNNPACK partition(s)")
-        if info["float_ops"]:
-            notes.append(f"float ops: {', '.join(sorted(set(info['float_ops'])))}")
-    return ExportRecord(variant, path, file_sizes(path), measured["top1"], measured["top5"], "; ".join(notes))
+    return Described(sidecar, info["input"]["dtype"] in ("uint8", "int8"), info["xnnpack_partitions"],
+                     list(info["float_ops"]))
+
+
+def describe_onnx(ctx: RunContext, path: Path, variant: str, accuracy: dict | None,
+                  extra: dict | None = None) -> Described:
+    from edgecls.converters.onnx_metadata import onnx_sidecar_fields
+
+    fields = onnx_sidecar_fields(path)
+    fields["variant"] = variant
+    fields["extra"] = {**fields["extra"], **(extra or {})}
+    sidecar = build_sidecar(model_file=path, labels=ctx.labels, architecture=ctx.config.model.arch,
+                            source_run=ctx.run_dir.resolve(), accuracy=accuracy, **fields)
+    return Described(sidecar, bool(fields["extra"]["onnx"]["integer_ops"]))
+
+
+def describe(ctx: RunContext, path: Path, variant: str, accuracy: dict | None, extra: dict | None = None) -> Described:
+    """The sidecar of a model file of any format the table can describe (by its suffix)."""
+    from edgecls import formats
+
+    return formats.load(formats.for_path(path).describe)(ctx, Path(path), variant, accuracy, extra)
+
+
+def publish_file(ctx: RunContext, variant: str, path: Path, *, reference_top1: float | None,
+                 extra: dict | None = None) -> ExportRecord:
+    """Measure a model file written under its final name, then write its sidecar (embedded and beside it)."""
+    measured = measure_accuracy(path, ctx)
+    described = describe(ctx, path, variant, _accuracy_entry(measured, reference_top1), extra)
+    write_sidecar(path, described.sidecar)
+    return ExportRecord(variant, path, file_sizes(path), measured["top1"], measured["top5"],
+                        "; ".join(described.notes()))
+
+
+def write_tflite(ctx: RunContext, variant: str, blob: bytes, *, reference_top1: float | None,
+                 extra: dict | None = None) -> ExportRecord:
+    path = ctx.folder.export(variant, ".tflite")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(blob)
+    return publish_file(ctx, variant, path, reference_top1=reference_top1, extra=extra)
 
 
 def _accuracy_entry(measured: dict, reference_top1: float | None) -> dict:
@@ -67,16 +112,7 @@ def _accuracy_entry(measured: dict, reference_top1: float | None) -> dict:
 
 
 def write_onnx(ctx: RunContext, variant: str, path: Path, *, reference_top1: float | None) -> ExportRecord:
-    from edgecls.converters.onnx_export import onnx_sidecar_fields, write_onnx_sidecar
-
-    measured = measure_accuracy(path, ctx)
-    fields = onnx_sidecar_fields(path)
-    fields["variant"] = variant
-    sidecar = build_sidecar(model_file=path, labels=ctx.labels, architecture=ctx.config.model.arch,
-                            source_run=ctx.run_dir.resolve(), accuracy=_accuracy_entry(measured, reference_top1),
-                            **fields)
-    write_onnx_sidecar(path, sidecar)
-    return ExportRecord(variant, path, file_sizes(path), measured["top1"], measured["top5"])
+    return publish_file(ctx, variant, path, reference_top1=reference_top1)
 
 
 def print_table(records: list[ExportRecord], float_top1: float, title: str = "exports") -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecls.data.images import RESIZE_METHOD, BadImage, height_width, load_image_array
-from edgecls.errors import DataError
+from edgecls.errors import DataError, UnwritableError
 from edgecls.fsutil import atomic_path, write_json, write_text
 from edgecls.progress import progress_bar
 from edgecls.run_folder import SKIPPED_FILES, RunFolder
@@ -70,9 +70,10 @@ def decode_split(
         return cached
     try:
         return _decode_and_cache(names, labels, (height, width), array_path, record_path, desc, progress)
-    except OSError as exc:
+    except (OSError, UnwritableError) as exc:
+        reason = getattr(exc, "reason", "") or getattr(exc, "strerror", "") or str(exc)
         raise DataError(
-            f"cannot write the image cache in {stem.parent}: {exc.strerror or exc} "
+            f"cannot write the image cache in {stem.parent}: {reason} "
             "(set EDGECLS_CACHE to a writable folder with free space)"
         ) from None
 
@@ -124,6 +125,7 @@ def _decode_and_cache(names, labels, hw, array_path, record_path, desc, progress
         # open_memmap keeps memory flat however large the dataset; rows are written in
         # input order so the cache is identical from run to run.
         pixels = np.lib.format.open_memmap(scratch, mode="w+", dtype=np.uint8, shape=(len(names), *hw, 3))
+        _reserve(scratch)
         kept, reasons = _decode_into(pixels, names, hw, desc, progress)
         pixels.flush()
         del pixels
@@ -142,6 +144,15 @@ def _decode_and_cache(names, labels, hw, array_path, record_path, desc, progress
         },
     )
     return _decoded(np.load(array_path, mmap_mode="r", allow_pickle=False), names, labels, kept, bad)
+
+
+def _reserve(path: Path) -> None:
+    """Give the sparse memory-mapped file real blocks now: a page the disk cannot back, written
+    through the map later, kills the process with SIGBUS, which no OSError handler sees."""
+    if not hasattr(os, "posix_fallocate"):
+        return  # Windows: a full disk under a mapped view is an error there, not a signal
+    with open(path, "r+b") as handle:
+        os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)  # ENOSPC: an OSError
 
 
 def _decode_into(pixels, names, hw, desc, progress) -> tuple[list[int], dict[int, str]]:

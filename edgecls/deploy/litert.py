@@ -26,6 +26,18 @@ def interpreter_class():
     return tf.lite.Interpreter, "tensorflow"
 
 
+def library_version() -> str:
+    """The TFLite interpreter package this process uses and its version, e.g. ``ai_edge_litert 2.3.0``."""
+    from importlib import metadata
+
+    _, module = interpreter_class()
+    package = {"ai_edge_litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime"}.get(module, module)
+    try:
+        return f"{module} {metadata.version(package)}"
+    except metadata.PackageNotFoundError:
+        return module
+
+
 def tflite_interpreter(model_path=None, model_content=None, num_threads: int = 1, use_xnnpack: bool = True):
     """An Interpreter of the best available package for a file or bytes; ``use_xnnpack=False`` gives the reference kernels."""
     cls, _ = interpreter_class()

@@ -7,12 +7,11 @@ Records are the same as ``pi_infer.py --json`` writes on the device:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from edgecls.deploy.inputs import expand_inputs, load_images
-from edgecls.deploy.runtimes import SUFFIX_RUNTIME, open_model
+from edgecls.deploy.runtimes import open_model, runs_as_model
 from edgecls.errors import EdgeclsError
 from edgecls.metrics import common_rows, label_orders, mean_probs
 
@@ -90,10 +89,10 @@ def predict_ensemble(models, inputs, *, top_k: int = 5, threads: int = 1) -> Mod
 
 
 def split_models(paths) -> tuple[list, list]:
-    """Leading model files (by suffix: .tflite, .onnx, .keras) and the image inputs after them."""
+    """Leading model files (by suffix, edgecls.formats) and the image inputs after them."""
     paths = list(paths)
     count = 0
-    while count < len(paths) and Path(paths[count]).suffix.lower() in SUFFIX_RUNTIME:
+    while count < len(paths) and runs_as_model(paths[count]):
         count += 1
     return paths[:count], paths[count:]
 

@@ -13,13 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecls import formats
 from edgecls.errors import EdgeclsError, ModelFileError, first_line
 from edgecls.model_metadata import onnx_props_sidecar
 from edgecls.run_folder import RunFolder
 from edgecls.sidecar import read_model_sidecar, read_sidecar
-
-RUNTIMES = ("tflite", "onnx", "keras")
-SUFFIX_RUNTIME = {".tflite": "tflite", ".onnx": "onnx", ".keras": "keras"}
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -170,25 +168,39 @@ class KerasRuntime(Runtime):
         return self._call(prepared).numpy()
 
 
-_CLASSES = {"tflite": TFLiteRuntime, "onnx": OnnxRuntime, "keras": KerasRuntime}
+def onnxruntime_version() -> str:
+    import onnxruntime
+
+    return f"onnxruntime {onnxruntime.__version__}"
+
+
+def keras_version() -> str:
+    import edgecls.models.layers  # noqa: F401  (the custom layers a .keras file may name)
+    from edgecls.tf import tf
+
+    return f"keras (tensorflow {tf.__version__})"
 
 
 def runtime_for(path) -> str:
-    suffix = Path(path).suffix.lower()
-    if suffix not in SUFFIX_RUNTIME:
-        raise ModelFileError(f"unknown model type {path}: expected .tflite, .onnx or .keras")
-    return SUFFIX_RUNTIME[suffix]
+    """The name of the runtime (the format, edgecls.formats) that runs a model file, by its suffix."""
+    return formats.for_path(path).name
+
+
+def runs_as_model(path) -> bool:
+    """Whether ``path`` names a model file some runtime opens (by suffix), as opposed to an image."""
+    return Path(path).suffix.lower() in formats.runnable_suffixes()
 
 
 def open_model(path, *, threads: int = 1, quiet: bool = False) -> Runtime:
     """Load a model file into the runtime its suffix calls for, with its sidecar when there is one."""
     path = Path(path)
     if path.is_dir():
-        raise ModelFileError(f"{path} is a folder, not a model file: give a .tflite, .onnx or .keras file, "
+        raise ModelFileError(f"{path} is a folder, not a model file: give a {formats.choices(formats.runnable_suffixes())} file, "
                              f"e.g. {path / 'model.keras'} or one from {path / 'exports'}")
     if not path.is_file():
         raise ModelFileError(f"model file not found: {path}")
-    kind = runtime_for(path)
+    fmt = formats.for_path(path)
+    kind = fmt.name
     if kind == "onnx":
         # An embedded ONNX sidecar is read from the session the runtime opens anyway.
         sidecar, source = read_sidecar(path), "json"
@@ -196,7 +208,7 @@ def open_model(path, *, threads: int = 1, quiet: bool = False) -> Runtime:
         sidecar, source = read_model_sidecar(path)
     if sidecar is None and kind == "keras":
         sidecar, source = _run_folder_sidecar(path), "run folder"
-    runtime = _CLASSES[kind](path, sidecar, threads)
+    runtime = formats.load(fmt.runtime)(path, sidecar, threads)
     if sidecar is not None:
         runtime.sidecar_source = source
     if runtime.sidecar is None and not quiet:
@@ -244,7 +256,7 @@ def _shown(shape) -> str:
         return str(shape)
 
 
-
 def check_runtime_name(name: str) -> None:
-    if name not in RUNTIMES and name != "all":
-        raise EdgeclsError(f"unknown runtime '{name}'; choose tflite, onnx, keras or all")
+    names = [*formats.runtime_names(), "all"]
+    if name not in names:
+        raise EdgeclsError(f"unknown runtime '{name}'; choose {formats.choices(names)}")

@@ -13,6 +13,7 @@ import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from edgecls import formats
 from edgecls.fsutil import atomic_path
 
 # Mixed int8/float keeps some float weights and runs some ops in float: never smaller or faster
@@ -24,13 +25,13 @@ INT8 = "int8"
 class Candidate:
     variant: str
     family: str
-    fmt: str  # "tflite" | "onnx"
+    fmt: str  # a format of edgecls.formats with search_steps: "tflite" | "onnx"
     settings: dict
     write: Callable[[Path], dict | None]  # writes the model file; may return extra sidecar fields
 
     @property
     def suffix(self) -> str:
-        return ".tflite" if self.fmt == "tflite" else ".onnx"
+        return formats.FORMATS[self.fmt].suffix
 
 
 @dataclasses.dataclass
@@ -108,6 +109,17 @@ class TfliteBuilder:
         calibrated = calibrated_int8.calibrate(model, self.images(self.calibration))
         return calibrated_int8.quantize_calibrated(calibrated), {"pruning": {"target": target,
                                                                             "sparsity": achieved, "epochs": epochs}}
+
+
+def tflite_candidates(ctx, *, objective: str, calibration: int, qat_epochs: int, prune_epochs: int) -> list[Step]:
+    """``edgecls optimize --runtime tflite``'s steps (the formats table's ``search_steps``)."""
+    return tflite_steps(TfliteBuilder(ctx, calibration=calibration), objective, qat_epochs=qat_epochs,
+                        prune_epochs=prune_epochs)
+
+
+def onnx_candidates(ctx, *, objective: str, calibration: int, qat_epochs: int, prune_epochs: int) -> list[Step]:
+    """``edgecls optimize --runtime onnx``'s steps: no fine-tuning, so the same for either objective."""
+    return onnx_steps(ctx, calibration=calibration)
 
 
 def tflite_steps(builder: TfliteBuilder, objective: str, *, qat_epochs: int = 1, prune_levels=(0.5, 0.75),

@@ -133,50 +133,28 @@ def plain(settings: dict) -> dict:
 
 def _describe(ctx, candidate, path: Path, accuracy: dict, extra: dict) -> dict:
     """Write the candidate's sidecar; returns partitions, float-op count, integer or not, notes."""
-    from edgecls.sidecar import build_sidecar, write_sidecar
+    from edgecls.converters.publishing import describe
+    from edgecls.sidecar import write_sidecar
 
     optimize = {"family": candidate.family, "settings": plain(candidate.settings), **extra}
-    if candidate.fmt == "tflite":
-        from edgecls.converters.tflite_inspect import inspect_tflite
-
-        info = inspect_tflite(path.read_bytes())
-        sidecar = build_sidecar(
-            model_file=path, fmt="tflite", variant=candidate.variant, labels=ctx.labels,
-            architecture=ctx.config.model.arch, img_size=ctx.img_size, input_dtype=info["input"]["dtype"],
-            input_quant=(info["input"]["scale"], info["input"]["zero_point"]),
-            output_kind="probabilities" if info["ops"].get("SOFTMAX") else "logits",
-            output_dtype=info["output"]["dtype"], output_quant=(info["output"]["scale"], info["output"]["zero_point"]),
-            source_run=ctx.run_dir.resolve(), accuracy=accuracy,
-            extra={"tflite": {k: info[k] for k in ("ops", "float_ops", "xnnpack_partitions")}, "optimize": optimize})
-        write_sidecar(path, sidecar)
-        integer = info["input"]["dtype"] in ("uint8", "int8")
-        notes = []
-        if integer and info["float_ops"]:
-            notes.append(f"float ops: {', '.join(sorted(set(info['float_ops'])))}")
-        if candidate.settings.get("float_ops"):
-            notes.append(f"{len(candidate.settings['float_ops'])} op(s) kept float")
-        return {"partitions": info["xnnpack_partitions"], "float_ops": len(info["float_ops"]) if integer else None,
-                "integer": integer, "notes": "; ".join(notes)}
-    from edgecls.converters.onnx_metadata import integer_op_types, load_onnx, onnx_sidecar_fields, write_onnx_sidecar
-
-    fields = onnx_sidecar_fields(path)
-    fields["variant"] = candidate.variant
-    sidecar = build_sidecar(model_file=path, labels=ctx.labels, architecture=ctx.config.model.arch,
-                            source_run=ctx.run_dir.resolve(), accuracy=accuracy, **fields)
-    sidecar["optimize"] = optimize
-    write_onnx_sidecar(path, sidecar)
-    integer = bool(integer_op_types(load_onnx(path)))
-    return {"partitions": None, "float_ops": None, "integer": integer, "notes": ""}
+    described = describe(ctx, path, candidate.variant, accuracy, {"optimize": optimize})
+    write_sidecar(path, described.sidecar)
+    notes = [note for note in described.notes() if not note.endswith("XNNPACK partition(s)")]
+    if candidate.settings.get("float_ops"):
+        notes.append(f"{len(candidate.settings['float_ops'])} op(s) kept float")
+    return {"partitions": described.partitions,
+            "float_ops": len(described.float_ops) if described.integer and described.partitions is not None else None,
+            "integer": described.integer, "notes": "; ".join(notes)}
 
 
 def publish_best(folder: RunFolder, chosen: dict | None, runtime: str, *, objective: str, max_drop: float,
                   float_val: float, threads: int) -> Path | None:
     """Copy the chosen file to exports/best.<ext> with best.json saying why; None when nothing fits."""
+    from edgecls import formats
     from edgecls.fsutil import atomic_path
     from edgecls.sidecar import read_sidecar, sidecar_path, write_sidecar
 
-    suffix = ".tflite" if runtime == "tflite" else ".onnx"
-    target = folder.exports / f"best{suffix}"
+    target = folder.exports / f"best{formats.FORMATS[runtime].suffix}"
     if chosen is None:
         # A best model left by an earlier search would now be a claim this search did not make.
         previous = read_sidecar(target) if target.is_file() and sidecar_path(target).is_file() else None

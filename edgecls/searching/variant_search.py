@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecls import formats
 from edgecls.converters.calibration import DEFAULT_CALIBRATION
 from edgecls.errors import EdgeclsError
 from edgecls.metrics import top1_accuracy
@@ -35,7 +36,6 @@ from edgecls.run_folder import RunFolder
 from edgecls.searching import leaderboard as board
 from edgecls.searching.measurement import Measurer, Timer, publish_best
 
-RUNTIMES = ("tflite", "onnx")
 DEFAULT_ROUNDS, DEFAULT_RUNS, DEFAULT_WARMUP = 7, 40, 10
 SCHEMA = "edgecls.optimize/1"
 
@@ -69,8 +69,8 @@ def check_arguments(max_drop, objective: str, runtime: str, threads) -> None:
         raise EdgeclsError(f"--max-drop must be 0 or more (percentage points of top-1 below float), got {max_drop:g}")
     if objective not in board.OBJECTIVES:
         raise EdgeclsError(f"unknown objective '{objective}'; choose {' or '.join(board.OBJECTIVES)}")
-    if runtime not in RUNTIMES:
-        raise EdgeclsError(f"unknown runtime '{runtime}' for optimize; choose {' or '.join(RUNTIMES)}")
+    if runtime not in formats.search_names():
+        raise EdgeclsError(f"unknown runtime '{runtime}' for optimize; choose {formats.choices(formats.search_names())}")
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise EdgeclsError(f"--threads must be a whole number of at least 1, got {threads!r}")
 
@@ -155,13 +155,8 @@ def optimize_run(run, *, max_drop: float = 0.5, objective: str = "latency", runt
     say(f"optimize {folder.path}: {runtime}, objective {objective}, budget −{max_drop:g} pt of validation top-1 "
         f"(float {float_val:.4f} on {len(ctx.val_labels)} images), {threads} thread(s)")
 
-    from edgecls.searching import candidates as plan
-
-    if runtime == "tflite":
-        builder = plan.TfliteBuilder(ctx, calibration=calibration)
-        steps = plan.tflite_steps(builder, objective, qat_epochs=qat_epochs, prune_epochs=prune_epochs)
-    else:
-        steps = plan.onnx_steps(ctx, calibration=calibration)
+    steps = formats.load(formats.FORMATS[runtime].search_steps)(
+        ctx, objective=objective, calibration=calibration, qat_epochs=qat_epochs, prune_epochs=prune_epochs)
     epoch_seconds = _epoch_seconds(folder)
     timer = Timer(threads=threads, rounds=rounds, runs=runs, warmup=warmup, images=ctx.val_images)
     measure = Measurer(ctx, out_dir, timer, float_val=float_val, float_test=float_test, sha=source["sha256"])
