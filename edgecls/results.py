@@ -13,8 +13,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BundleResult", "DemoResult", "EvaluateResult", "ExportRecord", "GradcamResult", "OptimizeResult", "PruneResult", "Records",
-           "TrainResult", "jsonable"]
+__all__ = ["BundleResult", "DemoResult", "EvaluateResult", "ExportRecord", "ExtractResult", "GradcamResult", "OptimizeResult",
+           "PruneResult", "Records", "TrainResult", "jsonable"]
 
 
 def jsonable(value: Any) -> Any:
@@ -183,6 +183,18 @@ class DemoResult:
     chosen: Path | None
     bundle: Path
     stages: list[dict]  # stage, file, size_bytes, top1 (fraction or None), latency_ms (p50 or None)
+
+    def to_dict(self) -> dict:
+        return jsonable(dataclasses.asdict(self))
+
+
+@dataclasses.dataclass
+class ExtractResult:
+    """An extracted dataset archive (:func:`edgecls.data.archive.extract_archive`): the folder it went
+    to and the (entry, reason) pairs it left out (links, unsafe paths, special files, name clashes)."""
+
+    root: Path
+    skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict:
         return jsonable(dataclasses.asdict(self))

@@ -260,16 +260,15 @@ print(json.dumps(out))
 """
 
 
-def test_deploy_runtimes_predict_with_tflite_and_onnx_where_tensorflow_cannot_be_imported(tmp_path_factory, tmp_path):
+def test_deploy_runtimes_predict_with_tflite_and_onnx_where_tensorflow_cannot_be_imported(deploy_run, tmp_path):
     import json
 
     import numpy as np
-    from deploy_helpers import onnx_model, tiny_run
+    from deploy_helpers import onnx_model
 
     from edgecls.deploy.runtimes import open_model
 
-    run = tiny_run(tmp_path_factory)
-    models = [run / "exports" / "int8.tflite", onnx_model(tmp_path / "mean_colour.onnx")]
+    models = [deploy_run / "exports" / "int8.tflite", onnx_model(tmp_path / "mean_colour.onnx")]
     images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
     np.save(tmp_path / "images.npy", images)
     done = subprocess.run([sys.executable, "-c", PREDICT_BOTH, str(tmp_path / "images.npy"), *map(str, models)],
