@@ -22,7 +22,6 @@ import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from edgecls.converters.calibration import DEFAULT_CALIBRATION
 from edgecls.errors import EdgeclsError
@@ -31,14 +30,12 @@ from edgecls.results import (
     EvaluateResult,
     ExportRecord,
     GradcamResult,
+    OptimizeResult,
     PruneResult,
     Records,
     TrainResult,
 )
 from edgecls.training.fine_tune import DEFAULT_OPTIMIZER as DEFAULT_FINE_TUNE_OPTIMIZER
-
-if TYPE_CHECKING:  # imported by optimize() when called; the annotation is for readers and type checkers
-    from edgecls.searching.variant_search import OptimizeResult
 
 __all__ = ["train", "evaluate", "quantize", "prune", "export", "optimize", "predict", "bench", "bundle", "gradcam",
            "report", "list_models"]
@@ -103,13 +100,16 @@ def train(data=None, out=None, *, config=None, arch: str | None = None, img_size
         out = Path("runs") / Path(run_config.data.path.rstrip("/")).name.split(".")[0]
     if not resume and not run_config.data.path:
         raise EdgeclsError("give the DATA folder or archive to train on")
+    if not resume:  # before the trainer prepares (with --force: empties) the run folder
+        from edgecls.models import get_model_spec
+
+        get_model_spec(run_config.model.arch).check_alpha(run_config.model.alpha)
     if resume and (any(flags.values()) or overrides or not augment) and verbose:
         print("note: --resume continues with the run's own config.yaml; other flags are ignored", file=sys.stderr)
 
     from edgecls.training.trainer import train as run_training
 
-    done = run_training(run_config, Path(out), resume=resume, force=force, verbose=verbose, strategy=strategy)
-    result = TrainResult(Path(done.run_dir), dict(done.metrics), float(done.train_seconds), int(done.epochs))
+    result = run_training(run_config, Path(out), resume=resume, force=force, verbose=verbose, strategy=strategy)
     if result.metrics:  # only the process that writes the run folder (the chief of a cluster) has metrics
         _refresh_report(result.run_dir)
     return result
@@ -353,9 +353,9 @@ def bench(models=(), *, data=None, runtime: str = "all", threads: int = 1, runs:
                        progress=bool(verbose) and sys.stderr.isatty(), parity=parity)
     if png_out is None and (json_out or csv_out):
         png_out = Path(json_out or csv_out).with_suffix(".png")
-    written = write_report(result.records, json_path=json_out, csv_path=csv_out, png_path=png_out)
+    result.files = write_report(list(result), json_path=json_out, csv_path=csv_out, png_path=png_out)
     _refresh_report(*targets)
-    return Records(result.records, notes=result.notes, files=written)
+    return result
 
 
 def bundle(run, out, *, target: str = "pi", model=None, force: bool = False) -> BundleResult:
@@ -413,7 +413,7 @@ def list_models(img_size: int | None = None, *, details: bool = False, include_t
     """The registered architectures: their names, or with ``details`` one dict per architecture.
 
     A dict holds ``name``, ``img_size`` (``img_size`` or the native size), ``params``, ``macs``,
-    ``imagenet`` (pretrained weights exist) and ``description`` — what ``edgecls models --json``
+    ``imagenet`` (pretrained weights exist), ``alpha`` (``--alpha`` scales its widths) and ``description`` — what ``edgecls models --json``
     prints. Names are cheap; details build every model once.
 
     Example::

@@ -9,7 +9,6 @@ Every step is a public API call, so the demo is also a worked example of the lib
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -18,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edgecls.results import jsonable
+from edgecls.results import DemoResult
 
 DEMO_RECIPE = "demo_digits"
 PI_IMAGES = 8  # test images the bundle's pi_infer.py classifies in its own process
@@ -27,20 +26,6 @@ NEXT_STEPS = (
     "edgecls optimize runs/mine --max-drop 0.5            # the fastest model within 0.5 pt of float",
     "edgecls bundle runs/mine --model runs/mine/exports/best.tflite --out pi_bundle   # then on the Pi: python3 pi_infer.py IMG",
 )
-
-
-@dataclasses.dataclass
-class DemoResult:
-    """What the demo made: the training result, the chosen model, the bench rows and the closing table."""
-
-    run_dir: Path
-    metrics: dict
-    chosen: Path | None
-    bundle: Path
-    stages: list[dict]  # stage, file, size_bytes, top1 (fraction or None), latency_ms (p50 or None)
-
-    def to_dict(self) -> dict:
-        return jsonable(dataclasses.asdict(self))
 
 
 def run_demo(out, *, epochs: int = 10, force: bool = False, time_budget: str | float = "90s",

@@ -1,8 +1,10 @@
-"""What the public API returns: small documented types, each with ``to_dict()`` giving its ``--json`` record.
+"""Every result type of edgecls: small documented types, each with ``to_dict()`` giving its ``--json`` record.
 
-Every ``edgecls.api`` function returns one of these (or a list of them); the CLI prints them, and
-``edgecls <command> --json`` prints ``to_dict()`` (or the list of records) and nothing else. No
-TensorFlow here: importing this module is as cheap as ``import edgecls``.
+Every ``edgecls.api`` function returns one of these (or a list of them), and the stages below the
+API return the same objects (the trainer a :class:`TrainResult`, the exports :class:`ExportRecord`,
+the optimize search an :class:`OptimizeResult`); the CLI prints them, and ``edgecls <command> --json``
+prints ``to_dict()`` (or the list of records) and nothing else. A core module: it imports nothing
+of edgecls and no TensorFlow, so every layer may use it and importing it is as cheap as ``import edgecls``.
 """
 
 from __future__ import annotations
@@ -11,11 +13,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from edgecls.converters.publishing import ExportRecord
-
-# OptimizeResult (edgecls.searching.variant_search's) is served by __getattr__ below, on first use.
-__all__ = ["BundleResult", "EvaluateResult", "ExportRecord", "GradcamResult", "PruneResult", "Records", "TrainResult",
-           "jsonable"]
+__all__ = ["BundleResult", "DemoResult", "EvaluateResult", "ExportRecord", "ExtractResult", "GradcamResult", "OptimizeResult",
+           "PruneResult", "Records", "TrainResult", "jsonable"]
 
 
 def jsonable(value: Any) -> Any:
@@ -93,6 +92,35 @@ class EvaluateResult:
 
 
 @dataclasses.dataclass
+class ExportRecord:
+    """One exported model file, as ``edgecls.quantize`` / ``export`` / ``prune`` return it.
+
+    ``path`` is the file (its sidecar is ``path.with_suffix(".json")``), ``size`` holds ``bytes`` and
+    ``gzip_bytes``, ``accuracy``/``top5`` are measured on the run's test split through the deploy
+    runtime (fractions; ``top5`` is None with 5 classes or fewer), ``notes`` says what else was seen
+    (XNNPACK partitions, float ops, ONNX parity).
+
+    Example::
+
+        >>> record = edgecls.quantize("runs/flowers", int8=True)[0]  # doctest: +SKIP
+        >>> record.path, record.accuracy  # doctest: +SKIP
+        (PosixPath('runs/flowers/exports/int8.tflite'), 0.82)
+    """
+
+    variant: str
+    path: Path
+    size: dict
+    accuracy: float
+    top5: float | None
+    notes: str = ""
+
+    def to_dict(self) -> dict:
+        """The JSON record ``--json`` prints: every field, the path as a string."""
+        return {"variant": self.variant, "path": str(self.path), "size": dict(self.size), "accuracy": self.accuracy,
+                "top5": self.top5, "notes": self.notes}
+
+
+@dataclasses.dataclass
 class PruneResult:
     """A pruned model: ``path`` is ``RUN/exports/pruned.keras``; ``records`` the exports made from it.
 
@@ -145,6 +173,33 @@ class GradcamResult:
                          "out_dir": self.out_dir})
 
 
+@dataclasses.dataclass
+class DemoResult:
+    """What ``edgecls demo`` (:func:`edgecls.demo.run_demo`) made: the training result, the chosen model, the bench
+    rows and the closing table."""
+
+    run_dir: Path
+    metrics: dict
+    chosen: Path | None
+    bundle: Path
+    stages: list[dict]  # stage, file, size_bytes, top1 (fraction or None), latency_ms (p50 or None)
+
+    def to_dict(self) -> dict:
+        return jsonable(dataclasses.asdict(self))
+
+
+@dataclasses.dataclass
+class ExtractResult:
+    """An extracted dataset archive (:func:`edgecls.data.archive.extract_archive`): the folder it went
+    to and the (entry, reason) pairs it left out (links, unsafe paths, special files, name clashes)."""
+
+    root: Path
+    skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return jsonable(dataclasses.asdict(self))
+
+
 class Records(list):
     """A list of JSON-ready dicts — exactly what the command's ``--json`` prints — with what came beside them.
 
@@ -169,10 +224,54 @@ class Records(list):
         return jsonable(list(self))
 
 
-def __getattr__(name: str):
-    # OptimizeResult belongs to the optimize search (edgecls.searching.variant_search); imported on first use.
-    if name == "OptimizeResult":
-        from edgecls.searching.variant_search import OptimizeResult
+@dataclasses.dataclass
+class OptimizeResult:
+    """What an optimize search found (``edgecls.optimize``). ``leaderboard``: one record per candidate
+    (see :mod:`edgecls.searching.variant_search`); ``chosen``: the record handed back (None when
+    nothing is within budget); ``best_path``: its copy, RUN/exports/best.tflite or best.onnx;
+    ``stop_reason``: why the search ended; ``closest``: the candidate with the smallest validation
+    drop, what the summary names when nothing is within budget (None when nothing was measured).
 
-        return OptimizeResult
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    Example::
+
+        >>> result = edgecls.optimize("runs/flowers", max_drop=0.5)  # doctest: +SKIP
+        >>> result.chosen["variant"], result.best_path  # doctest: +SKIP
+        ('int8', PosixPath('runs/flowers/exports/best.tflite'))
+    """
+
+    out_dir: Path
+    leaderboard: list[dict]
+    chosen: dict | None
+    best_path: Path | None
+    within_budget: bool
+    stop_reason: str
+    search_seconds: float
+    max_drop: float = 0.5
+    objective: str = "latency"
+    float_val_accuracy: float | None = None
+    closest: dict | None = None
+
+    def summary_line(self) -> str:
+        """One line for the console: the choice and why, or the closest candidate when nothing fits."""
+        budget = f"budget {self.max_drop:g} pt of validation top-1 (absolute)"
+        if self.chosen is not None:
+            c = self.chosen
+            return (f"chosen {c['variant']}: val top-1 {c['val_accuracy']:.4f} ({0.0 - c['val_drop_pt']:+.2f} pt, {budget}), "
+                    f"{latency_text(c['latency_ms'])}, {c['gzip_bytes'] / 1024:,.0f} KB gzip, "
+                    f"test top-1 {c['test_accuracy']:.4f} → {self.best_path}")
+        near = self.closest
+        if near is None:
+            return f"no candidate was measured ({self.stop_reason})"
+        return (f"nothing within {budget}; closest: {near['variant']} at {0.0 - near['val_drop_pt']:+.2f} pt "
+                f"(val top-1 {near['val_accuracy']:.4f}, {latency_text(near['latency_ms'])})")
+
+    def to_dict(self) -> list[dict]:
+        """What ``edgecls optimize --json`` prints: the leaderboard, a list of records (the issue's
+        contract). The search's own facts (stop reason, budget, float accuracy) are the fields of
+        this result and the top of ``leaderboard.json``."""
+        return [dict(record) for record in self.leaderboard]
+
+
+def latency_text(value) -> str:
+    """A measured latency for the console (``1.234 ms``), or that it was not measured."""
+    return "latency not measured" if value is None else f"{value:.3f} ms"

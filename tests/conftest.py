@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from components import missing
+from deploy_helpers import import_pi_infer, write_deploy_run
 from PIL import Image
 
 
@@ -121,3 +122,26 @@ def colour_run(trained_colour_run, tmp_path_factory) -> Path:
     target = tmp_path_factory.mktemp("colour-run-copy") / "run"
     shutil.copytree(trained_colour_run, target)
     return target
+
+
+@pytest.fixture(scope="session")
+def deploy_run(tmp_path_factory) -> Path:
+    """An untrained tiny_cnn run folder with int8 and float32 TFLite exports and their sidecars
+    (tests/deploy_helpers.py: write_deploy_run), for predict, bench, bundle and pi_infer.py. Built
+    once per session; never write into it."""
+    return write_deploy_run(tmp_path_factory.mktemp("deploy") / "tinyrun")
+
+
+@pytest.fixture(scope="session")
+def pi_infer():
+    """The device script edgecls/deploy/pi_infer.py, imported once from its file."""
+    return import_pi_infer()
+
+
+@pytest.fixture
+def fresh_keras_session():
+    """Clears the Keras session after the test, so models built in it do not pile up in the graph."""
+    yield
+    from edgecls.tf import keras
+
+    keras.backend.clear_session()

@@ -1,9 +1,8 @@
-"""Small models and run folders for the deploy/bench/pi tests, built once per test session.
+"""Helpers for the deploy/bench/pi tests: small models, exports, the CLI in-process, pi_infer.py.
 
-``tiny_run(tmp_path_factory)`` returns a run folder like ``edgecls train`` + ``edgecls quantize``
-leave it: model.keras, labels.txt, exports/int8.tflite + int8.json, exports/float32.tflite +
-float32.json (tiny_cnn, 32×32, 3 classes a/b/c, untrained). ``cli(args, capsys)`` runs
-``edgecls.cli.main``, returning (code, stdout, stderr).
+Nothing here is cached: what is built once per session is a fixture in ``tests/conftest.py``
+(``deploy_run`` from :func:`write_deploy_run`, ``pi_infer`` from :func:`import_pi_infer`).
+``cli(args, capsys)`` runs ``edgecls.cli.main``, returning (code, stdout, stderr).
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 LABELS = ("a", "b", "c")
-_CACHE: dict = {}
 REPO = Path(__file__).resolve().parents[1]
 PI_INFER = REPO / "edgecls" / "deploy" / "pi_infer.py"
 
@@ -52,37 +50,32 @@ def export_tflite(model, path: Path, variant: str, *, labels=LABELS, source_run=
     return path
 
 
-def tiny_run(tmp_path_factory) -> Path:
-    """A run folder with model.keras and int8/float32 TFLite exports (built once per session)."""
-    if "run" not in _CACHE:
-        from edgecls.models.modeling import build_model
-        from edgecls.training.callbacks import save_inference_model
+def write_deploy_run(run: Path) -> Path:
+    """A run folder as ``edgecls train`` + ``edgecls quantize`` leave it, without the training:
+    model.keras, labels.txt, exports/int8.tflite + int8.json, exports/float32.tflite + float32.json
+    (tiny_cnn, 32×32, 3 classes a/b/c, random weights)."""
+    from edgecls.models.modeling import build_model
+    from edgecls.training.callbacks import save_inference_model
 
-        run = tmp_path_factory.mktemp("deploy") / "tinyrun"
-        (run / "exports").mkdir(parents=True)
-        model = build_model("tiny_cnn", 32, len(LABELS), weights="none")
-        # Non-trivial head weights so the classes are not tied on every image.
-        rng = np.random.default_rng(1)
-        model.set_weights([w + rng.normal(0, 0.3, w.shape).astype(w.dtype) if w.ndim > 1 else w
-                           for w in model.get_weights()])
-        save_inference_model(model, run / "model.keras")
-        (run / "labels.txt").write_text("".join(f"{c}\n" for c in LABELS))
-        export_tflite(model, run / "exports" / "int8.tflite", "int8", source_run=run)
-        export_tflite(model, run / "exports" / "float32.tflite", "float32", source_run=run)
-        _CACHE["run"] = run
-    return _CACHE["run"]
+    (run / "exports").mkdir(parents=True)
+    model = build_model("tiny_cnn", 32, len(LABELS), weights="none")
+    # Non-trivial head weights so the classes are not tied on every image.
+    rng = np.random.default_rng(1)
+    model.set_weights([w + rng.normal(0, 0.3, w.shape).astype(w.dtype) if w.ndim > 1 else w
+                       for w in model.get_weights()])
+    save_inference_model(model, run / "model.keras")
+    (run / "labels.txt").write_text("".join(f"{c}\n" for c in LABELS))
+    export_tflite(model, run / "exports" / "int8.tflite", "int8", source_run=run)
+    export_tflite(model, run / "exports" / "float32.tflite", "float32", source_run=run)
+    return run
 
 
-def simple_cnn_int8(tmp_path_factory, size: int = 64) -> Path:
-    """simple_cnn at ``size``×``size``, int8: big enough that invoke dominates a timed call."""
-    key = f"simple{size}"
-    if key not in _CACHE:
-        from edgecls.models.modeling import build_model
+def simple_cnn_int8(folder: Path, size: int = 64) -> Path:
+    """simple_cnn at ``size``×``size``, int8, in ``folder``: big enough that invoke dominates a timed call."""
+    from edgecls.models.modeling import build_model
 
-        folder = tmp_path_factory.mktemp("simple")
-        model = build_model("simple_cnn", size, len(LABELS), weights="none")
-        _CACHE[key] = export_tflite(model, folder / "int8.tflite", "int8", arch="simple_cnn")
-    return _CACHE[key]
+    model = build_model("simple_cnn", size, len(LABELS), weights="none")
+    return export_tflite(model, folder / "int8.tflite", "int8", arch="simple_cnn")
 
 
 def cli(args, capsys):
@@ -111,15 +104,14 @@ def assert_one_error_line(code, out, err, fragment: str):
     assert "Traceback" not in err + out
 
 
-def load_pi_infer():
+def import_pi_infer():
+    """edgecls/deploy/pi_infer.py imported from its file, as the device runs it (not as edgecls.deploy.pi_infer)."""
     import importlib.util
 
-    if "pi_infer" not in _CACHE:
-        spec = importlib.util.spec_from_file_location("pi_infer_under_test", PI_INFER)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        _CACHE["pi_infer"] = module
-    return _CACHE["pi_infer"]
+    spec = importlib.util.spec_from_file_location("pi_infer_under_test", PI_INFER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 

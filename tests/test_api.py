@@ -52,6 +52,35 @@ def test_every_public_name_is_documented_with_an_example():
             assert getattr(results, name).__doc__, name
 
 
+def _classes_in(annotation) -> set[type]:
+    import typing
+
+    found = {annotation} if isinstance(annotation, type) and annotation.__module__.startswith("edgecls") else set()
+    for argument in typing.get_args(annotation):
+        found |= _classes_in(argument)
+    return found
+
+
+def test_result_types_are_defined_once_in_edgecls_results():
+    import ast
+    import typing
+
+    returned = set()
+    for name in api.__all__:
+        returned |= _classes_in(typing.get_type_hints(getattr(api, name))["return"])
+    assert returned and {cls.__module__ for cls in returned} == {"edgecls.results"}, returned
+    # No second definition, and no result type elsewhere (two TrainResult classes were once copied field by field).
+    names = set(results.__all__)
+    elsewhere = []
+    for path in sorted((REPO / "edgecls").rglob("*.py")):
+        if path.name == "results.py" and path.parent.name == "edgecls":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef) and (node.name in names or node.name.endswith("Result")):
+                elsewhere.append(f"{path.relative_to(REPO)}:{node.lineno} class {node.name}")
+    assert not elsewhere, elsewhere
+
+
 def test_subpackages_do_not_hide_the_functions_of_the_same_name():
     import edgecls.benchmarking.harness  # noqa: F401  (binds the subpackage in a plain package)
     import edgecls.compression.quantization  # noqa: F401

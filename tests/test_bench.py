@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from deploy_helpers import assert_one_error_line, cli, load_pi_infer, tiny_run
+from deploy_helpers import assert_one_error_line, cli
 
 from edgecls.benchmarking.harness import bench
 from edgecls.data.images import load_image_array
@@ -22,12 +22,7 @@ RECORD_FIELDS = {"model", "name", "variant", "format", "runtime", "backend", "ro
 
 
 @pytest.fixture
-def run(tmp_path_factory):
-    return tiny_run(tmp_path_factory)
-
-
-@pytest.fixture
-def data(tmp_path, make_images):
+def bench_data(tmp_path, make_images):
     return make_images(tmp_path / "data", per_class=4)
 
 
@@ -39,9 +34,9 @@ def _accuracy_via_predict(model_path, data) -> float:
     return float(np.mean(runtime.predict(images).argmax(axis=1) == truth))
 
 
-def test_bench_tflite_and_keras_writes_json_csv_png(run, data, tmp_path, capsys):
+def test_bench_tflite_and_keras_writes_json_csv_png(deploy_run, bench_data, tmp_path, capsys):
     out = tmp_path / "out"
-    code, stdout, err = cli(["bench", run, "--data", data, "--runtime", "all", *QUICK,
+    code, stdout, err = cli(["bench", deploy_run, "--data", bench_data, "--runtime", "all", *QUICK,
                              "--json", out / "bench.json", "--csv", out / "bench.csv"], capsys)
     assert code == 0, err
     records = json.loads((out / "bench.json").read_text())
@@ -53,14 +48,14 @@ def test_bench_tflite_and_keras_writes_json_csv_png(run, data, tmp_path, capsys)
         assert record["latency_ms"]["p50"] <= record["latency_ms"]["p90"] <= record["latency_ms"]["p99"]
         assert record["rounds"]["count"] == 2 and len(record["rounds"]["medians_ms"]) == 2
         assert record["threads"] == 1 and record["images"] == 12 and record["source"] == "host"
-        assert record["accuracy"] == pytest.approx(_accuracy_via_predict(record["model"], data), abs=1e-12)
+        assert record["accuracy"] == pytest.approx(_accuracy_via_predict(record["model"], bench_data), abs=1e-12)
         assert record["top5_accuracy"] is None  # three classes: top-5 says nothing
         assert record["preprocess_ms"]["p50"] > 0 and record["end_to_end_ms"]["p50"] > record["preprocess_ms"]["p50"]
     keras, *exports = records
     assert keras["role"] == "reference" and keras["agreement"] is None
     for record in exports:  # parity with the run's model.keras
         assert 0.0 <= record["agreement"] <= 1.0
-        assert record["reference"] == str(run / "model.keras")
+        assert record["reference"] == str(deploy_run / "model.keras")
     rows = list(csv.DictReader((out / "bench.csv").open()))
     assert [r["runtime"] for r in rows] == ["keras", "tflite", "tflite"]
     assert float(rows[2]["latency_p50_ms"]) == pytest.approx(records[2]["latency_ms"]["p50"])
@@ -68,31 +63,30 @@ def test_bench_tflite_and_keras_writes_json_csv_png(run, data, tmp_path, capsys)
     assert "int8.tflite" in stdout and "p50" in stdout
 
 
-def test_runtime_filter_and_explicit_reference(run, data):
-    result = bench([run], data=data, runtime="tflite", runs=3, rounds=1, warmup=0, e2e_images=1, progress=False)
-    assert {r["runtime"] for r in result.records} == {"tflite"}
-    assert all(r["agreement"] is None for r in result.records)  # tflite only: no Keras loaded for parity
-    result = bench([run / "exports" / "int8.tflite"], data=data, runtime="tflite", reference=run, runs=3, rounds=1,
+def test_runtime_filter_and_explicit_reference(deploy_run, bench_data):
+    result = bench([deploy_run], data=bench_data, runtime="tflite", runs=3, rounds=1, warmup=0, e2e_images=1, progress=False)
+    assert {r["runtime"] for r in result} == {"tflite"}
+    assert all(r["agreement"] is None for r in result)  # tflite only: no Keras loaded for parity
+    result = bench([deploy_run / "exports" / "int8.tflite"], data=bench_data, runtime="tflite", reference=deploy_run, runs=3, rounds=1,
                    warmup=0, e2e_images=1, progress=False)
-    assert result.records[0]["agreement"] is not None
+    assert result[0]["agreement"] is not None
 
 
-def test_device_rows_from_pi_infer_join_the_table(run, data, tmp_path, capsys):
+def test_device_rows_from_pi_infer_join_the_table(deploy_run, bench_data, pi_infer, tmp_path, capsys):
     device_file = tmp_path / "pi_bench.json"
-    pi_infer = load_pi_infer()
-    assert pi_infer.main([str(run / "exports" / "int8.tflite"), str(data), "--bench", "6", "--rounds", "2",
+    assert pi_infer.main([str(deploy_run / "exports" / "int8.tflite"), str(bench_data), "--bench", "6", "--rounds", "2",
                           "--warmup", "1", "--e2e-images", "2", "--bench-json", str(device_file)]) == 0
     capsys.readouterr()
     device = json.loads(device_file.read_text())
     assert device[0]["source"] == "device" and device[0]["rounds"]["count"] == 2
-    assert device[0]["accuracy"] == pytest.approx(_accuracy_via_predict(run / "exports" / "int8.tflite", data))
+    assert device[0]["accuracy"] == pytest.approx(_accuracy_via_predict(deploy_run / "exports" / "int8.tflite", bench_data))
 
     code, stdout, err = cli(["bench", "--import", device_file], capsys)
     assert code == 0, err
     assert "device" in stdout and "int8.tflite" in stdout
 
     out = tmp_path / "joined.json"
-    code, stdout, err = cli(["bench", run / "exports" / "int8.tflite", "--data", data, "--runtime", "tflite", *QUICK,
+    code, stdout, err = cli(["bench", deploy_run / "exports" / "int8.tflite", "--data", bench_data, "--runtime", "tflite", *QUICK,
                              "--import", device_file, "--json", out], capsys)
     assert code == 0, err
     records = json.loads(out.read_text())
@@ -109,13 +103,13 @@ def test_device_rows_from_pi_infer_join_the_table(run, data, tmp_path, capsys):
     ("bad_import", "holds no bench records"),
     ("not_json_import", "not JSON"),
 ])
-def test_bench_errors_are_one_line(case, fragment, run, data, tmp_path, capsys):
-    model = run / "exports" / "int8.tflite"
+def test_bench_errors_are_one_line(case, fragment, deploy_run, bench_data, tmp_path, capsys):
+    model = deploy_run / "exports" / "int8.tflite"
     args = {
-        "bad_runtime": ["bench", model, "--data", data, "--runtime", "gpu"],
-        "no_onnx_model": ["bench", model, "--data", data, "--runtime", "onnx"],
+        "bad_runtime": ["bench", model, "--data", bench_data, "--runtime", "gpu"],
+        "no_onnx_model": ["bench", model, "--data", bench_data, "--runtime", "onnx"],
         "no_data": ["bench", model],
-        "missing_model": ["bench", tmp_path / "nope.tflite", "--data", data],
+        "missing_model": ["bench", tmp_path / "nope.tflite", "--data", bench_data],
         "nothing": ["bench"],
         "bad_import": ["bench", "--import", tmp_path / "empty.json"],
         "not_json_import": ["bench", "--import", tmp_path / "text.json"],
@@ -126,20 +120,20 @@ def test_bench_errors_are_one_line(case, fragment, run, data, tmp_path, capsys):
     assert_one_error_line(code, out, err, fragment)
 
 
-def test_data_classes_must_match_the_model_labels(run, tmp_path, make_images, capsys):
+def test_data_classes_must_match_the_model_labels(deploy_run, tmp_path, make_images, capsys):
     data = make_images(tmp_path / "other", classes=("a", "zebra"), per_class=2)
-    code, out, err = cli(["bench", run / "exports" / "int8.tflite", "--data", data, *QUICK], capsys)
+    code, out, err = cli(["bench", deploy_run / "exports" / "int8.tflite", "--data", data, *QUICK], capsys)
     assert_one_error_line(code, out, err, "class 'zebra' of the data is not among the labels")
 
 
-def test_onnx_models_run_in_the_onnx_runtime(tmp_path, data, capsys):
+def test_onnx_models_run_in_the_onnx_runtime(tmp_path, bench_data, capsys):
     from deploy_helpers import onnx_model
 
     model = onnx_model(tmp_path / "m" / "mean.onnx")
-    code, out, err = cli(["predict", model, data, "--json", "--top-k", "1"], capsys)
+    code, out, err = cli(["predict", model, bench_data, "--json", "--top-k", "1"], capsys)
     assert code == 0, err
     assert len(json.loads(out)) == 12
-    record = bench([model], data=data, runtime="all", runs=3, rounds=1, warmup=0, e2e_images=1,
-                   progress=False).records[0]
+    record = bench([model], data=bench_data, runtime="all", runs=3, rounds=1, warmup=0, e2e_images=1,
+                   progress=False)[0]
     assert record["runtime"] == "onnx" and record["backend"].startswith("onnxruntime")
-    assert record["accuracy"] == pytest.approx(_accuracy_via_predict(model, data))
+    assert record["accuracy"] == pytest.approx(_accuracy_via_predict(model, bench_data))

@@ -8,21 +8,16 @@ import subprocess
 
 import numpy as np
 import pytest
-from deploy_helpers import LABELS, assert_one_error_line, cli, cli_process_args, tiny_run
+from deploy_helpers import LABELS, assert_one_error_line, cli, cli_process_args
 
 from edgecls.deploy.inputs import expand_inputs
 from edgecls.deploy.prediction import predict_files, top_k_records
 from edgecls.model_metadata import strip_tflite
 
 
-@pytest.fixture
-def run(tmp_path_factory):
-    return tiny_run(tmp_path_factory)
-
-
-def test_predict_folder_json_records(run, tmp_path, make_images, capsys):
+def test_predict_folder_json_records(deploy_run, tmp_path, make_images, capsys):
     data = make_images(tmp_path / "imgs", per_class=2)
-    code, out, err = cli(["predict", run / "exports" / "int8.tflite", data, "--top-k", "2", "--json"], capsys)
+    code, out, err = cli(["predict", deploy_run / "exports" / "int8.tflite", data, "--top-k", "2", "--json"], capsys)
     assert code == 0, err
     records = json.loads(out)
     assert [r["file"] for r in records] == expand_inputs([data])
@@ -37,11 +32,11 @@ def test_predict_folder_json_records(run, tmp_path, make_images, capsys):
         assert all(0.0 <= t["score"] <= 1.0 for t in top)
 
 
-def test_predict_lines_and_labels_from_sidecar(run, tmp_path, make_images, capsys):
+def test_predict_lines_and_labels_from_sidecar(deploy_run, tmp_path, make_images, capsys):
     data = make_images(tmp_path / "imgs", per_class=1)
     model = tmp_path / "renamed.tflite"
-    shutil.copy(run / "exports" / "int8.tflite", model)
-    sidecar = json.loads((run / "exports" / "int8.json").read_text())
+    shutil.copy(deploy_run / "exports" / "int8.tflite", model)
+    sidecar = json.loads((deploy_run / "exports" / "int8.json").read_text())
     sidecar["labels"] = ["cat", "dog", "fox"]
     (tmp_path / "renamed.json").write_text(json.dumps(sidecar))
     code, out, err = cli(["predict", model, data / "a" / "img_000.jpg", "--top-k", "3"], capsys)
@@ -56,17 +51,17 @@ def test_top_k_ties_go_to_the_lower_index():
     assert [t["index"] for t in records[0]["top_k"]] == [1, 2, 0]
 
 
-def test_predict_library_takes_a_list_of_models(run, tmp_path, make_images):
+def test_predict_library_takes_a_list_of_models(deploy_run, tmp_path, make_images):
     data = make_images(tmp_path / "imgs", per_class=1)
-    results = predict_files([run / "exports" / "int8.tflite", run / "model.keras"], [data], top_k=1)
+    results = predict_files([deploy_run / "exports" / "int8.tflite", deploy_run / "model.keras"], [data], top_k=1)
     assert [r.runtime for r in results] == ["tflite", "keras"]
     assert all(len(r.records) == 3 for r in results)
 
 
-def test_model_without_sidecar_says_what_is_assumed(run, tmp_path, make_images, capsys):
+def test_model_without_sidecar_says_what_is_assumed(deploy_run, tmp_path, make_images, capsys):
     data = make_images(tmp_path / "imgs", per_class=1)
     model = tmp_path / "bare.tflite"
-    model.write_bytes(strip_tflite((run / "exports" / "int8.tflite").read_bytes()))  # no embedded sidecar either
+    model.write_bytes(strip_tflite((deploy_run / "exports" / "int8.tflite").read_bytes()))  # no embedded sidecar either
     code, out, err = cli(["predict", model, data, "--json", "--top-k", "1"], capsys)
     assert code == 0, err
     notes = err.strip().splitlines()
@@ -74,10 +69,10 @@ def test_model_without_sidecar_says_what_is_assumed(run, tmp_path, make_images, 
     assert {r["top_k"][0]["label"] for r in json.loads(out)} <= {"0", "1", "2"}
 
 
-def test_bad_image_in_a_folder_is_skipped_and_counted(run, tmp_path, make_images, capsys):
+def test_bad_image_in_a_folder_is_skipped_and_counted(deploy_run, tmp_path, make_images, capsys):
     data = make_images(tmp_path / "imgs", per_class=1)
     (data / "a" / "broken.jpg").write_bytes(b"not a jpeg at all")
-    code, out, err = cli(["predict", run / "exports" / "int8.tflite", data, "--json"], capsys)
+    code, out, err = cli(["predict", deploy_run / "exports" / "int8.tflite", data, "--json"], capsys)
     assert code == 0, err
     assert len(json.loads(out)) == 3
     assert "skipped 1 file" in err and "broken.jpg" in err
@@ -91,9 +86,9 @@ def test_bad_image_in_a_folder_is_skipped_and_counted(run, tmp_path, make_images
     ("only_bad_image", "no usable image"),
     ("bad_top_k", "--top-k must be at least 1"),
 ])
-def test_predict_errors_are_one_line(case, fragment, run, tmp_path, make_images, capsys):
+def test_predict_errors_are_one_line(case, fragment, deploy_run, tmp_path, make_images, capsys):
     data = make_images(tmp_path / "imgs", per_class=1)
-    model = run / "exports" / "int8.tflite"
+    model = deploy_run / "exports" / "int8.tflite"
     image = data / "a" / "img_000.jpg"
     extra = []
     if case == "missing_image":

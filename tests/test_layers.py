@@ -20,8 +20,8 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / "edgecls"
 
 # Lowest first. A module may import its own layer and the layers below it.
 CORE_MODULES = {"errors", "fsutil", "tf", "sidecar", "model_metadata", "config", "configs", "metrics", "progress",
-                "timing", "run_folder", "formats", "run_lock"}
-API_MODULES = {"__init__", "api", "results", "demo"}
+                "timing", "run_folder", "formats", "run_lock", "results"}
+API_MODULES = {"__init__", "api", "demo"}
 LAYERS = ["core", "data", "models", "deploy", "training", "converters", "compression", "searching", "insight|benchmarking",
           "html_report", "api", "cli"]
 SIBLINGS_THAT_NEVER_MEET = {"insight", "benchmarking"}
@@ -260,16 +260,15 @@ print(json.dumps(out))
 """
 
 
-def test_deploy_runtimes_predict_with_tflite_and_onnx_where_tensorflow_cannot_be_imported(tmp_path_factory, tmp_path):
+def test_deploy_runtimes_predict_with_tflite_and_onnx_where_tensorflow_cannot_be_imported(deploy_run, tmp_path):
     import json
 
     import numpy as np
-    from deploy_helpers import onnx_model, tiny_run
+    from deploy_helpers import onnx_model
 
     from edgecls.deploy.runtimes import open_model
 
-    run = tiny_run(tmp_path_factory)
-    models = [run / "exports" / "int8.tflite", onnx_model(tmp_path / "mean_colour.onnx")]
+    models = [deploy_run / "exports" / "int8.tflite", onnx_model(tmp_path / "mean_colour.onnx")]
     images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
     np.save(tmp_path / "images.npy", images)
     done = subprocess.run([sys.executable, "-c", PREDICT_BOTH, str(tmp_path / "images.npy"), *map(str, models)],
@@ -289,7 +288,7 @@ def test_the_blocker_really_blocks_tensorflow():
     assert done.returncode != 0 and "blocked in this test" in done.stderr
 
 
-@pytest.mark.parametrize("module", ["edgecls", "edgecls.deploy.runtimes", "edgecls.deploy.prediction"])
+@pytest.mark.parametrize("module", ["edgecls", "edgecls.results", "edgecls.deploy.runtimes", "edgecls.deploy.prediction"])
 def test_importing_the_light_modules_does_not_load_tensorflow(module):
     done = subprocess.run([sys.executable, "-c", BLOCK_TENSORFLOW + f"import {module}\n"], capture_output=True,
                           text=True, timeout=60)

@@ -7,11 +7,7 @@ from edgecls.tf import keras
 from edgecls.training.lookahead import Lookahead
 from edgecls.training.schedules import make_optimizer
 
-
-@pytest.fixture(autouse=True)
-def _fresh_session():
-    yield
-    keras.backend.clear_session()
+pytestmark = pytest.mark.usefixtures("fresh_keras_session")
 
 
 def _dense_model(seed=0):

@@ -61,6 +61,7 @@ def test_registry_test_settings_are_usable():
         spec = get_model_spec(name)
         assert spec.test_size >= spec.min_size, name
         assert set(spec.test_kwargs) <= {"alpha", "dropout"}, (name, spec.test_kwargs)
+        assert "alpha" not in spec.test_kwargs or spec.width_multiplier, f"{name}: alpha without a width multiplier"
         assert set(spec.test_slow_checks) <= set(CHECKS), (name, spec.test_slow_checks)
     assert "tiny_cnn" in FAST and "mobilenet_v3_small" in FAST, "the test model and the default model stay in the default run"
 

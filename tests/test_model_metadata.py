@@ -17,7 +17,7 @@ import zipfile
 import numpy as np
 import onnx
 import pytest
-from deploy_helpers import NO_TF_RUNNER, PI_INFER, assert_one_error_line, cli, load_pi_infer, tflite_runtime_214_python
+from deploy_helpers import NO_TF_RUNNER, PI_INFER, assert_one_error_line, cli, tflite_runtime_214_python
 from PIL import Image
 
 from edgecls.deploy.prediction import predict_files
@@ -32,7 +32,7 @@ EXPORTS = ("float32.tflite", "int8.tflite", "onnx_float32.onnx")
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported_files(tmp_path_factory):
     """A trained tiny_cnn run exported by ``export_run``: {file name: path in RUN/exports}."""
     from edgecls.config import RunConfig
     from edgecls.converters.exports import export_run
@@ -56,7 +56,7 @@ def exported(tmp_path_factory):
 
 
 @pytest.fixture
-def images(make_images, tmp_path):
+def two_class_images(make_images, tmp_path):
     return make_images(tmp_path / "imgs", classes=("x", "y"), per_class=2)
 
 
@@ -75,10 +75,10 @@ def _pi_infer(*args):
 
 
 @pytest.mark.parametrize("name", EXPORTS)
-def test_a_lone_export_predicts_with_its_class_names(name, exported, images, tmp_path, capsys):
-    beside_json = predict_files([exported[name]], [images], top_k=3)[0].records
-    lone = _lone(exported[name], tmp_path / "empty")
-    code, out, err = cli(["predict", lone, images, "--json", "--top-k", "3"], capsys)
+def test_a_lone_export_predicts_with_its_class_names(name, exported_files, two_class_images, tmp_path, capsys):
+    beside_json = predict_files([exported_files[name]], [two_class_images], top_k=3)[0].records
+    lone = _lone(exported_files[name], tmp_path / "empty")
+    code, out, err = cli(["predict", lone, two_class_images, "--json", "--top-k", "3"], capsys)
     assert code == 0, err
     assert "note:" not in err  # nothing assumed: the labels and preprocessing came from the file
     records = json.loads(out)
@@ -86,25 +86,25 @@ def test_a_lone_export_predicts_with_its_class_names(name, exported, images, tmp
     assert [r["top_k"] for r in records] == [r["top_k"] for r in beside_json]  # same preprocessing, same answers
     runtime = open_model(lone, quiet=True)
     assert runtime.sidecar_source == "embedded" and runtime.labels == list(CLASSES)
-    assert runtime.output_kind == json.loads(exported[name].with_suffix(".json").read_text())["output"]["kind"]
+    assert runtime.output_kind == json.loads(exported_files[name].with_suffix(".json").read_text())["output"]["kind"]
 
 
 @pytest.mark.parametrize("name", ["float32.tflite", "int8.tflite"])
-def test_pi_infer_reads_a_lone_tflite_without_tensorflow(name, exported, images, tmp_path):
-    lone = _lone(exported[name], tmp_path / "device")
-    result = _pi_infer(lone, images, "--json", "--top-k", "3")
+def test_pi_infer_reads_a_lone_tflite_without_tensorflow(name, exported_files, two_class_images, tmp_path):
+    lone = _lone(exported_files[name], tmp_path / "device")
+    result = _pi_infer(lone, two_class_images, "--json", "--top-k", "3")
     assert result.returncode == 0, result.stderr
     assert "blocked" not in result.stderr and "note:" not in result.stderr
     device = json.loads(result.stdout)
-    host = predict_files([exported[name]], [images], top_k=3)[0].records
+    host = predict_files([exported_files[name]], [two_class_images], top_k=3)[0].records
     assert [r["top_k"][0]["label"] for r in device] == [r["top_k"][0]["label"] for r in host]
     assert device == host
     assert {t["label"] for r in device for t in r["top_k"]} == set(CLASSES)
 
 
-def test_the_embedded_block_is_the_sidecar_and_labels_after_the_untouched_flatbuffer(exported):
+def test_the_embedded_block_is_the_sidecar_and_labels_after_the_untouched_flatbuffer(exported_files):
     for name in ("float32.tflite", "int8.tflite"):
-        path = exported[name]
+        path = exported_files[name]
         data = path.read_bytes()
         with zipfile.ZipFile(path) as zipped:
             assert sorted(zipped.namelist()) == sorted([ZIP_SIDECAR, ZIP_LABELS])
@@ -119,17 +119,17 @@ def test_the_embedded_block_is_the_sidecar_and_labels_after_the_untouched_flatbu
         # Embedding again replaces the block (never stacks) and is deterministic.
         assert embed_tflite(data, beside) == data
         assert strip_tflite(flatbuffer) == flatbuffer
-    onnx_path = exported["onnx_float32.onnx"]
+    onnx_path = exported_files["onnx_float32.onnx"]
     props = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
     assert json.loads(props[ONNX_KEY])["labels"] == list(CLASSES)
 
 
 @pytest.mark.parametrize("xnnpack", [True, False], ids=["xnnpack", "reference-kernels"])
 @pytest.mark.parametrize("name", ["float32.tflite", "int8.tflite"])
-def test_a_bare_interpreter_loads_the_file_and_gives_identical_outputs(name, xnnpack, exported, tmp_path):
+def test_a_bare_interpreter_loads_the_file_and_gives_identical_outputs(name, xnnpack, exported_files, tmp_path):
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    with_block = exported[name]
+    with_block = exported_files[name]
     without = tmp_path / f"plain_{name}"
     without.write_bytes(strip_tflite(with_block.read_bytes()))
     resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
@@ -146,21 +146,21 @@ def test_a_bare_interpreter_loads_the_file_and_gives_identical_outputs(name, xnn
     assert all(np.array_equal(outputs[0], other) for other in outputs[1:])
 
 
-def test_a_sidecar_json_beside_the_file_wins(exported, images, tmp_path, capsys):
-    lone = _lone(exported["int8.tflite"], tmp_path / "edited")
-    sidecar = json.loads(exported["int8.tflite"].with_suffix(".json").read_text())
+def test_a_sidecar_json_beside_the_file_wins(exported_files, two_class_images, tmp_path, capsys):
+    lone = _lone(exported_files["int8.tflite"], tmp_path / "edited")
+    sidecar = json.loads(exported_files["int8.tflite"].with_suffix(".json").read_text())
     sidecar["labels"] = ["red", "yellow", "purple"]
     lone.with_suffix(".json").write_text(json.dumps(sidecar))
     assert read_model_sidecar(lone)[1] == "json" and open_model(lone, quiet=True).sidecar_source == "json"
-    code, out, err = cli(["predict", lone, images, "--json", "--top-k", "1"], capsys)
+    code, out, err = cli(["predict", lone, two_class_images, "--json", "--top-k", "1"], capsys)
     assert code == 0, err
     assert {r["top_k"][0]["label"] for r in json.loads(out)} <= {"red", "yellow", "purple"}
-    result = _pi_infer(lone, images, "--json", "--top-k", "1")
+    result = _pi_infer(lone, two_class_images, "--json", "--top-k", "1")
     assert result.returncode == 0, result.stderr
     assert {r["top_k"][0]["label"] for r in json.loads(result.stdout)} <= {"red", "yellow", "purple"}
 
-    onnx_lone = _lone(exported["onnx_float32.onnx"], tmp_path / "edited_onnx")
-    onnx_sidecar = json.loads(exported["onnx_float32.onnx"].with_suffix(".json").read_text())
+    onnx_lone = _lone(exported_files["onnx_float32.onnx"], tmp_path / "edited_onnx")
+    onnx_sidecar = json.loads(exported_files["onnx_float32.onnx"].with_suffix(".json").read_text())
     onnx_lone.with_suffix(".json").write_text(json.dumps(dict(onnx_sidecar, labels=["r", "y", "p"])))
     assert open_model(onnx_lone, quiet=True).labels == ["r", "y", "p"]
 
@@ -180,51 +180,50 @@ def _damaged_tflite(source, target, how):
 
 
 @pytest.mark.parametrize("how", ["corrupt", "truncated", "not-a-sidecar"])
-def test_a_damaged_embedded_block_is_one_line_naming_what_is_missing(how, exported, images, tmp_path, capsys):
-    model = _damaged_tflite(exported["int8.tflite"], tmp_path / "bad" / "int8.tflite", how)
+def test_a_damaged_embedded_block_is_one_line_naming_what_is_missing(how, exported_files, two_class_images, tmp_path, capsys):
+    model = _damaged_tflite(exported_files["int8.tflite"], tmp_path / "bad" / "int8.tflite", how)
     with pytest.raises(ModelFileError):
         read_model_sidecar(model)
-    code, out, err = cli(["predict", model, images], capsys)
+    code, out, err = cli(["predict", model, two_class_images], capsys)
     assert_one_error_line(code, out, err, "embedded sidecar")
     assert "int8.json beside it" in err
-    result = _pi_infer(model, images)
+    result = _pi_infer(model, two_class_images)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert "embedded sidecar" in lines[0] and "int8.json" in lines[0] and "Traceback" not in result.stderr
 
 
-def test_a_damaged_onnx_sidecar_is_one_line(exported, images, tmp_path, capsys):
-    proto = onnx.load(str(exported["onnx_float32.onnx"]))
+def test_a_damaged_onnx_sidecar_is_one_line(exported_files, two_class_images, tmp_path, capsys):
+    proto = onnx.load(str(exported_files["onnx_float32.onnx"]))
     next(p for p in proto.metadata_props if p.key == ONNX_KEY).value = "{cut short"
     model = tmp_path / "bad" / "model.onnx"
     model.parent.mkdir()
     onnx.save(proto, str(model))
-    code, out, err = cli(["predict", model, images], capsys)
+    code, out, err = cli(["predict", model, two_class_images], capsys)
     assert_one_error_line(code, out, err, "unreadable embedded sidecar")
 
 
-def test_without_any_sidecar_the_assumptions_are_said(exported, images, tmp_path, capsys):
+def test_without_any_sidecar_the_assumptions_are_said(exported_files, two_class_images, tmp_path, capsys, pi_infer):
     model = tmp_path / "plain" / "int8.tflite"
     model.parent.mkdir()
-    model.write_bytes(strip_tflite(exported["int8.tflite"].read_bytes()))
+    model.write_bytes(strip_tflite(exported_files["int8.tflite"].read_bytes()))
     assert read_model_sidecar(model) == (None, None)
-    code, out, err = cli(["predict", model, images, "--json", "--top-k", "1"], capsys)
+    code, out, err = cli(["predict", model, two_class_images, "--json", "--top-k", "1"], capsys)
     assert code == 0 and err.startswith("note: no sidecar for int8.tflite") and "none embedded" in err
-    pi = load_pi_infer()
-    assert pi.read_sidecar(str(model)) is None
-    result = _pi_infer(model, images, "--top-k", "1")
+    assert pi_infer.read_sidecar(str(model)) is None
+    result = _pi_infer(model, two_class_images, "--top-k", "1")
     assert result.returncode == 0 and "none embedded" in result.stderr, result.stderr
 
 
 @pytest.mark.slow
-def test_tflite_runtime_2_14_reads_a_lone_tflite(exported, images, tmp_path):
+def test_tflite_runtime_2_14_reads_a_lone_tflite(exported_files, two_class_images, tmp_path):
     """The Pi's stack (tflite-runtime 2.14, numpy<2) loads the file with its block and reads the labels."""
     python = tflite_runtime_214_python(tmp_path)
-    lone = _lone(exported["int8.tflite"], tmp_path / "pi")
-    result = subprocess.run([str(python), str(PI_INFER), str(lone), str(images), "--json", "--top-k", "3"],
+    lone = _lone(exported_files["int8.tflite"], tmp_path / "pi")
+    result = subprocess.run([str(python), str(PI_INFER), str(lone), str(two_class_images), "--json", "--top-k", "3"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     device = json.loads(result.stdout)
-    host = predict_files([exported["int8.tflite"]], [images], top_k=3)[0].records
+    host = predict_files([exported_files["int8.tflite"]], [two_class_images], top_k=3)[0].records
     assert [r["top_k"][0]["label"] for r in device] == [r["top_k"][0]["label"] for r in host]
     assert {t["label"] for r in device for t in r["top_k"]} == set(CLASSES)

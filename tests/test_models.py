@@ -8,16 +8,13 @@ import numpy as np
 import pytest
 
 from edgecls.errors import EdgeclsError
-from edgecls.models import modeling
+from edgecls.models import get_model_spec, list_models, modeling
 from edgecls.tf import keras
 
 NUM_CLASSES = 3
 
 
-@pytest.fixture(autouse=True)
-def _fresh_session():
-    yield
-    keras.backend.clear_session()
+pytestmark = pytest.mark.usefixtures("fresh_keras_session")
 
 
 def test_macs_of_mobilenet_v3_small_match_the_paper():
@@ -78,6 +75,42 @@ def test_user_errors_are_edgecls_errors(tmp_path):
         modeling.build_model("tiny_cnn", 32, 3, weights=str(tmp_path / "missing.h5"))
     with pytest.raises(EdgeclsError, match="no ImageNet weights"):
         modeling.build_model("tiny_cnn", 32, 3, weights="imagenet")
+
+
+WIDTH_SCALED = [name for name in list_models() if get_model_spec(name).width_multiplier]
+
+
+@pytest.mark.parametrize("arch", WIDTH_SCALED)
+def test_an_architecture_with_a_width_multiplier_scales_its_widths(arch):
+    # The registry's word is checked: alpha must change the model, not be accepted and ignored.
+    size = get_model_spec(arch).test_size
+    narrow = modeling.build_model(arch, size, NUM_CLASSES, alpha=0.5).count_params()
+    full = modeling.build_model(arch, size, NUM_CLASSES, alpha=1.0).count_params()
+    assert narrow < 0.6 * full, (arch, narrow, full)
+
+
+@pytest.mark.parametrize("arch", sorted(set(list_models()) - set(WIDTH_SCALED)))
+def test_alpha_on_an_architecture_without_a_width_multiplier_is_a_one_line_error(arch):
+    assert {"efficientnet_b0", "resnet50", "tiny_cnn"} <= set(list_models()) - set(WIDTH_SCALED)
+    with pytest.raises(EdgeclsError, match=f"{arch} has no width multiplier.*got 0.5; architectures with one: "
+                                           "mobilenet_v3_small, ") as raised:
+        modeling.build_model(arch, 32, NUM_CLASSES, alpha=0.5)
+    assert "\n" not in str(raised.value)
+    modeling.build_model("tiny_cnn", 32, NUM_CLASSES, alpha=1.0)  # alpha 1 (the default) is what the widths are
+
+
+def test_the_api_refuses_alpha_before_touching_the_run_folder(tmp_path, make_images):
+    import edgecls
+
+    make_images(tmp_path / "data", per_class=2)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "keep.txt").write_text("an earlier run")
+    with pytest.raises(EdgeclsError, match="efficientnet_b3 has no width multiplier"):
+        edgecls.train(tmp_path / "data", run, arch="efficientnet_b3", alpha=0.35, force=True)
+    with pytest.raises(EdgeclsError, match="tiny_cnn has no width multiplier"):
+        edgecls.train(tmp_path / "data", run, config={"model": {"arch": "tiny_cnn", "alpha": 2.0}}, force=True)
+    assert [p.name for p in run.iterdir()] == ["keep.txt"]  # --force did not empty it
 
 
 def test_imagenet_download_failure_is_one_clear_error(monkeypatch):

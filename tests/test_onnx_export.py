@@ -47,7 +47,7 @@ def session(path):
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def onnx_export_of(tmp_path_factory):
     """arch -> (keras model, float ONNX path); each model is built and exported once per module."""
     folder = tmp_path_factory.mktemp("onnx")
     cache = {}
@@ -66,8 +66,8 @@ def exported(tmp_path_factory):
     return get
 
 
-def test_int8_is_integer_and_agrees_where_the_float_model_is_confident(exported, tmp_path):
-    model, float_path = exported("tiny_cnn")
+def test_int8_is_integer_and_agrees_where_the_float_model_is_confident(onnx_export_of, tmp_path):
+    model, float_path = onnx_export_of("tiny_cnn")
     calibration, _ = colour_images(32, seed=2)
     ticks = []
     int8_path = onnx_export.quantize_onnx_int8(float_path, tmp_path / "tiny_int8.onnx", calibration,
@@ -95,8 +95,8 @@ def test_int8_is_integer_and_agrees_where_the_float_model_is_confident(exported,
     assert agreement >= 0.9, agreement
 
 
-def test_int8_of_mobilenet_runs_and_records_its_settings(exported, tmp_path):
-    _, float_path = exported("mobilenet_v3_small")
+def test_int8_of_mobilenet_runs_and_records_its_settings(onnx_export_of, tmp_path):
+    _, float_path = onnx_export_of("mobilenet_v3_small")
     int8_path = onnx_export.quantize_onnx_int8(float_path, tmp_path / "m_int8.onnx", random_images(8, 4),
                                                progress=False)
     assert {"QuantizeLinear", "DequantizeLinear"} <= onnx_export.integer_op_types(int8_path)
@@ -108,8 +108,8 @@ def test_int8_of_mobilenet_runs_and_records_its_settings(exported, tmp_path):
     assert settings["format"] == "qdq" and settings["activations"] == "uint8" and settings["softmax"] == "float"
 
 
-def test_quantize_rejects_wrong_inputs(exported, tmp_path):
-    _, float_path = exported("tiny_cnn")
+def test_quantize_rejects_wrong_inputs(onnx_export_of, tmp_path):
+    _, float_path = onnx_export_of("tiny_cnn")
     with pytest.raises(EdgeclsError, match="calibration images"):
         onnx_export.quantize_onnx_int8(float_path, tmp_path / "x.onnx", np.zeros((2, 16, 16, 3), np.uint8))
     with pytest.raises(EdgeclsError, match="format"):
@@ -120,12 +120,12 @@ def test_quantize_rejects_wrong_inputs(exported, tmp_path):
     assert not (tmp_path / "x.onnx").exists()
 
 
-def test_sidecar_is_embedded_and_round_trips(exported, tmp_path):
+def test_sidecar_is_embedded_and_round_trips(onnx_export_of, tmp_path):
     from edgecls.deploy.runtimes import open_model
     from edgecls.model_metadata import embed_in_file, embedded_sidecar
     from edgecls.sidecar import build_sidecar, read_sidecar, write_sidecar
 
-    _, float_path = exported("tiny_cnn")
+    _, float_path = onnx_export_of("tiny_cnn")
     path = tmp_path / "tiny.onnx"
     path.write_bytes(float_path.read_bytes())
     assert embedded_sidecar(path) is None
@@ -153,11 +153,11 @@ def test_sidecar_is_embedded_and_round_trips(exported, tmp_path):
     assert runtime.predict(random_images(2)).shape == (2, NUM_CLASSES)
 
 
-def test_unreadable_embedded_metadata_is_a_model_file_error(exported, tmp_path):
+def test_unreadable_embedded_metadata_is_a_model_file_error(onnx_export_of, tmp_path):
     from edgecls.errors import ModelFileError
     from edgecls.model_metadata import embedded_sidecar
 
-    _, float_path = exported("tiny_cnn")
+    _, float_path = onnx_export_of("tiny_cnn")
     proto = onnx.load(str(float_path))
     proto.metadata_props.add(key=onnx_export.METADATA_KEY, value="{not json")
     path = tmp_path / "bad.onnx"
@@ -213,8 +213,8 @@ def test_custom_preprocessing_layers_convert(tmp_path):
     assert onnx_export.check_parity(model, path, random_images(4))["ok"]
 
 
-def test_bad_opset_and_dynamic_input_are_user_errors(exported, tmp_path):
-    model, float_path = exported("tiny_cnn")
+def test_bad_opset_and_dynamic_input_are_user_errors(onnx_export_of, tmp_path):
+    model, float_path = onnx_export_of("tiny_cnn")
     with pytest.raises(EdgeclsError, match="opset"):
         onnx_export.export_onnx(model, tmp_path / "m.onnx", opset=9)
     inputs = keras.Input((None, None, 3))

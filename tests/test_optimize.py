@@ -64,16 +64,10 @@ def test_unsupported_layer_in_a_users_model_is_named():
         quantize_aware_model(keras.Model(inputs, outputs))
 
 
-@pytest.fixture(scope="module")
-def trained_run(colour_run):
-    """The session's tiny_cnn colour run (tests/conftest.py), copied for this module's exports."""
-    return colour_run
-
-
-def test_quantize_writes_variants_with_complete_sidecars(trained_run):
+def test_quantize_writes_variants_with_complete_sidecars(colour_run):
     from edgecls.compression.quantization import quantize_run
 
-    records = quantize_run(trained_run, int8=True, float16=True, dynamic=True, calibration=20, verbose=0)
+    records = quantize_run(colour_run, int8=True, float16=True, dynamic=True, calibration=20, verbose=0)
     assert [r.variant for r in records] == ["float16", "dynamic", "int8"]
     for record in records:
         sidecar = json.loads(record.path.with_suffix(".json").read_text())
@@ -83,17 +77,17 @@ def test_quantize_writes_variants_with_complete_sidecars(trained_run):
         assert sidecar["accuracy"]["top1"] == pytest.approx(record.accuracy)
         assert sidecar["size"]["bytes"] == record.path.stat().st_size
         assert "tensorflow" in sidecar["versions"]
-    int8 = json.loads((trained_run / "exports" / "int8.json").read_text())
+    int8 = json.loads((colour_run / "exports" / "int8.json").read_text())
     assert int8["output"]["kind"] == "logits" and int8["input"]["dtype"] == "uint8"
     assert int8["tflite"]["float_ops"] == []
     assert abs(int8["accuracy"]["top1"] - int8["accuracy"]["float_top1"]) <= 0.1
 
 
-def test_int8_with_float_io_is_described_as_logits(trained_run):
+def test_int8_with_float_io_is_described_as_logits(colour_run):
     from edgecls.compression.quantization import quantize_run
     from edgecls.deploy.runtimes import open_model
 
-    (record,) = quantize_run(trained_run, int8=True, io="float", calibration=20, verbose=0)
+    (record,) = quantize_run(colour_run, int8=True, io="float", calibration=20, verbose=0)
     sidecar = json.loads(record.path.with_suffix(".json").read_text())
     assert sidecar["output"]["kind"] == "logits" and sidecar["output"]["dtype"] == "float32"
     model = open_model(record.path)
@@ -101,32 +95,32 @@ def test_int8_with_float_io_is_described_as_logits(trained_run):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 
 
-def test_qat_tflite_matches_the_qat_keras_model(trained_run):
+def test_qat_tflite_matches_the_qat_keras_model(colour_run):
     from edgecls.compression.quantization import quantize_run
 
-    (record,) = quantize_run(trained_run, qat=True, epochs=1, verbose=0)
+    (record,) = quantize_run(colour_run, qat=True, epochs=1, verbose=0)
     sidecar = json.loads(record.path.with_suffix(".json").read_text())
     assert abs(record.accuracy - sidecar["qat"]["keras_top1"]) <= 0.005 + 1e-9
 
 
-def test_pruning_reaches_its_sparsity_and_the_result_quantizes(trained_run):
+def test_pruning_reaches_its_sparsity_and_the_result_quantizes(colour_run):
     from edgecls.compression.pruning import prune_run
     from edgecls.compression.quantization import quantize_run
 
-    report = prune_run(trained_run, target=0.5, epochs=2, verbose=0)
+    report = prune_run(colour_run, target=0.5, epochs=2, verbose=0)
     pruned = {name: s for name, s in report["layer_sparsity"].items() if s > 0}
     assert pruned and all(s == pytest.approx(0.5, abs=0.02) for s in pruned.values())
-    assert (trained_run / "exports" / "pruned.keras").is_file()
-    (record,) = quantize_run(trained_run, int8=True, model="exports/pruned.keras", calibration=20, verbose=0)
+    assert (colour_run / "exports" / "pruned.keras").is_file()
+    (record,) = quantize_run(colour_run, int8=True, model="exports/pruned.keras", calibration=20, verbose=0)
     assert record.variant == "pruned_int8"
     assert _largest_kernel_sparsity(record.path) >= 0.47
 
-    (kept,) = quantize_run(trained_run, qat=True, epochs=1, lr=1e-2, model="exports/pruned.keras",
+    (kept,) = quantize_run(colour_run, qat=True, epochs=1, lr=1e-2, model="exports/pruned.keras",
                            preserve_sparsity=True, verbose=0)
     assert kept.variant == "pruned_qat_int8"
     assert _largest_kernel_sparsity(kept.path) >= 0.47
     with pytest.raises(EdgeclsError, match="--preserve-sparsity"):
-        quantize_run(trained_run, int8=True, preserve_sparsity=True, verbose=0)
+        quantize_run(colour_run, int8=True, preserve_sparsity=True, verbose=0)
 
 
 def _largest_kernel_sparsity(path) -> float:
@@ -142,25 +136,25 @@ def _largest_kernel_sparsity(path) -> float:
     return float(np.mean(interpreter.get_tensor(largest["index"]) == 0))
 
 
-def test_tflite_and_onnx_variants_keep_separate_sidecars(trained_run):
+def test_tflite_and_onnx_variants_keep_separate_sidecars(colour_run):
     from edgecls.converters.exports import export_run
 
-    records = export_run(trained_run, formats=["tflite", "onnx"], int8=True, calibration=20, verbose=0)
+    records = export_run(colour_run, formats=["tflite", "onnx"], int8=True, calibration=20, verbose=0)
     assert [r.path.name for r in records] == ["float32.tflite", "int8.tflite", "onnx_float32.onnx", "onnx_int8.onnx"]
-    exports = trained_run / "exports"
+    exports = colour_run / "exports"
     assert json.loads((exports / "int8.json").read_text())["format"] == "tflite"
     assert json.loads((exports / "int8.json").read_text())["output"]["kind"] == "logits"
     assert json.loads((exports / "onnx_int8.json").read_text())["format"] == "onnx"
     assert oct((exports / "int8.tflite").stat().st_mode & 0o777) != oct(0o600), "exports readable by others"
 
 
-def test_export_formats_and_errors(trained_run, tmp_path):
+def test_export_formats_and_errors(colour_run, tmp_path):
     from edgecls.converters.exports import export_run
 
-    records = export_run(trained_run, formats=["tflite", "saved_model"], verbose=0)
+    records = export_run(colour_run, formats=["tflite", "saved_model"], verbose=0)
     assert [r.variant for r in records] == ["float32", "saved_model"]
-    assert (trained_run / "exports" / "saved_model" / "saved_model.pb").is_file()
+    assert (colour_run / "exports" / "saved_model" / "saved_model.pb").is_file()
     with pytest.raises(EdgeclsError, match="not a run folder"):
         export_run(tmp_path, verbose=0)
     with pytest.raises(EdgeclsError, match="unknown --format"):
-        export_run(trained_run, formats=["caffe"], verbose=0)
+        export_run(colour_run, formats=["caffe"], verbose=0)

@@ -9,8 +9,9 @@ import pytest
 from deploy_helpers import tflite_outputs
 
 from edgecls.errors import EdgeclsError
+from edgecls.results import OptimizeResult
 from edgecls.searching import leaderboard as board
-from edgecls.searching.variant_search import OptimizeResult, optimize_run, parse_duration
+from edgecls.searching.variant_search import optimize_run, parse_duration
 
 SIZE = 32
 CONTRACT_KEYS = {"variant", "format", "path", "val_accuracy", "test_accuracy", "latency_ms", "size_bytes",
@@ -18,23 +19,17 @@ CONTRACT_KEYS = {"variant", "format", "path", "val_accuracy", "test_accuracy", "
 FAST = dict(calibration=16, rounds=2, runs=5, warmup=1, verbose=0)
 
 
-@pytest.fixture(scope="module")
-def tiny_run(colour_run):
-    """This module's copy of the session's tiny_cnn run on three colour classes (tests/conftest.py)."""
-    return colour_run
-
-
 @pytest.fixture
-def run_copy(tiny_run, tmp_path):
+def run_copy(colour_run, tmp_path):
     """A private copy of the run, for tests that write their own leaderboard into it."""
     target = tmp_path / "run"
-    shutil.copytree(tiny_run, target, ignore=shutil.ignore_patterns("exports"))
+    shutil.copytree(colour_run, target, ignore=shutil.ignore_patterns("exports"))
     return target
 
 
 @pytest.fixture(scope="module")
-def searched(tiny_run) -> OptimizeResult:
-    return optimize_run(tiny_run, max_drop=0.5, qat_epochs=1, **FAST)
+def searched(colour_run) -> OptimizeResult:
+    return optimize_run(colour_run, max_drop=0.5, qat_epochs=1, **FAST)
 
 
 # ------------------------------------------------------------------ selection, on records
@@ -94,8 +89,8 @@ def test_parse_duration():
 # ------------------------------------------------------------------ one search, end to end
 
 
-def test_search_writes_leaderboard_plot_and_best_within_budget(searched, tiny_run):
-    out = tiny_run / "exports" / "optimize"
+def test_search_writes_leaderboard_plot_and_best_within_budget(searched, colour_run):
+    out = colour_run / "exports" / "optimize"
     assert searched.out_dir == out and searched.within_budget and searched.stop_reason
     data = json.loads((out / "leaderboard.json").read_text())
     assert data["max_drop_pt"] == 0.5 and "absolute" in data["budget"]
@@ -114,7 +109,7 @@ def test_search_writes_leaderboard_plot_and_best_within_budget(searched, tiny_ru
         rows = list(csv.DictReader(handle))
     assert [row["variant"] for row in rows] == [r["variant"] for r in searched.leaderboard]
     assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert searched.best_path == tiny_run / "exports" / "best.tflite"
+    assert searched.best_path == colour_run / "exports" / "best.tflite"
     if searched.best_path.suffix == ".tflite":  # the same model; the embedded sidecar says why it is the best
         from edgecls.model_metadata import strip_tflite, tflite_sidecar
 
@@ -122,7 +117,7 @@ def test_search_writes_leaderboard_plot_and_best_within_budget(searched, tiny_ru
         assert strip_tflite(searched.best_path.read_bytes()) == strip_tflite(chosen_bytes)
         embedded = tflite_sidecar(searched.best_path)
         assert embedded["model_file"] == "best.tflite" and embedded["optimize"]["chosen"] == searched.chosen["variant"]
-    sidecar = json.loads((tiny_run / "exports" / "best.json").read_text())
+    sidecar = json.loads((colour_run / "exports" / "best.json").read_text())
     assert sidecar["model_file"] == "best.tflite" and sidecar["labels"] == ["class0", "class1", "class2"]
     assert sidecar["optimize"]["chosen"] == searched.chosen["variant"]
     assert sidecar["optimize"]["max_drop_pt"] == 0.5 and "validation" in sidecar["optimize"]["why"]
@@ -130,11 +125,11 @@ def test_search_writes_leaderboard_plot_and_best_within_budget(searched, tiny_ru
     assert searched.to_dict() == searched.leaderboard  # what --json prints: the list of records
 
 
-def test_candidates_are_scored_on_the_validation_split(searched, tiny_run):
+def test_candidates_are_scored_on_the_validation_split(searched, colour_run):
     from edgecls.deploy.runtimes import open_model
     from edgecls.training.run_context import load_run
 
-    ctx = load_run(tiny_run, verbose=0)
+    ctx = load_run(colour_run, verbose=0)
     for record in searched.leaderboard[:4]:
         model = open_model(record["path"], quiet=True)
         assert record["val_accuracy"] == pytest.approx(np.mean(model.predict(ctx.val_images).argmax(1) == ctx.val_labels))
@@ -222,9 +217,9 @@ def test_onnx_search_never_hands_back_int8_slower_than_fp32(run_copy):
     (dict(time_budget="soon"), "bad time budget 'soon'"),
     (dict(threads=0), "threads"),
 ])
-def test_user_errors_are_one_line(tiny_run, kwargs, message):
+def test_user_errors_are_one_line(colour_run, kwargs, message):
     with pytest.raises(EdgeclsError, match=message) as info:
-        optimize_run(tiny_run, **{**FAST, **kwargs})
+        optimize_run(colour_run, **{**FAST, **kwargs})
     assert "\n" not in str(info.value)
 
 
@@ -278,13 +273,13 @@ def _ranges(calibrated) -> dict:
 # ------------------------------------------------------------------ QAT starts where PTQ is
 
 
-def test_qat_model_before_its_first_step_scores_what_ptq_scores(tiny_run):
+def test_qat_model_before_its_first_step_scores_what_ptq_scores(colour_run):
     from edgecls.compression import qat
     from edgecls.converters import tflite_convert
     from edgecls.converters.graph_rewrite import split_fused_activations
     from edgecls.training.run_context import load_run
 
-    ctx = load_run(tiny_run, verbose=0)
+    ctx = load_run(colour_run, verbose=0)
     # The run holds 120 images, too few for a 0.5 pt comparison (one image is 0.8 pt): draw 1,200
     # more from the same three colour classes, at the model's input size.
     rng = np.random.default_rng(1)
@@ -310,13 +305,13 @@ def test_qat_model_before_its_first_step_scores_what_ptq_scores(tiny_run):
         4 * np.abs(logits[:8] - ptq[:8]).max()
 
 
-def test_qat_keeps_batch_norm_statistics_frozen(tiny_run):
+def test_qat_keeps_batch_norm_statistics_frozen(colour_run):
     from edgecls.compression import qat
     from edgecls.converters import tflite_convert
     from edgecls.tf import keras
     from edgecls.training.run_context import load_run
 
-    ctx = load_run(tiny_run, verbose=0)
+    ctx = load_run(colour_run, verbose=0)
     model = qat.quantize_aware_model(tflite_convert.logits_model(ctx.model))
     assert qat.freeze_batch_norm(model) == 2
     bn = next(layer.layer for layer in model.layers if isinstance(getattr(layer, "layer", None),
@@ -331,11 +326,11 @@ def test_qat_keeps_batch_norm_statistics_frozen(tiny_run):
     assert not np.array_equal(kernel.numpy(), before_kernel)
 
 
-def test_qat_that_lowers_validation_accuracy_hands_back_the_calibrated_start(tiny_run):
+def test_qat_that_lowers_validation_accuracy_hands_back_the_calibrated_start(colour_run):
     from edgecls.compression import qat
     from edgecls.training.run_context import load_run
 
-    ctx = load_run(tiny_run, verbose=0)
+    ctx = load_run(colour_run, verbose=0)
     # A learning rate no one should use wrecks the model in one epoch; QAT must not ship that.
     model, _, selection = qat.train_quantization_aware(ctx, epochs=1, lr=30.0, batch_size=None, verbose=0)
     start, after = selection["val_accuracy_by_epoch"]

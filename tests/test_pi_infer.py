@@ -10,17 +10,12 @@ import types
 
 import numpy as np
 import pytest
-from deploy_helpers import NO_TF_RUNNER, PI_INFER, load_pi_infer, tflite_runtime_214_python, tiny_run
+from deploy_helpers import NO_TF_RUNNER, PI_INFER, tflite_runtime_214_python
 from PIL import Image, TiffImagePlugin
 
 from edgecls.data.images import BadImage, load_image_array
 from edgecls.deploy.prediction import predict_files
 from edgecls.model_metadata import strip_tflite
-
-
-@pytest.fixture
-def run(tmp_path_factory):
-    return tiny_run(tmp_path_factory)
 
 
 def _exif_jpeg(path, orientation, size=(40, 20)):
@@ -83,8 +78,7 @@ def _tricky_images(folder):
 
 
 @pytest.mark.filterwarnings("ignore:Corrupt EXIF")
-def test_preprocessing_is_byte_identical_to_edgecls(tmp_path):
-    pi = load_pi_infer()
+def test_preprocessing_is_byte_identical_to_edgecls(tmp_path, pi_infer):
     TiffImagePlugin.WRITE_LIBTIFF = False
     files = _tricky_images(tmp_path / "tricky")
     compared = 0
@@ -93,10 +87,10 @@ def test_preprocessing_is_byte_identical_to_edgecls(tmp_path):
             try:
                 expected = load_image_array(path, (height, width))
             except BadImage:
-                with pytest.raises(pi.BadImage):
-                    pi.load_image_array(str(path), height, width)
+                with pytest.raises(pi_infer.BadImage):
+                    pi_infer.load_image_array(str(path), height, width)
                 continue
-            got = pi.load_image_array(str(path), height, width)
+            got = pi_infer.load_image_array(str(path), height, width)
             assert got.dtype == np.uint8 and got.shape == (height, width, 3)
             assert got.tobytes() == expected.tobytes(), path.name
             compared += 1
@@ -106,9 +100,9 @@ def test_preprocessing_is_byte_identical_to_edgecls(tmp_path):
     assert upright.shape == (40, 20, 3)
 
 
-def test_same_answers_as_predict_without_tensorflow(run, tmp_path, make_images):
+def test_same_answers_as_predict_without_tensorflow(deploy_run, tmp_path, make_images):
     data = make_images(tmp_path / "imgs", per_class=3)
-    model = run / "exports" / "int8.tflite"
+    model = deploy_run / "exports" / "int8.tflite"
     result = subprocess.run([sys.executable, "-c", NO_TF_RUNNER, str(PI_INFER), str(model), str(data), "--json",
                              "--top-k", "3"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -129,8 +123,7 @@ def test_the_runner_really_blocks_tensorflow_and_edgecls(tmp_path):
         assert result.returncode != 0 and "blocked on the device" in result.stderr
 
 
-def test_camera_frames_through_opencv(run, monkeypatch, capsys):
-    pi = load_pi_infer()
+def test_camera_frames_through_opencv(deploy_run, monkeypatch, capsys, pi_infer):
     frame_bgr = np.zeros((48, 64, 3), np.uint8)
     frame_bgr[..., 0] = 255  # blue in OpenCV's order
 
@@ -149,10 +142,10 @@ def test_camera_frames_through_opencv(run, monkeypatch, capsys):
 
     monkeypatch.setitem(sys.modules, "picamera2", None)  # not installed
     monkeypatch.setitem(sys.modules, "cv2", types.SimpleNamespace(VideoCapture=FakeCapture))
-    frames = list(pi.camera_frames(2, 0))
+    frames = list(pi_infer.camera_frames(2, 0))
     assert [name for name, _ in frames] == ["camera:0", "camera:1"]
     assert tuple(frames[0][1][0, 0]) == (0, 0, 255)  # RGB now: the blue is last
-    assert pi.main([str(run / "exports" / "int8.tflite"), "--camera", "2", "--json", "--top-k", "1"]) == 0
+    assert pi_infer.main([str(deploy_run / "exports" / "int8.tflite"), "--camera", "2", "--json", "--top-k", "1"]) == 0
     records = json.loads(capsys.readouterr().out)
     assert [r["file"] for r in records] == ["camera:0", "camera:1"]
 
@@ -164,16 +157,16 @@ def test_camera_frames_through_opencv(run, monkeypatch, capsys):
     ("missing_model", "model file not found"),
     ("nothing", "give image files or folders"),
 ])
-def test_pi_infer_errors_are_one_line(case, fragment, run, tmp_path, make_images):
+def test_pi_infer_errors_are_one_line(case, fragment, deploy_run, tmp_path, make_images):
     data = make_images(tmp_path / "imgs", per_class=1)
-    model, inputs = run / "exports" / "int8.tflite", [str(data)]
+    model, inputs = deploy_run / "exports" / "int8.tflite", [str(data)]
     if case == "missing_image":
         inputs = [str(tmp_path / "nope.jpg")]
     elif case == "corrupt_model":
         model = tmp_path / "bad.tflite"
         model.write_bytes(np.random.default_rng(0).integers(0, 256, 2048, dtype=np.uint8).tobytes())
     elif case == "keras_model":
-        model = run / "model.keras"
+        model = deploy_run / "model.keras"
     elif case == "missing_model":
         model = tmp_path / "absent.tflite"
     elif case == "nothing":
@@ -185,23 +178,22 @@ def test_pi_infer_errors_are_one_line(case, fragment, run, tmp_path, make_images
     assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], result.stderr
 
 
-def test_pi_infer_without_sidecar_notes_the_assumptions(run, tmp_path, make_images, capsys):
-    pi = load_pi_infer()
+def test_pi_infer_without_sidecar_notes_the_assumptions(deploy_run, tmp_path, make_images, capsys, pi_infer):
     data = make_images(tmp_path / "imgs", per_class=1)
     model = tmp_path / "bare.tflite"
-    model.write_bytes(strip_tflite((run / "exports" / "int8.tflite").read_bytes()))  # no embedded sidecar either
-    assert pi.main([str(model), str(data), "--top-k", "1"]) == 0
+    model.write_bytes(strip_tflite((deploy_run / "exports" / "int8.tflite").read_bytes()))  # no embedded sidecar either
+    assert pi_infer.main([str(model), str(data), "--top-k", "1"]) == 0
     captured = capsys.readouterr()
     assert captured.err.startswith("note: no sidecar for bare.tflite")
     assert len(captured.out.strip().splitlines()) == 3
 
 
 @pytest.mark.slow
-def test_tflite_runtime_2_14_with_numpy_1(run, tmp_path, make_images):
+def test_tflite_runtime_2_14_with_numpy_1(deploy_run, tmp_path, make_images):
     """A fresh venv with tflite-runtime 2.14 + numpy<2 (the Bookworm stack) gives the same answers."""
     python = tflite_runtime_214_python(tmp_path)
     data = make_images(tmp_path / "imgs", per_class=3)
-    model = run / "exports" / "int8.tflite"
+    model = deploy_run / "exports" / "int8.tflite"
     result = subprocess.run([str(python), str(PI_INFER), str(model), str(data), "--json", "--top-k", "2"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from deploy_helpers import assert_one_error_line, cli, cli_process_args, onnx_model, tiny_run
+from deploy_helpers import assert_one_error_line, cli, cli_process_args, onnx_model
 from reliability_files import hostile_dataset
 
 from edgecls.errors import EdgeclsError, ModelFileError
@@ -115,13 +115,12 @@ def test_a_finished_run_is_not_overwritten_without_force(hostile_run, capsys):
 # --- bad model files, through every command that loads a model ---
 
 @pytest.fixture(scope="module")
-def bad_models(tmp_path_factory, hostile_run):
+def bad_models(tmp_path_factory, hostile_run, deploy_run):
     """Model files a user may hand us by mistake, each with a sidecar so only the model is wrong."""
     from edgecls.tf import keras
 
-    deploy = tiny_run(tmp_path_factory)
     folder = tmp_path_factory.mktemp("bad_models")
-    good_tflite = (deploy / "exports" / "int8.tflite").read_bytes()
+    good_tflite = (deploy_run / "exports" / "int8.tflite").read_bytes()
     good_onnx = onnx_model(folder / "good.onnx").read_bytes()
     good_keras = (hostile_run["run"] / "model.keras").read_bytes()
     files = {
@@ -135,7 +134,7 @@ def bad_models(tmp_path_factory, hostile_run):
     }
     for name, data in files.items():
         (folder / name).write_bytes(data)
-        sidecar = (deploy / "exports" / "int8.json") if name.endswith(".tflite") else folder / "good.json"
+        sidecar = (deploy_run / "exports" / "int8.json") if name.endswith(".tflite") else folder / "good.json"
         if not name.endswith(".keras"):
             shutil.copy(sidecar, (folder / name).with_suffix(".json"))
     with zipfile.ZipFile(folder / "broken_inside.keras", "w") as zf:
@@ -145,7 +144,7 @@ def bad_models(tmp_path_factory, hostile_run):
     marker = folder / "lambda_ran"
     _lambda_model(keras, marker).save(folder / "lambda.keras")
     marker.unlink()
-    shutil.copy(deploy / "exports" / "int8.tflite", folder / "bad_sidecar.tflite")
+    shutil.copy(deploy_run / "exports" / "int8.tflite", folder / "bad_sidecar.tflite")
     (folder / "bad_sidecar.json").write_text("{ not json")
     (folder / "labels.txt").write_text("a\nb\nc\n")
     return folder
@@ -161,7 +160,7 @@ def _lambda_model(keras, marker: Path):
 
 
 @pytest.fixture(scope="module")
-def images(tmp_path_factory):
+def images_and_empty_class(tmp_path_factory):
     from PIL import Image
 
     folder = tmp_path_factory.mktemp("imgs")
@@ -189,12 +188,12 @@ MODEL_ERRORS = [
 
 @pytest.mark.parametrize("name, fragment", MODEL_ERRORS, ids=[m for m, _ in MODEL_ERRORS])
 @pytest.mark.parametrize("command", ["predict", "bench"])
-def test_a_bad_model_file_ends_predict_and_bench_in_one_line(command, name, fragment, bad_models, images, capsys):
+def test_a_bad_model_file_ends_predict_and_bench_in_one_line(command, name, fragment, bad_models, images_and_empty_class, capsys):
     model = bad_models / name
     if command == "predict":
-        args = ["predict", model, images / "a" / "1.png"]
+        args = ["predict", model, images_and_empty_class / "a" / "1.png"]
     else:
-        args = ["bench", model, "--data", images, "--runs", "1", "--rounds", "1", "--warmup", "0",
+        args = ["bench", model, "--data", images_and_empty_class, "--runs", "1", "--rounds", "1", "--warmup", "0",
                 "--e2e-images", "0", "--no-progress"]
     code, out, err = cli(args, capsys)
     assert_one_error_line(code, out, err, fragment)
@@ -206,16 +205,16 @@ KERAS_ERRORS = [m for m in MODEL_ERRORS if m[0].endswith(".keras")] + [("truncat
 
 @pytest.mark.parametrize("name, fragment", KERAS_ERRORS, ids=[m for m, _ in KERAS_ERRORS])
 @pytest.mark.parametrize("command", ["evaluate", "gradcam"])
-def test_a_bad_model_file_ends_evaluate_and_gradcam_in_one_line(command, name, fragment, bad_models, images,
+def test_a_bad_model_file_ends_evaluate_and_gradcam_in_one_line(command, name, fragment, bad_models, images_and_empty_class,
                                                                tmp_path, capsys):
     from edgecls import cli as cli_module
 
     if command not in {c.name or c.callback.__name__ for c in cli_module.app.registered_commands}:
         pytest.skip(f"no {command} command in this build")
     if command == "evaluate":
-        args = ["evaluate", bad_models / name, "--data", images]
+        args = ["evaluate", bad_models / name, "--data", images_and_empty_class]
     else:
-        args = ["gradcam", bad_models / name, images / "a" / "1.png", "--out", tmp_path / "cam"]
+        args = ["gradcam", bad_models / name, images_and_empty_class / "a" / "1.png", "--out", tmp_path / "cam"]
     code, out, err = cli(args, capsys)
     assert_one_error_line(code, out, err, fragment)
     assert not (bad_models / "lambda_ran").exists()
@@ -237,10 +236,10 @@ def broken_run(tmp_path_factory, hostile_run):
     "evaluate-not-a-run", "evaluate-missing-data", "evaluate-empty-data", "bench-unknown-runtime",
     "bench-not-a-run", "predict-a-run-folder", "predict-missing-image", "predict-only-broken-image", "train-unknown-arch",
 ])
-def test_user_mistakes_with_runs_end_in_one_line(case, broken_run, hostile_run, bad_models, images, tmp_path,
-                                                 tmp_path_factory, capsys):
+def test_user_mistakes_with_runs_end_in_one_line(case, broken_run, hostile_run, bad_models, images_and_empty_class, tmp_path,
+                                                 deploy_run, capsys):
     run, good = broken_run, hostile_run["run"]
-    tflite = tiny_run(tmp_path_factory) / "exports" / "int8.tflite"
+    tflite = deploy_run / "exports" / "int8.tflite"
     (tmp_path / "not_a_run").mkdir()
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     args, fragment = {
@@ -255,14 +254,14 @@ def test_user_mistakes_with_runs_end_in_one_line(case, broken_run, hostile_run, 
                                      tmp_path / "bundle"], "cannot load TFLite model"),
         "evaluate-not-a-run": (["evaluate", tmp_path / "not_a_run"], "not a run folder"),
         "evaluate-missing-data": (["evaluate", good, "--data", tmp_path / "nowhere"], "not found"),
-        "evaluate-empty-data": (["evaluate", good, "--data", images / "empty"], "no class folders"),
-        "bench-unknown-runtime": (["bench", tflite, "--runtime", "tensorrt", "--data", images],
+        "evaluate-empty-data": (["evaluate", good, "--data", images_and_empty_class / "empty"], "no class folders"),
+        "bench-unknown-runtime": (["bench", tflite, "--runtime", "tensorrt", "--data", images_and_empty_class],
                                   "unknown runtime 'tensorrt'"),
-        "bench-not-a-run": (["bench", tmp_path / "not_a_run", "--data", images], "without model.keras"),
-        "predict-a-run-folder": (["predict", good, images / "a" / "1.png"], "is a folder, not a model file"),
+        "bench-not-a-run": (["bench", tmp_path / "not_a_run", "--data", images_and_empty_class], "without model.keras"),
+        "predict-a-run-folder": (["predict", good, images_and_empty_class / "a" / "1.png"], "is a folder, not a model file"),
         "predict-missing-image": (["predict", tflite, tmp_path / "nope.jpg"], "image not found"),
         "predict-only-broken-image": (["predict", tflite, tmp_path / "broken.png"], "no usable image"),
-        "train-unknown-arch": (["train", images, "--out", tmp_path / "r", "--arch", "vgg99"],
+        "train-unknown-arch": (["train", images_and_empty_class, "--out", tmp_path / "r", "--arch", "vgg99"],
                                "unknown architecture 'vgg99'"),
     }[case]
     code, out, err = cli(args, capsys)
@@ -270,8 +269,8 @@ def test_user_mistakes_with_runs_end_in_one_line(case, broken_run, hostile_run, 
     assert not (tmp_path / "bundle").exists()
 
 
-def test_a_real_process_refuses_a_lambda_model_in_one_line_and_debug_shows_the_traceback(bad_models, images):
-    args = ["predict", bad_models / "lambda.keras", images / "a" / "1.png"]
+def test_a_real_process_refuses_a_lambda_model_in_one_line_and_debug_shows_the_traceback(bad_models, images_and_empty_class):
+    args = ["predict", bad_models / "lambda.keras", images_and_empty_class / "a" / "1.png"]
     plain = subprocess.run(cli_process_args(args), capture_output=True, text=True, timeout=180)
     assert_one_error_line(plain.returncode, plain.stdout, plain.stderr, "refused")
     debug = subprocess.run(cli_process_args(["--debug", *args]), capture_output=True, text=True, timeout=180)
@@ -433,8 +432,8 @@ def test_a_model_that_is_not_an_image_classifier_is_a_model_file_error(tmp_path)
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["int8.tflite", "onnx"])
-def test_ten_thousand_predictions_keep_resident_memory_flat(kind, tmp_path_factory, tmp_path):
-    model = (tiny_run(tmp_path_factory) / "exports" / "int8.tflite" if kind == "int8.tflite"
+def test_ten_thousand_predictions_keep_resident_memory_flat(kind, deploy_run, tmp_path):
+    model = (deploy_run / "exports" / "int8.tflite" if kind == "int8.tflite"
              else onnx_model(tmp_path / "model.onnx"))
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "soak.py"), "--measure", str(model),
                            "--predictions", "10000", "--warmup", "500"], capture_output=True, text=True,

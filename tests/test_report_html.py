@@ -33,7 +33,7 @@ DESKTOP_WIDTH = 1280
 
 # --------------------------------------------------------------------------- a small real run
 @pytest.fixture(scope="session")
-def trained_run(tmp_path_factory) -> Path:
+def report_run(tmp_path_factory) -> Path:
     """tiny_cnn, 32 px, 1 epoch, on three colour classes with one broken file; then int8, a
     benchmark and Grad-CAM, so every kind of section is on the page."""
     import edgecls
@@ -82,8 +82,8 @@ def _copy_run(run: Path, dest: Path) -> Path:
 
 
 # --------------------------------------------------------------------------- build_report on files
-def test_report_of_a_full_run_has_every_section(trained_run):
-    html = (trained_run / "report.html").read_text(encoding="utf-8")
+def test_report_of_a_full_run_has_every_section(report_run):
+    html = (report_run / "report.html").read_text(encoding="utf-8")
     for anchor in ("id=\"data\"", "id=\"training\"", "id=\"results\"", "id=\"variants\"", "id=\"bench\"",
                    "id=\"gradcam\"", "id=\"config\""):
         assert anchor in html
@@ -98,8 +98,8 @@ def test_report_of_a_full_run_has_every_section(trained_run):
         Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).load()
 
 
-def test_report_is_rebuilt_from_what_is_on_disk(trained_run, tmp_path):
-    run = _copy_run(trained_run, tmp_path / "run")
+def test_report_is_rebuilt_from_what_is_on_disk(report_run, tmp_path):
+    run = _copy_run(report_run, tmp_path / "run")
     metrics = json.loads((run / "metrics.json").read_text())
     metrics["accuracy"] = 0.123456
     (run / "metrics.json").write_text(json.dumps(metrics))
@@ -109,8 +109,8 @@ def test_report_is_rebuilt_from_what_is_on_disk(trained_run, tmp_path):
     assert not [p for p in run.iterdir() if p.name.startswith(".tmp-")]
 
 
-def test_partial_run_without_history_exports_or_bench(trained_run, tmp_path):
-    run = _copy_run(trained_run, tmp_path / "run")
+def test_partial_run_without_history_exports_or_bench(report_run, tmp_path):
+    run = _copy_run(report_run, tmp_path / "run")
     shutil.rmtree(run / "exports")
     shutil.rmtree(run / "gradcam")
     (run / "history.csv").unlink()
@@ -143,8 +143,8 @@ def test_skipped_files_listed_with_reasons_without_a_scan(tmp_path):
     assert "2 skipped" in html
 
 
-def test_unreadable_files_become_notes_not_errors(trained_run, tmp_path):
-    run = _copy_run(trained_run, tmp_path / "run")
+def test_unreadable_files_become_notes_not_errors(report_run, tmp_path):
+    run = _copy_run(report_run, tmp_path / "run")
     (run / "classification_report.json").write_text("{ not json")
     (run / "plots" / "confusion_matrix.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     (run / "exports" / "bench.json").write_text("[]")
@@ -157,10 +157,10 @@ def test_unreadable_files_become_notes_not_errors(trained_run, tmp_path):
 @pytest.mark.parametrize("junk", [[1, "x", None], "text", 3.5,
                                   {"splits": [1], "per_class": 3, "accuracy": "high", "num_samples": "many",
                                    "images": {"a": 1}, "size": "big", "latency_ms": [], "candidates": [7]}])
-def test_files_of_the_wrong_shape_do_not_crash(trained_run, tmp_path, junk):
+def test_files_of_the_wrong_shape_do_not_crash(report_run, tmp_path, junk):
     """Every JSON file the report reads holds something else (hand-edited, another version):
     the page is still built."""
-    run = _copy_run(trained_run, tmp_path / "run")
+    run = _copy_run(report_run, tmp_path / "run")
     optimize = RunFolder(run).optimize
     optimize.mkdir()
     for name in ("metrics.json", "classification_report.json", "data_scan.json", "exports/int8.json",
@@ -179,11 +179,11 @@ def test_not_a_run_folder_is_one_clear_error(tmp_path):
         build_report(tmp_path)
 
 
-def test_optimize_leaderboard_and_pareto_plot(trained_run, tmp_path):
+def test_optimize_leaderboard_and_pareto_plot(report_run, tmp_path):
     """The leaderboard as edgecls optimize writes it (its own writer and plot), chosen row marked."""
     from edgecls.searching.leaderboard import choose, mark_budget, plot_pareto, val_drop_pt, write_leaderboard
 
-    run = _copy_run(trained_run, tmp_path / "run")
+    run = _copy_run(report_run, tmp_path / "run")
     out = RunFolder(run).optimize
     out.mkdir(parents=True)
     float_val = 0.92
@@ -213,9 +213,9 @@ def test_optimize_leaderboard_and_pareto_plot(trained_run, tmp_path):
 
 
 # --------------------------------------------------------------------------- the browser
-def test_report_in_chromium_at_desktop_and_phone_width(trained_run, tmp_path):
+def test_report_in_chromium_at_desktop_and_phone_width(report_run, tmp_path):
     browser = _chromium_or_skip()
-    page = trained_run / "report.html"
+    page = report_run / "report.html"
     for width in (DESKTOP_WIDTH, PHONE_WIDTH):
         shot = tmp_path / f"report-{width}.png"
         result = render_in_chromium(browser, page, width=width, screenshot=shot)

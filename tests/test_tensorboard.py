@@ -34,7 +34,7 @@ def train_args(data, run, epochs: int, *extra) -> list:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def tensorboard_data(tmp_path_factory):
     import numpy as np
     from PIL import Image
 
@@ -49,19 +49,19 @@ def data(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def run(data, tmp_path_factory):
+def tensorboard_run(tensorboard_data, tmp_path_factory):
     import edgecls
 
     out = tmp_path_factory.mktemp("tb") / "run"
-    edgecls.train(data, out, arch="tiny_cnn", weights="none", img_size=32, epochs=2, batch_size=8, patience=0,
+    edgecls.train(tensorboard_data, out, arch="tiny_cnn", weights="none", img_size=32, epochs=2, batch_size=8, patience=0,
                   verbose=0)
     return out
 
 
-def test_training_logs_loss_accuracy_and_learning_rate_per_epoch(run):
-    rows = history(run)
-    train = read_scalars(run / "tensorboard" / "train")
-    validation = read_scalars(run / "tensorboard" / "validation")
+def test_training_logs_loss_accuracy_and_learning_rate_per_epoch(tensorboard_run):
+    rows = history(tensorboard_run)
+    train = read_scalars(tensorboard_run / "tensorboard" / "train")
+    validation = read_scalars(tensorboard_run / "tensorboard" / "validation")
     assert SCALARS | {"epoch_learning_rate"} <= set(train)
     assert SCALARS <= set(validation)
     for tag, column in (("epoch_loss", "loss"), ("epoch_accuracy", "accuracy"), ("epoch_learning_rate", "lr")):
@@ -72,15 +72,15 @@ def test_training_logs_loss_accuracy_and_learning_rate_per_epoch(run):
     assert train["epoch_learning_rate"][0] != train["epoch_learning_rate"][1]
 
 
-def test_no_tensorboard_writes_none_and_the_run_remembers(data, tmp_path, capsys):
+def test_no_tensorboard_writes_none_and_the_run_remembers(tensorboard_data, tmp_path, capsys):
     out = tmp_path / "quiet-run"
-    code, _, err = cli(train_args(data, out, 1, "--no-tensorboard"), capsys)
+    code, _, err = cli(train_args(tensorboard_data, out, 1, "--no-tensorboard"), capsys)
     assert code == 0, err
     assert not (out / "tensorboard").exists()
     assert "tensorboard: false" in (out / "config.yaml").read_text()
 
 
-def test_a_resumed_run_goes_on_logging_into_the_same_folder(data, tmp_path, capsys, monkeypatch):
+def test_a_resumed_run_goes_on_logging_into_the_same_folder(tensorboard_data, tmp_path, capsys, monkeypatch):
     import edgecls
     from edgecls.training import callbacks
 
@@ -96,12 +96,12 @@ def test_a_resumed_run_goes_on_logging_into_the_same_folder(data, tmp_path, caps
     out = tmp_path / "run"
     monkeypatch.setattr(callbacks.RunCheckpointer, "on_epoch_end", die_after_the_first_epoch)
     with pytest.raises(Killed):
-        edgecls.train(data, out, arch="tiny_cnn", weights="none", img_size=32, epochs=3, batch_size=8, patience=0,
+        edgecls.train(tensorboard_data, out, arch="tiny_cnn", weights="none", img_size=32, epochs=3, batch_size=8, patience=0,
                       verbose=0)
     assert set(read_scalars(out / "tensorboard" / "train")["epoch_loss"]) == {0}, "epoch 1 reached the disk"
     monkeypatch.setattr(callbacks.RunCheckpointer, "on_epoch_end", original)
 
-    code, _, err = cli([*train_args(data, out, 3), "--resume"], capsys)
+    code, _, err = cli([*train_args(tensorboard_data, out, 3), "--resume"], capsys)
     assert code == 0, err
     rows = history(out)
     for name in ("train", "validation"):
@@ -111,29 +111,29 @@ def test_a_resumed_run_goes_on_logging_into_the_same_folder(data, tmp_path, caps
     assert loss == pytest.approx({i: float(r["loss"]) for i, r in enumerate(rows)}, rel=1e-4)
 
 
-def test_qat_and_pruning_fine_tuning_log_beside_training(run, capsys):
-    code, _, err = cli(["quantize", run, "--qat", "--epochs", "1", "--quiet"], capsys)
+def test_qat_and_pruning_fine_tuning_log_beside_training(tensorboard_run, capsys):
+    code, _, err = cli(["quantize", tensorboard_run, "--qat", "--epochs", "1", "--quiet"], capsys)
     assert code == 0, err
-    qat = read_scalars(run / "tensorboard" / "qat" / "train")
+    qat = read_scalars(tensorboard_run / "tensorboard" / "qat" / "train")
     assert SCALARS | {"epoch_learning_rate"} <= set(qat) and set(qat["epoch_loss"]) == {0}
-    assert SCALARS <= set(read_scalars(run / "tensorboard" / "qat" / "validation"))
+    assert SCALARS <= set(read_scalars(tensorboard_run / "tensorboard" / "qat" / "validation"))
 
-    code, _, err = cli(["prune", run, "--epochs", "1", "--no-tensorboard", "--quiet"], capsys)
+    code, _, err = cli(["prune", tensorboard_run, "--epochs", "1", "--no-tensorboard", "--quiet"], capsys)
     assert code == 0, err
-    assert not (run / "tensorboard" / "prune").exists()
-    code, _, err = cli(["prune", run, "--epochs", "1", "--quiet"], capsys)
+    assert not (tensorboard_run / "tensorboard" / "prune").exists()
+    code, _, err = cli(["prune", tensorboard_run, "--epochs", "1", "--quiet"], capsys)
     assert code == 0, err
-    pruned = read_scalars(run / "tensorboard" / "prune" / "train")
+    pruned = read_scalars(tensorboard_run / "tensorboard" / "prune" / "train")
     # Pruning fine-tunes at a constant rate, which Keras alone would not log.
     assert pruned["epoch_learning_rate"] == pytest.approx({0: 1e-4})
     assert SCALARS <= set(pruned)
 
 
-def test_quantize_no_tensorboard_writes_no_qat_logs(run, tmp_path, capsys):
+def test_quantize_no_tensorboard_writes_no_qat_logs(tensorboard_run, tmp_path, capsys):
     import shutil
 
     copy = tmp_path / "copy"
-    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("tensorboard", "exports"))
+    shutil.copytree(tensorboard_run, copy, ignore=shutil.ignore_patterns("tensorboard", "exports"))
     code, _, err = cli(["quantize", copy, "--qat", "--epochs", "1", "--no-tensorboard", "--quiet"], capsys)
     assert code == 0, err
     assert not (copy / "tensorboard").exists()

@@ -11,11 +11,7 @@ from edgecls.models import modeling
 from edgecls.models.whitened_cnn import WHITEN_EPS, WHITEN_LAYER, init_patch_whitening
 from edgecls.tf import keras, tf
 
-
-@pytest.fixture(autouse=True)
-def _fresh_session():
-    yield
-    keras.backend.clear_session()
+pytestmark = pytest.mark.usefixtures("fresh_keras_session")
 
 
 def _correlated_images(count=64, size=32, seed=0):

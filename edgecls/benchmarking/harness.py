@@ -34,17 +34,12 @@ from edgecls.deploy.runtimes import open_model
 from edgecls.errors import DataError, EdgeclsError
 from edgecls.metrics import top1_accuracy, top_k_or_none
 from edgecls.progress import PhasedProgress
+from edgecls.results import Records
 from edgecls.run_folder import EXPORTS, MODEL
 from edgecls.timing import interleaved_latency, percentiles_ms
 
 SCHEMA = "edgecls.bench/1"
 TEST_ONLY = {"train": 0.0, "val": 0.0, "test": 1.0}
-
-
-@dataclass
-class BenchResult:
-    records: list[dict]
-    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -59,8 +54,11 @@ class _Data:
 
 def bench(models=(), *, data=None, runtime: str = "all", threads: int = 1, runs: int = 50, rounds: int = 5,
           warmup: int = 10, e2e_images: int = 50, reference=None, imports=(), progress: bool = True,
-          parity: bool | None = None) -> BenchResult:
+          parity: bool | None = None) -> Records:
     """Benchmark ``models`` (files or run folders) on ``data``; add device rows from ``imports``.
+
+    One record per (model, runtime), device rows last; ``notes`` of the :class:`Records` are the
+    remarks for stderr (parity, unusable images).
 
     ``parity`` (default: on for ``runtime`` all/keras or when ``reference`` is given) adds each
     export's top-1 agreement with its Keras reference.
@@ -72,7 +70,7 @@ def bench(models=(), *, data=None, runtime: str = "all", threads: int = 1, runs:
     if not models:
         if not records:
             raise EdgeclsError("give a MODEL (file or run folder) to benchmark, or --import a device bench file")
-        return BenchResult(records, notes)
+        return Records(records, notes=notes)
     targets = resolve_targets(models, runtime)
     if data is None:
         raise EdgeclsError("give --data DIR (class folders, or a dataset with a test/ folder) to measure accuracy on")
@@ -96,7 +94,7 @@ def bench(models=(), *, data=None, runtime: str = "all", threads: int = 1, runs:
             _add_agreement(targets, host_rows, predictions, dataset, reference, threads, bar, notes)
     if dataset.skipped:
         notes.append(f"note: {dataset.skipped} file(s) in {data} are not usable images and were left out")
-    return BenchResult(host_rows + records, notes)
+    return Records(host_rows + records, notes=notes)
 
 
 def _find_test_images(data) -> _Data:

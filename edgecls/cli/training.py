@@ -34,7 +34,8 @@ def train(
     img_size: int | None = typer.Option(None, help="Square input size (default: the architecture's native)."),
     weights: str | None = typer.Option(None, help="auto (default: imagenet where the architecture has published "
                                                   "ImageNet weights, else none) | imagenet | none | PATH to a weights file."),
-    alpha: float | None = typer.Option(None, help="Width multiplier (MobileNetV3, simple_cnn)."),
+    alpha: float | None = typer.Option(None, help="Width multiplier (default 1), for the architectures that have one: "
+                                                 "the alpha column of `edgecls models`."),
     epochs: Epochs = None,
     head_epochs: int | None = typer.Option(None, help="Epochs with a frozen base (pretrained weights)."),
     batch_size: BatchSize = None,
@@ -124,10 +125,10 @@ def models(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("name", "size", "params", "MACs", "imagenet", "description")
+    table = Table("name", "size", "params", "MACs", "imagenet", "alpha", "description")
     for row in rows:
         table.add_row(row["name"], str(row["img_size"]), f"{row['params'] / 1e6:.2f} M", f"{row['macs'] / 1e6:,.1f} M",
-                      "yes" if row["imagenet"] else "no", row["description"])
+                      "yes" if row["imagenet"] else "no", "yes" if row["alpha"] else "no", row["description"])
     Console().print(table)
 
 

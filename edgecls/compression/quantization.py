@@ -5,8 +5,9 @@ from __future__ import annotations
 from edgecls.converters import tflite_convert
 from edgecls.converters.calibration import DEFAULT_CALIBRATION
 from edgecls.converters.exports import post_training_int8
-from edgecls.converters.publishing import ExportRecord, keras_accuracy, print_table, variant_prefix, write_tflite
+from edgecls.converters.publishing import keras_accuracy, print_table, variant_prefix, write_tflite
 from edgecls.errors import EdgeclsError
+from edgecls.results import ExportRecord
 from edgecls.training.fine_tune import DEFAULT_OPTIMIZER, check_optimizer
 from edgecls.training.run_context import RunContext, load_run
 

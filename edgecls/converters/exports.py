@@ -10,10 +10,11 @@ import numpy as np
 
 from edgecls.converters import tflite_convert
 from edgecls.converters.calibration import DEFAULT_CALIBRATION
-from edgecls.converters.publishing import ExportRecord, keras_accuracy, print_table, variant_prefix, write_onnx, write_tflite
+from edgecls.converters.publishing import keras_accuracy, print_table, variant_prefix, write_onnx, write_tflite
 from edgecls.errors import EdgeclsError
 from edgecls.metrics import top1_accuracy, top_k_or_none
 from edgecls.progress import progress_bar
+from edgecls.results import ExportRecord
 from edgecls.sidecar import build_sidecar, file_sizes, write_sidecar
 from edgecls.training.run_context import RunContext, load_run
 

@@ -7,38 +7,10 @@ from pathlib import Path
 
 from edgecls.fsutil import atomic_path
 from edgecls.metrics import top1_accuracy, top_k_or_none
+from edgecls.results import ExportRecord
 from edgecls.run_folder import MODEL
 from edgecls.sidecar import build_sidecar, file_sizes, write_sidecar
 from edgecls.training.run_context import RunContext
-
-
-@dataclasses.dataclass
-class ExportRecord:
-    """One exported model file, as ``edgecls.quantize`` / ``export`` / ``prune`` return it.
-
-    ``path`` is the file (its sidecar is ``path.with_suffix(".json")``), ``size`` holds ``bytes`` and
-    ``gzip_bytes``, ``accuracy``/``top5`` are measured on the run's test split through the deploy
-    runtime (fractions; ``top5`` is None with 5 classes or fewer), ``notes`` says what else was seen
-    (XNNPACK partitions, float ops, ONNX parity).
-
-    Example::
-
-        >>> record = edgecls.quantize("runs/flowers", int8=True)[0]  # doctest: +SKIP
-        >>> record.path, record.accuracy  # doctest: +SKIP
-        (PosixPath('runs/flowers/exports/int8.tflite'), 0.82)
-    """
-
-    variant: str
-    path: Path
-    size: dict
-    accuracy: float
-    top5: float | None
-    notes: str = ""
-
-    def to_dict(self) -> dict:
-        """The JSON record ``--json`` prints: every field, the path as a string."""
-        return {"variant": self.variant, "path": str(self.path), "size": dict(self.size), "accuracy": self.accuracy,
-                "top5": self.top5, "notes": self.notes}
 
 
 def measure_accuracy(model_path, ctx: RunContext) -> dict:

@@ -55,22 +55,7 @@ def faster_equivalent(model):
     if not isinstance(config, dict) or "layers" not in config or "output_layers" not in config:
         return model, []
     graph = _Graph(model, config)
-    transforms: dict[str, callable] = {}
-    rewrites = []
-    for name in list(graph.order):
-        if name in graph.layers and _pairable_stem(graph, name):
-            transforms[name] = _pair_stem(graph, name)
-            rewrites.append(f"paired stem: {name}")
-    for name in list(graph.order):
-        fused = _fusable_pointwise(graph, name) if name in graph.layers else None
-        if fused and not set(fused) & set(transforms):  # each layer rewritten once
-            transforms[fused[2]] = _fuse_pointwise(graph, *fused)
-            rewrites.append(f"fused pointwise pair: {' + '.join(fused)}")
-    for name in list(graph.order):
-        gate = _tileable_gate(graph, name) if name in graph.layers else None
-        if gate and gate[0] not in transforms:
-            transforms[gate[0]] = _tile_gate(graph, name, *gate)
-            rewrites.append(f"tiled gate: {name}")
+    transforms, rewrites = _plan_rewrites(graph)
     if not rewrites:
         return model, []
     config["layers"] = [graph.layers[name] for name in graph.order if name in graph.layers]
@@ -84,6 +69,30 @@ def faster_equivalent(model):
         weights = transforms[layer.name]() if layer.name in transforms else model.get_layer(layer.name).get_weights()
         layer.set_weights(weights)
     return rebuilt, rewrites
+
+
+def _plan_rewrites(graph: _Graph) -> tuple[dict[str, callable], list[str]]:
+    """Rewrite ``graph``'s configs in place; {layer: its new weights, as a function}, and what changed.
+
+    Paired stems first, then fused pointwise pairs, then tiled gates; each layer is rewritten once.
+    """
+    transforms: dict[str, callable] = {}
+    rewrites = []
+    for name in list(graph.order):
+        if name in graph.layers and _pairable_stem(graph, name):
+            transforms[name] = _pair_stem(graph, name)
+            rewrites.append(f"paired stem: {name}")
+    for name in list(graph.order):
+        fused = _fusable_pointwise(graph, name) if name in graph.layers else None
+        if fused and not set(fused) & set(transforms):
+            transforms[fused[2]] = _fuse_pointwise(graph, *fused)
+            rewrites.append(f"fused pointwise pair: {' + '.join(fused)}")
+    for name in list(graph.order):
+        gate = _tileable_gate(graph, name) if name in graph.layers else None
+        if gate and gate[0] not in transforms:
+            transforms[gate[0]] = _tile_gate(graph, name, *gate)
+            rewrites.append(f"tiled gate: {name}")
+    return transforms, rewrites
 
 
 class _Graph:

@@ -22,12 +22,12 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 from edgecls.errors import DataError
 from edgecls.fsutil import write_json
+from edgecls.results import ExtractResult
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 DEFAULT_MAX_TOTAL_BYTES = 50 * 2**30
@@ -49,12 +49,6 @@ _READ_ERRORS = (
     ValueError,
     struct.error,
 )
-
-
-@dataclass
-class ExtractResult:
-    root: Path
-    skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
 def is_archive(path: str | os.PathLike) -> bool:

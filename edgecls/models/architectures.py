@@ -82,6 +82,7 @@ def _mobilenet_v3(variant, name, input_shape, num_classes, weights, alpha, dropo
     description="MobileNetV3-Small: the default edge model (alpha = width multiplier)",
     pretrained=True,
     fine_tune_layers=60,
+    width_multiplier=True,
     test_kwargs={"alpha": 0.35},
     # Its QAT graph takes ~45 s through the TFLite converter here; convert_qat itself runs on the
     # small CNNs in the default run, and this model's QAT wrapping and post-training int8 do too.
@@ -96,6 +97,7 @@ def mobilenet_v3_small(input_shape, num_classes, *, weights=None, alpha=1.0, dro
     description="MobileNetV3-Small without SE and hard-swish: fastest int8, a little less accurate",
     pretrained=True,
     fine_tune_layers=50,
+    width_multiplier=True,
     test_kwargs={"alpha": 0.35},
     test_slow=True,  # its blocks are mobilenet_v3_small's without SE and hard-swish, which the default run checks
 )
@@ -109,6 +111,7 @@ def mobilenet_v3_small_minimalistic(input_shape, num_classes, *, weights=None, a
     description="MobileNetV3-Large: more accurate, ~4x the MACs of Small",
     pretrained=True,
     fine_tune_layers=80,
+    width_multiplier=True,
     test_kwargs={"alpha": 0.35},
     test_slow=True,  # the same blocks as mobilenet_v3_small, which the default run checks
 )
@@ -131,7 +134,8 @@ def _register_efficientnet(variant: str, app_fn, default_size: int):
         test_slow_checks=("int8", "qat", "qat_tflite", "onnx"),
     )
     def build(input_shape, num_classes, *, weights=None, alpha=1.0, dropout=0.2):
-        # alpha does not apply: EfficientNet's width is fixed per variant.
+        # No width_multiplier in the registry: EfficientNet's width is fixed per variant, and
+        # build_model refuses an alpha other than 1 before it gets here.
         return _application(app_fn, name, input_shape, num_classes, weights, dropout)
 
     return build
@@ -179,6 +183,7 @@ def _conv_bn_relu(x, filters, name, strides=1, **batchnorm):
     description="Small VGG-style CNN (the seeds' baseline): good from scratch on small images",
     pretrained=False,
     default_size=32,
+    width_multiplier=True,
     test_kwargs={"alpha": 0.25},
 )
 def simple_cnn(input_shape, num_classes, *, weights=None, alpha=1.0, dropout=0.3):
@@ -198,6 +203,7 @@ def simple_cnn(input_shape, num_classes, *, weights=None, alpha=1.0, dropout=0.3
     description="ResNet-9 for small images (CIFAR-size): the fastest route to high accuracy from scratch",
     pretrained=False,
     default_size=32,
+    width_multiplier=True,
     test_kwargs={"alpha": 0.125},
 )
 def resnet9(input_shape, num_classes, *, weights=None, alpha=1.0, dropout=0.0):
@@ -235,6 +241,7 @@ def resnet9(input_shape, num_classes, *, weights=None, alpha=1.0, dropout=0.0):
     default_size=32,
     data_init=_whitened.init_patch_whitening,
     frozen_layers=(_whitened.WHITEN_LAYER,),
+    width_multiplier=True,
     test_kwargs={"alpha": 0.125},
 )
 def whitened_cnn(input_shape, num_classes, *, weights=None, alpha=1.0, dropout=0.0):

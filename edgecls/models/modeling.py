@@ -40,6 +40,7 @@ def build_model(arch: str, img_size: int, num_classes: int, *, weights="none", a
         raise EdgeclsError(f"{arch} needs --img-size of at least {spec.min_size}, got {img_size}")
     if num_classes < 2:
         raise EdgeclsError(f"a classifier needs at least two classes, got {num_classes}")
+    spec.check_alpha(alpha)
     resolved = resolve_weights(choose_weights(arch, weights))
     kwargs = {"weights": resolved, "alpha": alpha}
     if dropout is not None:
@@ -126,6 +127,7 @@ def describe_models(img_size: int | None = None) -> list[dict]:
             "params": int(model.count_params()),
             "macs": count_macs(model),
             "imagenet": spec.pretrained,
+            "alpha": spec.width_multiplier,
             "description": spec.description,
         })
         keras.backend.clear_session()

@@ -23,6 +23,9 @@ class ModelSpec:
     min_size: int = 32
     default_size: int = 224
     fine_tune_layers: int = 0  # base layers unfrozen in phase 2 (0 = phase 2 fine-tunes all)
+    # The builder scales its widths by ``alpha``; without one, an alpha other than 1 is an error
+    # rather than a setting the builder would silently ignore.
+    width_multiplier: bool = False
     test_only: bool = False  # for fast tests and smoke runs; not a deployment architecture
     # Called as ``data_init(model, images)`` on a freshly built model before its first training
     # step, with the training images (uint8 NHWC): weights computed from data, e.g. a whitening.
@@ -35,6 +38,15 @@ class ModelSpec:
     test_kwargs: dict = dataclasses.field(default_factory=dict)
     test_slow: bool = False
     test_slow_checks: tuple[str, ...] = ()
+
+
+    def check_alpha(self, alpha: float | None) -> None:
+        """One-line error when ``alpha`` asks for a width this architecture cannot scale to."""
+        if alpha is None or self.width_multiplier or float(alpha) == 1.0:
+            return
+        scalable = ", ".join(spec.name for spec in _MODELS.values() if spec.width_multiplier)
+        raise EdgeclsError(f"{self.name} has no width multiplier, so --alpha (model.alpha) must be 1, got {alpha:g}; "
+                           f"architectures with one: {scalable}")
 
 
 _MODELS: dict[str, ModelSpec] = {}

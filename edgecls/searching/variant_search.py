@@ -24,6 +24,7 @@ import json
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ from edgecls import formats
 from edgecls.converters.calibration import DEFAULT_CALIBRATION
 from edgecls.errors import EdgeclsError
 from edgecls.metrics import top1_accuracy
+from edgecls.results import OptimizeResult, latency_text
 from edgecls.run_folder import RunFolder
 from edgecls.searching import leaderboard as board
 from edgecls.searching.measurement import Measurer, Timer, publish_best
@@ -40,48 +42,6 @@ from edgecls.training.fine_tune import check_optimizer as check_fine_tune_optimi
 
 DEFAULT_ROUNDS, DEFAULT_RUNS, DEFAULT_WARMUP = 7, 40, 10
 SCHEMA = "edgecls.optimize/1"
-
-
-@dataclasses.dataclass
-class OptimizeResult:
-    """What a search found. ``leaderboard``: one record per candidate (see the module docstring);
-    ``chosen``: the record handed back (None when nothing is within budget); ``best_path``: its
-    copy, RUN/exports/best.tflite or best.onnx; ``stop_reason``: why the search ended."""
-
-    out_dir: Path
-    leaderboard: list[dict]
-    chosen: dict | None
-    best_path: Path | None
-    within_budget: bool
-    stop_reason: str
-    search_seconds: float
-    max_drop: float = 0.5
-    objective: str = "latency"
-    float_val_accuracy: float | None = None
-
-    def summary_line(self) -> str:
-        """One line for the console: the choice and why, or the closest candidate when nothing fits."""
-        budget = f"budget {self.max_drop:g} pt of validation top-1 (absolute)"
-        if self.chosen is not None:
-            c = self.chosen
-            return (f"chosen {c['variant']}: val top-1 {c['val_accuracy']:.4f} ({0.0 - c['val_drop_pt']:+.2f} pt, {budget}), "
-                    f"{_ms(c['latency_ms'])}, {c['gzip_bytes'] / 1024:,.0f} KB gzip, test top-1 {c['test_accuracy']:.4f} "
-                    f"→ {self.best_path}")
-        near = board.closest(self.leaderboard)
-        if near is None:
-            return f"no candidate was measured ({self.stop_reason})"
-        return (f"nothing within {budget}; closest: {near['variant']} at {0.0 - near['val_drop_pt']:+.2f} pt "
-                f"(val top-1 {near['val_accuracy']:.4f}, {_ms(near['latency_ms'])})")
-
-    def to_dict(self) -> list[dict]:
-        """What ``edgecls optimize --json`` prints: the leaderboard, a list of records (the issue's
-        contract). The search's own facts (stop reason, budget, float accuracy) are the fields of
-        this result and the top of ``leaderboard.json``."""
-        return [dict(record) for record in self.leaderboard]
-
-
-def _ms(value) -> str:
-    return "latency not measured" if value is None else f"{value:.3f} ms"
 
 
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s?)?\s*$")
@@ -169,19 +129,10 @@ def optimize_run(run, *, max_drop: float = 0.5, objective: str = "latency", runt
     """
     check_arguments(max_drop, objective, runtime, threads)
     fine_tune_optimizer = check_fine_tune_optimizer(fine_tune_optimizer)
-    budget_seconds = parse_duration(time_budget)
+    clock = _Clock(parse_duration(time_budget))
     if calibration < 1:
         raise EdgeclsError(f"calibration must be at least 1 image, got {calibration}")
-    started = time.monotonic()
-    folder = RunFolder(run)
-    if not folder.path.is_dir() or not folder.is_run():
-        raise EdgeclsError(f"not a run folder (no config.yaml): {folder.path}")
-    from edgecls.training.run_context import load_run
-
-    ctx = load_run(folder.path, model, verbose=0)
-    if len(ctx.val_labels) == 0:
-        raise EdgeclsError(f"{folder.path} has no validation split: the search chooses on validation data "
-                           "(the test split is only reported); retrain with data.val_fraction > 0")
+    folder, ctx = _open_run(run, model)
     out_dir = folder.optimize
     out_dir.mkdir(parents=True, exist_ok=True)
     reference = _reference(ctx, folder)
@@ -189,7 +140,6 @@ def optimize_run(run, *, max_drop: float = 0.5, objective: str = "latency", runt
     float_test = top1_accuracy(ctx.test_labels, reference["test_probs"])
     source = {"model": str(ctx.model_path), "sha256": _sha256(ctx.model_path),
               "reference": str(folder.model)}
-    previous = _previous_records(out_dir, source) if resume else {}
     meta = {"schema": SCHEMA, "run": str(folder.path.resolve()), "source": source, "runtime": runtime,
             "objective": objective, "max_drop_pt": float(max_drop),
             "budget": f"validation top-1 at most {max_drop:g} percentage points (absolute) below float",
@@ -205,62 +155,12 @@ def optimize_run(run, *, max_drop: float = 0.5, objective: str = "latency", runt
     steps = formats.load(formats.FORMATS[runtime].search_steps)(
         ctx, objective=objective, calibration=calibration, qat_epochs=qat_epochs, prune_epochs=prune_epochs,
         fine_tune_optimizer=fine_tune_optimizer)
-    epoch_seconds = _epoch_seconds(folder)
     timer = Timer(threads=threads, rounds=rounds, runs=runs, warmup=warmup, images=ctx.val_images)
-    measure = Measurer(ctx, out_dir, timer, float_val=float_val, float_test=float_test, sha=source["sha256"])
-    stop_reason, bounded, skipped = "", [], []
-    from edgecls.progress import progress_bar
-
+    loop = _SearchLoop(state, Measurer(ctx, out_dir, timer, float_val=float_val, float_test=float_test, sha=source["sha256"]),
+                       out_dir, meta, clock, say, previous=_previous_records(out_dir, source) if resume else {},
+                       epoch_seconds=_epoch_seconds(folder))
     try:
-        with progress_bar(f"optimize ({runtime}, {objective})", len(steps), enabled=verbose > 0) as advance:
-            for index, step in enumerate(steps):
-                elapsed = time.monotonic() - started
-                if state.records and budget_seconds is not None and elapsed >= budget_seconds:
-                    left = [s.name for s in steps[index:]]
-                    stop_reason = (f"time budget of {_duration(budget_seconds)} ran out after {len(state.records)} "
-                                   f"candidate(s); not tried: {', '.join(left)}")
-                    break
-                best = state.best()
-                remaining = [s for s in steps[index:] if not _can_beat(s, best, state.records, objective)]
-                if best is not None and len(remaining) == len(steps) - index:
-                    names = ", ".join(s.name for s in steps[index:])
-                    stop_reason = (f"no remaining step can beat the best so far, {best['variant']} "
-                                   f"({_score_text(best, objective)}): {names} cannot run faster or smaller "
-                                   f"than what their graph family measured")
-                    bounded += [s.name for s in steps[index:]]
-                    break
-                if best is not None and not _can_beat(step, best, state.records, objective):
-                    bounded.append(step.name)
-                    say(f"  skip {step.name}: cannot beat {best['variant']} ({_score_text(best, objective)})")
-                    advance()
-                    continue
-                if step.trains and budget_seconds is not None and epoch_seconds:
-                    needed = step.trains * epoch_seconds
-                    if elapsed + needed > budget_seconds:
-                        skipped.append(step.name)
-                        say(f"  skip {step.name}: needs ~{needed:.0f} s of fine-tuning, "
-                            f"{budget_seconds - elapsed:.0f} s left")
-                        advance()
-                        continue
-                for candidate in step.candidates(state):
-                    record = measure(candidate, previous.get(candidate.variant), state)
-                    state.records.append(record)
-                    board.mark_budget(state.records, max_drop, forbid_slow_int8=state.forbid_slow_int8)
-                    board.write_leaderboard(out_dir, state.records, meta)
-                    best = state.best()
-                    say(f"  {record['variant']}: val {record['val_accuracy']:.4f} ({0.0 - record['val_drop_pt']:+.2f} pt), "
-                        f"{_ms(record['latency_ms'])}, {record['gzip_bytes'] / 1024:,.1f} KB gzip"
-                        f"{' (resumed)' if record.get('resumed') else ''}; best so far: "
-                        f"{best['variant'] if best else 'none within budget'}")
-                    if budget_seconds is not None and time.monotonic() - started >= budget_seconds:
-                        break
-                advance()
-            else:
-                stop_reason = f"every step was tried ({len(state.records)} candidates)"
-                if skipped:
-                    stop_reason += f"; skipped for lack of time: {', '.join(skipped)}"
-                if bounded:
-                    stop_reason += f"; skipped as unable to beat the best: {', '.join(bounded)}"
+        stop_reason = loop.run(steps, f"optimize ({runtime}, {objective})", progress=verbose > 0)
         timer.final(state.records, enabled=verbose > 0)
     except KeyboardInterrupt:
         meta["status"] = "interrupted"
@@ -268,25 +168,139 @@ def optimize_run(run, *, max_drop: float = 0.5, objective: str = "latency", runt
         print(f"\ninterrupted: {len(state.records)} candidate(s) kept in {out_dir / 'leaderboard.json'}; "
               "run again with --resume to continue", file=sys.stderr)
         raise
-    records = state.records
+    title = f"{folder.path.name}: {runtime}, objective {objective}"
+    result = _conclude(folder, state, meta, stop_reason, clock, runtime=runtime, threads=threads, title=title)
+    if verbose:
+        board.print_leaderboard(state.records, float_val=float_val, max_drop=max_drop, objective=objective, title=title)
+        say(f"stopped: {stop_reason}")
+        say(result.summary_line())
+    return result
+
+
+def _open_run(run, model):
+    """The run folder and its loaded context (``model``: another Keras model of the run to search from)."""
+    folder = RunFolder(run)
+    if not folder.path.is_dir() or not folder.is_run():
+        raise EdgeclsError(f"not a run folder (no config.yaml): {folder.path}")
+    from edgecls.training.run_context import load_run
+
+    ctx = load_run(folder.path, model, verbose=0)
+    if len(ctx.val_labels) == 0:
+        raise EdgeclsError(f"{folder.path} has no validation split: the search chooses on validation data "
+                           "(the test split is only reported); retrain with data.val_fraction > 0")
+    return folder, ctx
+
+
+@dataclasses.dataclass
+class _Clock:
+    """The search's time budget (None: no limit), counted from the start of the search."""
+
+    budget_seconds: float | None
+    started: float = dataclasses.field(default_factory=time.monotonic)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def ran_out(self) -> bool:
+        return self.budget_seconds is not None and self.elapsed() >= self.budget_seconds
+
+
+@dataclasses.dataclass
+class _SearchLoop:
+    """The steps in order: each is stopped at, skipped, or measured candidate by candidate, the
+    leaderboard rewritten after every candidate so an interrupted search keeps what it measured."""
+
+    state: SearchState
+    measure: Measurer
+    out_dir: Path
+    meta: dict
+    clock: _Clock
+    say: Callable[[str], None]
+    previous: dict
+    epoch_seconds: float | None
+    bounded: list[str] = dataclasses.field(default_factory=list)  # skipped: cannot beat the best
+    skipped: list[str] = dataclasses.field(default_factory=list)  # skipped: not enough time to fine-tune
+
+    def run(self, steps: list, title: str, *, progress: bool) -> str:
+        """Why the search stopped, once it has."""
+        from edgecls.progress import progress_bar
+
+        with progress_bar(title, len(steps), enabled=progress) as advance:
+            for index, step in enumerate(steps):
+                stop = self._why_stop(steps[index:])
+                if stop:
+                    return stop
+                skip = self._why_skip(step)
+                if skip:
+                    self.say(f"  skip {step.name}: {skip}")
+                else:
+                    self._measure(step)
+                advance()
+        reason = f"every step was tried ({len(self.state.records)} candidates)"
+        if self.skipped:
+            reason += f"; skipped for lack of time: {', '.join(self.skipped)}"
+        if self.bounded:
+            reason += f"; skipped as unable to beat the best: {', '.join(self.bounded)}"
+        return reason
+
+    def _why_stop(self, rest: list) -> str | None:
+        records, objective = self.state.records, self.state.objective
+        if records and self.clock.ran_out():
+            return (f"time budget of {_duration(self.clock.budget_seconds)} ran out after {len(records)} "
+                    f"candidate(s); not tried: {', '.join(s.name for s in rest)}")
+        best = self.state.best()
+        if best is not None and not any(_can_beat(s, best, records, objective) for s in rest):
+            return (f"no remaining step can beat the best so far, {best['variant']} ({_score_text(best, objective)}): "
+                    f"{', '.join(s.name for s in rest)} cannot run faster or smaller than what their graph family measured")
+        return None
+
+    def _why_skip(self, step) -> str | None:
+        best = self.state.best()
+        if best is not None and not _can_beat(step, best, self.state.records, self.state.objective):
+            self.bounded.append(step.name)
+            return f"cannot beat {best['variant']} ({_score_text(best, self.state.objective)})"
+        if step.trains and self.clock.budget_seconds is not None and self.epoch_seconds:
+            needed = step.trains * self.epoch_seconds
+            left = self.clock.budget_seconds - self.clock.elapsed()
+            if needed > left:
+                self.skipped.append(step.name)
+                return f"needs ~{needed:.0f} s of fine-tuning, {left:.0f} s left"
+        return None
+
+    def _measure(self, step) -> None:
+        state = self.state
+        for candidate in step.candidates(state):
+            record = self.measure(candidate, self.previous.get(candidate.variant), state)
+            state.records.append(record)
+            board.mark_budget(state.records, state.max_drop, forbid_slow_int8=state.forbid_slow_int8)
+            board.write_leaderboard(self.out_dir, state.records, self.meta)
+            best = state.best()
+            self.say(f"  {record['variant']}: val {record['val_accuracy']:.4f} ({0.0 - record['val_drop_pt']:+.2f} pt), "
+                     f"{latency_text(record['latency_ms'])}, {record['gzip_bytes'] / 1024:,.1f} KB gzip"
+                     f"{' (resumed)' if record.get('resumed') else ''}; best so far: "
+                     f"{best['variant'] if best else 'none within budget'}")
+            if self.clock.ran_out():
+                break
+
+
+def _conclude(folder: RunFolder, state: SearchState, meta: dict, stop_reason: str, clock: _Clock, *, runtime: str,
+              threads: int, title: str) -> OptimizeResult:
+    """Choose among the measured candidates, write the final leaderboard and the Pareto plot, publish the choice."""
+    records, objective, max_drop = state.records, state.objective, state.max_drop
+    float_val = meta["float_val_accuracy"]
     board.mark_budget(records, max_drop, forbid_slow_int8=state.forbid_slow_int8)
     chosen = board.choose(records, objective)
     for record in records:
         record["chosen"] = record is chosen
-    meta.update(status="done", stop_reason=stop_reason, search_seconds=round(time.monotonic() - started, 1),
+    meta.update(status="done", stop_reason=stop_reason, search_seconds=round(clock.elapsed(), 1),
                 chosen=chosen["variant"] if chosen else None, within_budget=chosen is not None)
-    board.write_leaderboard(out_dir, records, meta)
-    title = f"{folder.path.name}: {runtime}, objective {objective}"
-    board.plot_pareto(out_dir / "pareto.png", records, float_val=float_val, max_drop=max_drop, title=title)
+    board.write_leaderboard(folder.optimize, records, meta)
+    board.plot_pareto(folder.optimize / "pareto.png", records, float_val=float_val, max_drop=max_drop,
+                      title=title)
     best_path = publish_best(folder, chosen, runtime, objective=objective, max_drop=max_drop, float_val=float_val,
                               threads=threads)
-    result = OptimizeResult(out_dir, records, chosen, best_path, chosen is not None, stop_reason,
-                            round(time.monotonic() - started, 1), float(max_drop), objective, float_val)
-    if verbose:
-        board.print_leaderboard(records, float_val=float_val, max_drop=max_drop, objective=objective, title=title)
-        say(f"stopped: {stop_reason}")
-        say(result.summary_line())
-    return result
+    return OptimizeResult(folder.optimize, records, chosen, best_path, chosen is not None, stop_reason,
+                          round(clock.elapsed(), 1), float(max_drop), objective, float_val, board.closest(records))
 
 
 def _say(text: str) -> None:
@@ -298,7 +312,7 @@ def _duration(seconds: float) -> str:
 
 
 def _score_text(record: dict, objective: str) -> str:
-    return _ms(record.get("latency_ms")) if objective == "latency" else f"{record['gzip_bytes'] / 1024:,.1f} KB gzip"
+    return latency_text(record.get("latency_ms")) if objective == "latency" else f"{record['gzip_bytes'] / 1024:,.1f} KB gzip"
 
 
 def _can_beat(step, best: dict | None, records: list[dict], objective: str) -> bool:

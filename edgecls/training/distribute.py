@@ -48,19 +48,29 @@ class ClusterTask:
         return f"{self.role} {self.index}"
 
 
+_TF_CONFIG_EXAMPLE = ('e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+                      '"task": {"type": "worker", "index": 0}}')
+
+
 def read_tf_config(text: str | None) -> ClusterTask:
     """Parse and check TF_CONFIG (https://www.tensorflow.org/guide/distributed_training#TF_CONFIG)."""
-    example = ('e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
-               '"task": {"type": "worker", "index": 0}}')
     if not text or not text.strip():
-        raise EdgeclsError(f"--strategy multiworker needs the cluster in the TF_CONFIG environment variable, {example}")
+        raise EdgeclsError("--strategy multiworker needs the cluster in the TF_CONFIG environment variable, "
+                           f"{_TF_CONFIG_EXAMPLE}")
     try:
         data = json.loads(text)
     except ValueError as err:
-        raise EdgeclsError(f"TF_CONFIG is not valid JSON ({err}); {example}") from None
+        raise EdgeclsError(f"TF_CONFIG is not valid JSON ({err}); {_TF_CONFIG_EXAMPLE}") from None
     if not isinstance(data, dict) or not isinstance(data.get("cluster"), dict) or not isinstance(data.get("task"), dict):
-        raise EdgeclsError(f"TF_CONFIG needs a 'cluster' and a 'task' mapping; {example}")
+        raise EdgeclsError(f"TF_CONFIG needs a 'cluster' and a 'task' mapping; {_TF_CONFIG_EXAMPLE}")
     cluster = data["cluster"]
+    _check_cluster(cluster)
+    role, index = data["task"].get("type"), data["task"].get("index", 0)
+    _check_task(role, index, cluster)
+    return ClusterTask(role, index, cluster)
+
+
+def _check_cluster(cluster: dict) -> None:
     unsupported = sorted(set(cluster) - set(TRAINING_ROLES) - {"evaluator"})
     if unsupported:
         raise EdgeclsError(f"TF_CONFIG cluster has {', '.join(unsupported)} tasks; --strategy multiworker trains "
@@ -76,7 +86,9 @@ def read_tf_config(text: str | None) -> ClusterTask:
         raise EdgeclsError("TF_CONFIG cluster.chief must list exactly one address")
     if "worker" not in cluster and "chief" not in cluster:
         raise EdgeclsError("TF_CONFIG cluster lists no 'worker' (or 'chief') task")
-    role, index = data["task"].get("type"), data["task"].get("index", 0)
+
+
+def _check_task(role, index, cluster: dict) -> None:
     if role not in TRAINING_ROLES:
         raise EdgeclsError(f"TF_CONFIG task.type is {role!r}; a training process is a 'chief' or a 'worker'")
     if role not in cluster:
@@ -84,7 +96,6 @@ def read_tf_config(text: str | None) -> ClusterTask:
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(cluster[role]):
         raise EdgeclsError(f"TF_CONFIG task.index {index!r} is not an index into cluster.{role} "
                            f"({len(cluster[role])} address(es))")
-    return ClusterTask(role, index, cluster)
 
 
 @dataclasses.dataclass

@@ -15,6 +15,7 @@ from edgecls.errors import EdgeclsError
 from edgecls.fsutil import remove_stale_temps, write_json, write_text
 from edgecls.models import get_model_spec, modeling
 from edgecls.models.model_files import load_keras_model
+from edgecls.results import TrainResult
 from edgecls.run_folder import CONFIG, HISTORY, MODEL, STATE, RunFolder
 from edgecls.sidecar import check_outputs_match_labels
 from edgecls.tf import keras, tf
@@ -48,14 +49,6 @@ class Phase:
     name: str  # "head" (frozen base), "fine_tune" (top layers unfrozen) or "train" (from scratch)
     end_epoch: int
     lr: float
-
-
-@dataclasses.dataclass
-class TrainResult:
-    run_dir: Path
-    metrics: dict
-    train_seconds: float
-    epochs: int
 
 
 def plan_phases(config: RunConfig, pretrained: bool) -> list[Phase]:
