@@ -21,28 +21,28 @@ def four_class_model():
 
 
 @pytest.fixture
-def run_copy(colour_run, tmp_path):
+def labelled_run_copy(colour_run, tmp_path):
     target = tmp_path / "run"
     shutil.copytree(colour_run, target)
     return target
 
 
-def test_a_replaced_model_keras_is_not_exported(run_copy, four_class_model):
-    four_class_model.save(run_copy / "model.keras")
-    for command in (lambda: edgecls.quantize(run_copy, int8=True, verbose=0),
-                    lambda: edgecls.export(run_copy, "onnx", verbose=0)):
+def test_a_replaced_model_keras_is_not_exported(labelled_run_copy, four_class_model):
+    four_class_model.save(labelled_run_copy / "model.keras")
+    for command in (lambda: edgecls.quantize(labelled_run_copy, int8=True, verbose=0),
+                    lambda: edgecls.export(labelled_run_copy, "onnx", verbose=0)):
         with pytest.raises(ModelFileError, match=MISMATCH + "|" + r"labels\.txt"):
             command()
-    assert not (run_copy / "exports" / "int8.tflite").exists()
+    assert not (labelled_run_copy / "exports" / "int8.tflite").exists()
 
 
-def test_a_foreign_tflite_file_is_not_bundled_or_predicted(run_copy, four_class_model, tmp_path):
-    records = edgecls.quantize(run_copy, int8=True, verbose=0)
+def test_a_foreign_tflite_file_is_not_bundled_or_predicted(labelled_run_copy, four_class_model, tmp_path):
+    records = edgecls.quantize(labelled_run_copy, int8=True, verbose=0)
     int8 = next(r.path for r in records if r.variant == "int8")
     own_sidecar = read_sidecar(int8)
     int8.write_bytes(tflite_convert.convert(four_class_model, "float32"))  # another run's file, this run's JSON
     with pytest.raises(ModelFileError, match=MISMATCH):
-        edgecls.bundle(run_copy, tmp_path / "bundle")
+        edgecls.bundle(labelled_run_copy, tmp_path / "bundle")
     image = _any_png(tmp_path)
     with pytest.raises(ModelFileError, match=MISMATCH):
         edgecls.predict(int8, [image])
@@ -51,7 +51,7 @@ def test_a_foreign_tflite_file_is_not_bundled_or_predicted(run_copy, four_class_
                                          "labels": ["a", "b", "c", "d"], "input_dtype": "float32",
                                          "output_kind": "probabilities"}))
     with pytest.raises(ModelFileError, match=r"has 4 outputs but .*labels\.txt lists 3 labels"):
-        edgecls.bundle(run_copy, tmp_path / "bundle")
+        edgecls.bundle(labelled_run_copy, tmp_path / "bundle")
     assert not (tmp_path / "bundle").exists()
 
 
