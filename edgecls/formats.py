@@ -78,10 +78,17 @@ def load(ref: str):
 
 
 def get(name: str, *, role: str = "format") -> Format:
-    """The format called ``name``; an unknown one is a one-line error listing the known ones."""
-    if name not in FORMATS:
-        raise EdgeclsError(f"unknown {role} '{name}'; choose {choices(_names_for(role))}")
-    return FORMATS[name]
+    """The format (or, ``role="runtime"``, the runtime) called ``name``; else a one-line error listing them."""
+    names = runtime_names() if role == "runtime" else export_names()
+    return FORMATS[check_choice(name, names, message=f"unknown {role} '{{name}}'")]
+
+
+def check_choice(name: str, names, *, message: str) -> str:
+    """``name`` if it is one of ``names``; else ``message`` (``{name}`` filled in) and the choices, in one line."""
+    names = list(names)
+    if name not in names:
+        raise EdgeclsError(f"{message.format(name=name)}; choose {choices(names)}")
+    return name
 
 
 def for_path(path) -> Format:
@@ -111,11 +118,6 @@ def runnable_suffixes() -> list[str]:
 
 def embedding_suffixes() -> list[str]:
     return [f.suffix for f in FORMATS.values() if f.embeds_sidecar]
-
-
-def _names_for(role: str) -> list[str]:
-    return {"runtime": runtime_names, "--runtime": runtime_names, "optimize runtime": search_names}.get(
-        role, export_names)()
 
 
 def choices(names, *, last: str = "or") -> str:

@@ -75,15 +75,6 @@ def check_writable_folder(folder: str | os.PathLike, *, what: str = "output fold
     return folder
 
 
-def check_new_file(path: str | os.PathLike, *, what: str = "output file") -> Path:
-    """Fail now if ``path`` cannot be written as a file: a folder in the way, or its folder unwritable."""
-    path = Path(path)
-    if path.is_dir():
-        raise UnwritableError(f"{what} {path} is a folder")
-    check_writable_folder(path.parent, what="folder of " + what)
-    return path
-
-
 def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
     """Delete the temporary files and folders that writes left in ``folder`` (recursively) when
     their process was killed; returns them. Only for folders no other process is writing to

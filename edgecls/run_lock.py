@@ -32,8 +32,8 @@ class RunBusyError(EdgeclsError):
     """Another process is writing into the run folder and the caller asked not to wait."""
 
 
-# path -> (fd, depth): a command that calls another (optimize runs quantize) holds the lock once.
-_held: dict[Path, list[int]] = {}
+# path -> how deep this process holds it: a command that calls another (optimize runs quantize) locks once.
+_depth: dict[Path, int] = {}
 _guard = threading.Lock()
 
 
@@ -47,26 +47,26 @@ def writing(run_dir: str | os.PathLike, *, wait: bool = True, clean: bool = True
     """
     folder = check_writable_folder(run_dir, what="run folder").resolve()
     with _guard:
-        entry = _held.get(folder)
-        if entry is not None:
-            entry[1] += 1
-    if entry is not None:
+        held = folder in _depth
+        if held:
+            _depth[folder] += 1
+    if held:
         try:
             yield folder
         finally:
             with _guard:
-                entry[1] -= 1
+                _depth[folder] -= 1
         return
     fd = _acquire(folder, wait)
     with _guard:
-        _held[folder] = [fd, 1]
+        _depth[folder] = 1
     try:
         if clean:
             remove_stale_temps(folder)
         yield folder
     finally:
         with _guard:
-            _held.pop(folder, None)
+            _depth.pop(folder, None)
         os.close(fd)  # closing the descriptor releases the flock
 
 
@@ -99,4 +99,4 @@ def _holder(fd: int) -> str:
 
 def holds(run_dir: str | os.PathLike) -> bool:
     """Whether this process holds the run folder's write lock now."""
-    return Path(run_dir).resolve() in _held
+    return Path(run_dir).resolve() in _depth

@@ -10,7 +10,7 @@ import numpy as np
 
 from edgecls.converters import tflite_convert
 from edgecls.converters.calibration import DEFAULT_CALIBRATION
-from edgecls.converters.publishing import keras_accuracy, print_table, variant_prefix, write_onnx, write_tflite
+from edgecls.converters.publishing import keras_accuracy, print_table, publish_file, variant_prefix, write_tflite
 from edgecls.errors import EdgeclsError
 from edgecls.metrics import top1_accuracy, top_k_or_none
 from edgecls.progress import progress_bar
@@ -26,9 +26,8 @@ def export_run(run_dir, *, formats=("tflite",), int8=False, opset=17, calibratio
 
     names = table.export_names()
     chosen = names if "all" in formats else list(dict.fromkeys(formats))
-    unknown = [f for f in chosen if f not in names]
-    if unknown:
-        raise EdgeclsError(f"unknown --format {unknown[0]}; choose {table.choices([*names, 'all'])}")
+    for name in chosen:
+        table.check_choice(name, [*names, "all"], message="unknown --format {name}")
     ctx = load_run(run_dir, model, verbose=verbose)
     float_top1 = keras_accuracy(ctx.model, ctx)
     options = {"opset": opset, "calibration": calibration, "verbose": verbose}
@@ -73,13 +72,13 @@ def export_onnx_variants(ctx: RunContext, *, prefix: str, int8: bool, options: d
     if not parity["ok"]:
         raise EdgeclsError(f"ONNX export does not match Keras: max |diff| {parity['max_abs_diff']:.2e}, "
                            f"top-1 agreement {parity['top1_agreement']:.3f}")
-    record = write_onnx(ctx, f"{prefix}onnx_float32", path, reference_top1=float_top1)
+    record = publish_file(ctx, f"{prefix}onnx_float32", path, reference_top1=float_top1)
     record.notes = f"max |diff| vs Keras {parity['max_abs_diff']:.1e}, opset {opset}"
     records = [record]
     if int8:
         int8_path = quantize_onnx_int8(path, ctx.folder.export(f"{prefix}onnx_int8", ".onnx"),
                                        ctx.calibration_images(calibration))
-        records.append(write_onnx(ctx, f"{prefix}onnx_int8", int8_path, reference_top1=float_top1))
+        records.append(publish_file(ctx, f"{prefix}onnx_int8", int8_path, reference_top1=float_top1))
     return records
 
 

@@ -111,10 +111,6 @@ def _accuracy_entry(measured: dict, reference_top1: float | None) -> dict:
     return entry
 
 
-def write_onnx(ctx: RunContext, variant: str, path: Path, *, reference_top1: float | None) -> ExportRecord:
-    return publish_file(ctx, variant, path, reference_top1=reference_top1)
-
-
 def print_table(records: list[ExportRecord], float_top1: float, title: str = "exports") -> None:
     from rich.console import Console
     from rich.table import Table

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecls import formats
-from edgecls.errors import EdgeclsError, ModelFileError, first_line
+from edgecls.errors import ModelFileError, first_line
 from edgecls.model_metadata import onnx_props_sidecar
 from edgecls.run_folder import RunFolder
 from edgecls.sidecar import check_outputs_match_labels, read_model_sidecar, read_sidecar
@@ -262,6 +262,4 @@ def _shown(shape) -> str:
 
 
 def check_runtime_name(name: str) -> None:
-    names = [*formats.runtime_names(), "all"]
-    if name not in names:
-        raise EdgeclsError(f"unknown runtime '{name}'; choose {formats.choices(names)}")
+    formats.check_choice(name, [*formats.runtime_names(), "all"], message="unknown runtime '{name}'")

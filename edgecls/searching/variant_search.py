@@ -73,8 +73,7 @@ def check_arguments(max_drop, objective: str, runtime: str, threads) -> None:
         raise EdgeclsError(f"--max-drop must be 0 or more (percentage points of top-1 below float), got {max_drop:g}")
     if objective not in board.OBJECTIVES:
         raise EdgeclsError(f"unknown objective '{objective}'; choose {' or '.join(board.OBJECTIVES)}")
-    if runtime not in formats.search_names():
-        raise EdgeclsError(f"unknown runtime '{runtime}' for optimize; choose {formats.choices(formats.search_names())}")
+    formats.check_choice(runtime, formats.search_names(), message="unknown runtime '{name}' for optimize")
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise EdgeclsError(f"--threads must be a whole number of at least 1, got {threads!r}")
 
