@@ -184,8 +184,9 @@ def host_bundle(folder: Path):
     import edgecls
     from edgecls.converters.tflite_convert import convert
     from edgecls.models.modeling import build_model
+    from edgecls.publish import write_sidecar
     from edgecls.run_folder import RunFolder
-    from edgecls.sidecar import build_sidecar, write_sidecar
+    from edgecls.sidecar import build_sidecar
     from edgecls.training.callbacks import save_inference_model
 
     labels = ("red", "green", "blue")

@@ -62,7 +62,8 @@ def parse_args(argv=None):
 def build(arch: str, size: int, variants, folder: Path) -> dict:
     from edgecls.converters.tflite_convert import convert
     from edgecls.models.modeling import build_model
-    from edgecls.sidecar import build_sidecar, write_sidecar
+    from edgecls.publish import write_sidecar
+    from edgecls.sidecar import build_sidecar
 
     model = build_model(arch, size, len(LABELS), weights="none")  # weights do not change the timing
     calibration = np.random.default_rng(0).integers(0, 256, (16, size, size, 3), dtype=np.uint8)

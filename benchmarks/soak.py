@@ -131,7 +131,8 @@ def build(arch: str, size: int, folder: Path) -> list[Path]:
     from runtime_overhead import build as build_tflite
 
     from edgecls.converters.onnx_export import export_onnx
-    from edgecls.sidecar import build_sidecar, write_sidecar
+    from edgecls.publish import write_sidecar
+    from edgecls.sidecar import build_sidecar
 
     built = build_tflite(arch, size, ["int8", "float32"], folder)
     path = export_onnx(built["keras"], folder / "onnx_float32.onnx")

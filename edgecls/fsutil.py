@@ -21,32 +21,49 @@ _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it over ``target`` only on success.
 
-    The temporary file lives in the same folder so the final ``os.replace`` is atomic. Its name
-    ends with the target's whole name because writers choose a format by it (Keras tells
-    ``.weights.h5`` from ``.h5``; matplotlib reads ``.png``). What the file system refuses (no
+    The temporary file is :func:`temp_beside` the target. What the file system refuses (no
     permission, read-only, full, a path in the way) is a one-line error naming ``target``, never
     the temporary name; the previous file, if any, is unchanged.
     """
     target = Path(target)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=f"-{target.name}", dir=target.parent)
-    except OSError as exc:
-        raise _user_error(exc, target) from None
-    os.close(fd)
-    tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp's 0600 would make models unreadable to others
+    tmp_path = temp_beside(target)
     try:
         yield tmp_path
         os.replace(tmp_path, target)
     except OSError as exc:
-        raise _user_error(exc, target) from None
+        raise user_error(exc, target) from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
 
 
-def _user_error(exc: OSError, target: Path) -> Exception:
+def temp_beside(target: str | os.PathLike, *, folder: bool = False) -> Path:
+    """A new empty temporary file (or folder) beside ``target``, named ``.tmp-XXXXXXXX-<target's name>``.
+
+    Beside, so that renaming it over ``target`` is atomic; ending with the target's name because
+    writers choose a format by it (Keras tells ``.weights.h5`` from ``.h5``; matplotlib reads
+    ``.png``). A folder that refuses it is a one-line error naming ``target``.
+    """
+    target = Path(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if folder:
+            return Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, suffix=f"-{target.name}", dir=target.parent))
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=f"-{target.name}", dir=target.parent)
+    except OSError as exc:
+        raise user_error(exc, target) from None
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would make models unreadable to others
+    return Path(tmp)
+
+
+def final_name(temp: str | os.PathLike) -> str:
+    """The name of the file a :func:`temp_beside` path stands in for."""
+    return Path(temp).name[len(TEMP_PREFIX):].split("-", 1)[1]
+
+
+def user_error(exc: OSError, target: Path) -> Exception:
+    """``exc`` as the one-line error naming ``target`` when the user can fix it (see edgecls.errors), else ``exc``."""
     if not is_user_os_error(exc):
         return exc
     error = unwritable(exc, target)

@@ -44,13 +44,14 @@ from edgecls.fsutil import atomic_path
 ZIP_SIDECAR = "edgecls/sidecar.json"
 ZIP_LABELS = "labels.txt"
 ONNX_KEY = "edgecls_sidecar"
+FILE_FIELDS = ("size", "sha256")  # about the file as written (edgecls.sidecar), so never inside the file itself
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed, so the same sidecar gives the same bytes
 _DAMAGE_WINDOW = 1 << 20  # an embedded block is a few KB at the file's end
 
 
 def embedded_copy(sidecar: dict) -> dict:
-    """What goes into the file: the sidecar without ``size`` (the file's size includes the copy)."""
-    return {key: value for key, value in sidecar.items() if key != "size"}
+    """What goes into the file: the sidecar without ``size`` and ``sha256`` (they cover the copy too)."""
+    return {key: value for key, value in sidecar.items() if key not in FILE_FIELDS}
 
 
 def sidecar_from_text(text: str, path, entry: str) -> dict:

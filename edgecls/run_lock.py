@@ -5,7 +5,8 @@ sidecar described the other's file. ``fcntl.flock`` on ``<run>/.edgecls.lock`` s
 second writer waits (saying for whom) or, asked not to, stops with one line naming the holder's
 PID. The kernel drops the lock when its holder dies, however it dies, so a killed command never
 leaves a run locked; the PID in the file is only for messages. While it holds the lock a writer
-is alone in the folder, so it also clears the ``.tmp-*`` files that a killed writer left.
+is alone in the folder, so it also clears the ``.tmp-*`` files that a killed writer left (and
+completes a model's publish that was killed between its two renames, edgecls.publish).
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ def writing(run_dir: str | os.PathLike, *, wait: bool = True, clean: bool = True
         _depth[folder] = 1
     try:
         if clean:
+            from edgecls.publish import finish_interrupted
+
+            finish_interrupted(folder)  # a publish killed between its two renames is completed, not undone
             remove_stale_temps(folder)
         yield folder
     finally:

@@ -2,23 +2,25 @@
 
 Everything a runtime needs to feed the model and read its answer — labels, input size and type,
 resize method, quantization, whether the output is logits or probabilities — plus where the model
-came from, its accuracy measured at export, and the tool versions that made it. ``write_sidecar``
-also embeds it in .tflite/.onnx files (edgecls.model_metadata), and ``read_model_sidecar`` falls
-back to that copy when no JSON is beside the file. Nothing here imports TensorFlow: the deploy
-side reads sidecars too.
+came from, its accuracy measured at export, the tool versions that made it, and the size and
+sha256 of the bytes it describes. It is published with its model as one (edgecls.publish), also
+embedded in .tflite/.onnx files (edgecls.model_metadata); ``read_model_sidecar`` falls back to that
+copy when no JSON is beside the file, and a JSON whose sha256 is not the file's is refused as
+stale. Nothing here imports TensorFlow: the deploy side reads sidecars too.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import gzip
+import hashlib
 import json
 from pathlib import Path
 
 from edgecls.errors import ModelFileError
-from edgecls.fsutil import write_json
 
 SCHEMA = "edgecls.sidecar/1"
+SHA_KEY = "sha256"  # of the model's bytes as written (edgecls.publish)
 RESIZE_METHOD = "pil-bilinear-squash"  # edgecls.data.images.RESIZE_METHOD, kept importable without PIL
 
 
@@ -48,6 +50,7 @@ def read_sidecar(model_path) -> dict | None:
         raise ModelFileError(f"cannot read sidecar {path}: {err}") from None
     if not isinstance(data, dict) or "labels" not in data or "input" not in data:
         raise ModelFileError(f"{path} is not an edgecls sidecar (no labels/input)")
+    check_pair(model_path, data, path)
     return data
 
 
@@ -132,21 +135,46 @@ def build_sidecar(*, model_file, fmt: str, variant: str, labels, architecture: s
     }
 
 
-def write_sidecar(model_path, sidecar: dict) -> Path:
-    """Write ``sidecar`` atomically beside the model as ``<model>.json``; returns its path.
+class StaleSidecarError(ModelFileError):
+    """A sidecar JSON that describes other bytes than the model file beside it."""
 
-    A .tflite or .onnx model gets the sidecar embedded in the file first (edgecls.model_metadata),
-    so the file alone still knows its labels and preprocessing; the JSON then records the size of
-    the file as written, embedded copy included. Every writer of an exported model calls this.
+
+def content_sha256(path) -> str:
+    """sha256 of a model file, or of a model folder (a SavedModel): its files' relative names and bytes, sorted."""
+    path = Path(path)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    if key not in _hashes:
+        digest = hashlib.sha256()
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            if path.is_dir():
+                digest.update(str(file.relative_to(path)).encode() + b"\0")
+            with file.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        _hashes.clear() if len(_hashes) > 256 else None
+        _hashes[key] = digest.hexdigest()
+    return _hashes[key]
+
+
+_hashes: dict[tuple, str] = {}
+
+
+def check_pair(model_path, sidecar: dict, sidecar_file) -> None:
+    """Raise :class:`StaleSidecarError` naming ``sidecar_file`` when it describes other bytes than ``model_path``.
+
+    Sidecars from before the hash was recorded (no ``sha256``) are trusted as they were.
     """
-    from edgecls.model_metadata import carries_sidecar, embed_in_file
-
+    recorded = sidecar.get(SHA_KEY)
     model_path = Path(model_path)
-    if carries_sidecar(model_path) and model_path.is_file():
-        embed_in_file(model_path, sidecar)
-        if "size" in sidecar:
-            sidecar = {**sidecar, "size": file_sizes(model_path)}
-    return write_json(sidecar_path(model_path), sidecar)
+    if not recorded or not model_path.exists():
+        return
+    if content_sha256(model_path) != recorded:
+        raise StaleSidecarError(
+            f"{sidecar_file} is stale: it describes other bytes than {model_path} (sha256 differs; an export was "
+            f"interrupted or one of the two files was replaced); export the model again, or delete "
+            f"{Path(sidecar_file).name} to use the copy inside the model where it has one")
 
 
 def read_model_sidecar(model_path) -> tuple[dict | None, str | None]:

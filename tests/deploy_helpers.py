@@ -35,7 +35,8 @@ runpy.run_path(script, run_name="__main__")
 
 def export_tflite(model, path: Path, variant: str, *, labels=LABELS, source_run=None, arch="tiny_cnn"):
     from edgecls.converters.tflite_convert import convert
-    from edgecls.sidecar import build_sidecar, write_sidecar
+    from edgecls.publish import write_sidecar
+    from edgecls.sidecar import build_sidecar
 
     size = int(model.input_shape[1])
     calibration = np.random.default_rng(0).integers(0, 256, (8, size, size, 3), dtype=np.uint8)
@@ -120,7 +121,8 @@ def onnx_model(path: Path, size: int = 32, labels=LABELS) -> Path:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from edgecls.sidecar import build_sidecar, write_sidecar
+    from edgecls.publish import write_sidecar
+    from edgecls.sidecar import build_sidecar
 
     weights = np.random.default_rng(3).normal(0, 0.05, (3, len(labels))).astype(np.float32)
     graph = helper.make_graph(

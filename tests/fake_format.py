@@ -8,10 +8,9 @@ predict do real work on them — only the table knows the format exists.
 from __future__ import annotations
 
 from edgecls.converters import tflite_convert
-from edgecls.converters.publishing import publish_file
+from edgecls.converters.publishing import publish_model
 from edgecls.deploy.runtimes import TFLiteRuntime
 from edgecls.formats import Format
-from edgecls.fsutil import atomic_path
 
 VERSION = "fake-runtime 0.1"
 
@@ -22,10 +21,8 @@ FAKE = Format("fake", ".fake", "Fake (tests only)", export="fake_format:export_f
 
 def export_fake(ctx, *, prefix, int8, options, reference_top1):
     variant = f"{prefix}fake_float32"
-    path = ctx.folder.export(variant, ".fake")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(tflite_convert.convert(ctx.model, "float32"))
-    return [publish_file(ctx, variant, path, reference_top1=reference_top1)]
+    blob = tflite_convert.convert(ctx.model, "float32")
+    return [publish_model(ctx, variant, ".fake", lambda tmp: tmp.write_bytes(blob), reference_top1=reference_top1)]
 
 
 class FakeRuntime(TFLiteRuntime):

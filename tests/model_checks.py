@@ -196,7 +196,8 @@ def check_onnx(built: Built, folder: Path) -> tuple[Path, None]:
 
 def check_tflite_sidecar(built: Built, path: Path, info: dict) -> None:
     """The int8 file's sidecar, built from its graph as an export writes it; the deploy runtime feeds the model by it."""
-    from edgecls.sidecar import build_sidecar, write_sidecar
+    from edgecls.publish import write_sidecar
+    from edgecls.sidecar import build_sidecar
 
     write_sidecar(path, build_sidecar(
         model_file=path, fmt="tflite", variant="int8", labels=LABELS, architecture=built.name, img_size=built.size,
@@ -212,7 +213,8 @@ def check_onnx_sidecar(built: Built, path: Path, info: None = None) -> None:
     """The ONNX sidecar, from the file's own graph, beside the file and embedded in it."""
     from edgecls.converters import onnx_export
     from edgecls.deploy.runtimes import open_model
-    from edgecls.sidecar import build_sidecar, write_sidecar
+    from edgecls.publish import write_sidecar
+    from edgecls.sidecar import build_sidecar
 
     fields = onnx_export.onnx_sidecar_fields(path)
     assert fields["img_size"] == built.size and fields["batch"] is None, fields

@@ -10,7 +10,8 @@ import edgecls
 from edgecls.converters import tflite_convert
 from edgecls.errors import ModelFileError
 from edgecls.models.modeling import build_model
-from edgecls.sidecar import build_sidecar, read_sidecar, write_sidecar
+from edgecls.publish import write_sidecar
+from edgecls.sidecar import build_sidecar, read_sidecar
 
 MISMATCH = r"has 4 outputs but .* lists 3 labels: the model and its labels come from different runs"
 
@@ -41,11 +42,16 @@ def test_a_foreign_tflite_file_is_not_bundled_or_predicted(labelled_run_copy, fo
     int8 = next(r.path for r in records if r.variant == "int8")
     own_sidecar = read_sidecar(int8)
     int8.write_bytes(tflite_convert.convert(four_class_model, "float32"))  # another run's file, this run's JSON
-    with pytest.raises(ModelFileError, match=MISMATCH):
-        edgecls.bundle(labelled_run_copy, tmp_path / "bundle")
     image = _any_png(tmp_path)
-    with pytest.raises(ModelFileError, match=MISMATCH):
-        edgecls.predict(int8, [image])
+    for command in (lambda: edgecls.bundle(labelled_run_copy, tmp_path / "bundle"),
+                    lambda: edgecls.predict(int8, [image])):
+        with pytest.raises(ModelFileError, match=r"int8\.json is stale: it describes other bytes than .*int8\.tflite"):
+            command()
+    write_sidecar(int8, own_sidecar)  # the JSON now describes these bytes, but its labels are not the model's
+    for command in (lambda: edgecls.bundle(labelled_run_copy, tmp_path / "bundle"),
+                    lambda: edgecls.predict(int8, [image])):
+        with pytest.raises(ModelFileError, match=MISMATCH):
+            command()
     # Its own sidecar copied along (four labels): it still does not answer for this run's classes.
     write_sidecar(int8, build_sidecar(**{**_fields(own_sidecar), "model_file": int8,
                                          "labels": ["a", "b", "c", "d"], "input_dtype": "float32",

@@ -8,6 +8,7 @@ to the flatbuffer (edgecls.model_metadata); the bare interpreter must not notice
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -23,7 +24,7 @@ from PIL import Image
 from edgecls.deploy.prediction import predict_files
 from edgecls.deploy.runtimes import open_model
 from edgecls.errors import ModelFileError
-from edgecls.model_metadata import ONNX_KEY, ZIP_LABELS, ZIP_SIDECAR, embed_tflite, strip_tflite, tflite_sidecar
+from edgecls.model_metadata import FILE_FIELDS, ONNX_KEY, ZIP_LABELS, ZIP_SIDECAR, embed_tflite, strip_tflite, tflite_sidecar
 from edgecls.sidecar import read_model_sidecar
 
 CLASSES = ("apple", "banana", "cherry")
@@ -111,8 +112,9 @@ def test_the_embedded_block_is_the_sidecar_and_labels_after_the_untouched_flatbu
             assert zipped.read(ZIP_LABELS).decode().splitlines() == list(CLASSES)
             embedded = json.loads(zipped.read(ZIP_SIDECAR))
         beside = json.loads(path.with_suffix(".json").read_text())
-        assert embedded == {k: v for k, v in beside.items() if k != "size"}
-        assert beside["size"]["bytes"] == len(data)  # the JSON states the size of the file as written
+        assert embedded == {k: v for k, v in beside.items() if k not in FILE_FIELDS}
+        assert beside["size"]["bytes"] == len(data)  # the JSON states the size and hash of the file as written
+        assert beside["sha256"] == hashlib.sha256(data).hexdigest()
         flatbuffer = strip_tflite(data)
         assert data.startswith(flatbuffer) and len(flatbuffer) < len(data) and flatbuffer[4:8] == b"TFL3"
         assert tflite_sidecar(path) == embedded

@@ -122,8 +122,9 @@ def test_quantize_rejects_wrong_inputs(onnx_export_of, tmp_path):
 
 def test_sidecar_is_embedded_and_round_trips(onnx_export_of, tmp_path):
     from edgecls.deploy.runtimes import open_model
-    from edgecls.model_metadata import embed_in_file, embedded_sidecar
-    from edgecls.sidecar import build_sidecar, read_sidecar, write_sidecar
+    from edgecls.model_metadata import embedded_sidecar
+    from edgecls.publish import write_sidecar
+    from edgecls.sidecar import build_sidecar, read_sidecar
 
     _, float_path = onnx_export_of("tiny_cnn")
     path = tmp_path / "tiny.onnx"
@@ -143,7 +144,7 @@ def test_sidecar_is_embedded_and_round_trips(onnx_export_of, tmp_path):
     assert json_path == path.with_suffix(".json") and written["size"]["bytes"] == path.stat().st_size
 
     again = dict(embedded, variant="renamed")  # embedding again replaces, never duplicates
-    embed_in_file(path, again)
+    write_sidecar(path, again)
     keys = [prop.key for prop in onnx.load(str(path)).metadata_props]
     assert keys.count(onnx_export.METADATA_KEY) == 1
     assert embedded_sidecar(path)["variant"] == "renamed"

@@ -15,8 +15,9 @@ import tensorflow_model_optimization as tfmot  # noqa: E402  # isort: skip
 
 from edgecls.converters.publishing import ExportRecord, keras_accuracy, print_table, write_tflite
 from edgecls.errors import EdgeclsError
-from edgecls.fsutil import atomic_path, write_json
-from edgecls.sidecar import build_sidecar, file_sizes, write_sidecar
+from edgecls.fsutil import write_json
+from edgecls.publish import publish
+from edgecls.sidecar import build_sidecar, file_sizes
 from edgecls.training.fine_tune import (
     DEFAULT_OPTIMIZER,
     check_optimizer,
@@ -124,8 +125,6 @@ def prune_run(run_dir, *, target: float = 0.5, epochs: int = 3, lr: float | None
                                        tensorboard=config.train.tensorboard if tensorboard is None else tensorboard)
     stripped = sparsity.strip_pruning(model)
     pruned_path = ctx.folder.export("pruned", ".keras")
-    with atomic_path(pruned_path) as tmp:
-        stripped.save(tmp)
     pruned_top1 = keras_accuracy(stripped, ctx)
     per_layer = layer_sparsity(stripped)
     report = {
@@ -138,8 +137,8 @@ def prune_run(run_dir, *, target: float = 0.5, epochs: int = 3, lr: float | None
         "for_xnnpack": for_xnnpack,
         **tuning,
     }
-    write_sidecar(pruned_path, build_sidecar(
-        model_file=pruned_path, fmt="keras", variant="pruned", labels=ctx.labels, architecture=config.model.arch,
+    publish(pruned_path, lambda tmp: stripped.save(tmp), lambda tmp: build_sidecar(
+        model_file=tmp, fmt="keras", variant="pruned", labels=ctx.labels, architecture=config.model.arch,
         img_size=ctx.img_size, input_dtype="float32", output_kind="probabilities", source_run=ctx.run_dir.resolve(),
         accuracy={"top1": pruned_top1, "float_top1": float_top1, "split": "test",
                   "num_samples": len(ctx.test_labels)}, batch=None, extra={"pruning": report}))

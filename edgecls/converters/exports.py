@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from edgecls.converters import tflite_convert
 from edgecls.converters.calibration import DEFAULT_CALIBRATION
-from edgecls.converters.publishing import keras_accuracy, print_table, publish_file, variant_prefix, write_tflite
+from edgecls.converters.publishing import keras_accuracy, print_table, publish_model, variant_prefix, write_tflite
 from edgecls.errors import EdgeclsError
 from edgecls.metrics import top1_accuracy, top_k_or_none
 from edgecls.progress import progress_bar
+from edgecls.publish import publish
 from edgecls.results import ExportRecord
-from edgecls.sidecar import build_sidecar, file_sizes, write_sidecar
+from edgecls.sidecar import build_sidecar, file_sizes
 from edgecls.training.run_context import RunContext, load_run
 
 
@@ -67,18 +66,23 @@ def export_onnx_variants(ctx: RunContext, *, prefix: str, int8: bool, options: d
     from edgecls.converters.onnx_export import check_parity, export_onnx, quantize_onnx_int8
 
     # "onnx_" keeps each variant's sidecar (<variant>.json) apart from the TFLite one of that name.
-    path = export_onnx(ctx.model, ctx.folder.export(f"{prefix}onnx_float32", ".onnx"), opset=opset)
-    parity = check_parity(ctx.model, path, ctx.test_images[:64])
-    if not parity["ok"]:
-        raise EdgeclsError(f"ONNX export does not match Keras: max |diff| {parity['max_abs_diff']:.2e}, "
-                           f"top-1 agreement {parity['top1_agreement']:.3f}")
-    record = publish_file(ctx, f"{prefix}onnx_float32", path, reference_top1=float_top1)
+    parity = {}
+
+    def write_float(tmp: Path) -> None:
+        export_onnx(ctx.model, tmp, opset=opset)
+        parity.update(check_parity(ctx.model, tmp, ctx.test_images[:64]))
+        if not parity["ok"]:
+            raise EdgeclsError(f"ONNX export does not match Keras: max |diff| {parity['max_abs_diff']:.2e}, "
+                               f"top-1 agreement {parity['top1_agreement']:.3f}")
+
+    record = publish_model(ctx, f"{prefix}onnx_float32", ".onnx", write_float, reference_top1=float_top1)
     record.notes = f"max |diff| vs Keras {parity['max_abs_diff']:.1e}, opset {opset}"
     records = [record]
     if int8:
-        int8_path = quantize_onnx_int8(path, ctx.folder.export(f"{prefix}onnx_int8", ".onnx"),
-                                       ctx.calibration_images(calibration))
-        records.append(publish_file(ctx, f"{prefix}onnx_int8", int8_path, reference_top1=float_top1))
+        images = ctx.calibration_images(calibration)
+        records.append(publish_model(ctx, f"{prefix}onnx_int8", ".onnx",
+                                     lambda tmp: quantize_onnx_int8(record.path, tmp, images),
+                                     reference_top1=float_top1))
     return records
 
 
@@ -93,27 +97,25 @@ def export_saved_model(ctx: RunContext, *, prefix: str, int8: bool, options: dic
     signature = tf.function(lambda image: {"probs": ctx.model(image, training=False)},
                             input_signature=[tf.TensorSpec([None, height, width, channels], tf.float32,
                                                            name="image")])
-    staging = Path(tempfile.mkdtemp(prefix=".tmp-saved_model-", dir=ctx.exports))
-    try:
-        tf.saved_model.save(ctx.model, str(staging / "model"), signatures={"serving_default": signature})
-        loaded = tf.saved_model.load(str(staging / "model")).signatures["serving_default"]
+    measured = {}
+
+    def describe_folder(tmp: Path) -> dict:
+        loaded = tf.saved_model.load(str(tmp)).signatures["serving_default"]
         probs = np.concatenate([loaded(image=tf.constant(np.asarray(ctx.test_images[i:i + 64], np.float32)))["probs"]
                                 .numpy() for i in range(0, len(ctx.test_labels), 64)])
-        if target.exists():  # replace the old folder only once the new one is complete
-            shutil.rmtree(target)
-        (staging / "model").rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    labels = ctx.test_labels
-    accuracy = {"top1": top1_accuracy(labels, probs), "top5": top_k_or_none(labels, probs), "split": "test",
-                "num_samples": int(len(labels)), "float_top1": reference_top1}
-    sidecar = build_sidecar(
-        model_file=target, fmt="saved_model", variant="float32", labels=ctx.labels, architecture=ctx.config.model.arch,
-        img_size=ctx.img_size, input_dtype="float32", output_kind="probabilities", batch=None,
-        source_run=ctx.run_dir.resolve(), accuracy=accuracy,
-        extra={"saved_model": {"signature": "serving_default", "input_name": "image", "output_name": "probs"}})
-    write_sidecar(target, sidecar)
-    return [ExportRecord(variant, target, file_sizes(target), accuracy["top1"], accuracy["top5"],
+        labels = ctx.test_labels
+        measured.update(top1=top1_accuracy(labels, probs), top5=top_k_or_none(labels, probs), split="test",
+                        num_samples=int(len(labels)), float_top1=reference_top1)
+        return build_sidecar(
+            model_file=tmp, fmt="saved_model", variant="float32", labels=ctx.labels,
+            architecture=ctx.config.model.arch, img_size=ctx.img_size, input_dtype="float32",
+            output_kind="probabilities", batch=None, source_run=ctx.run_dir.resolve(), accuracy=dict(measured),
+            extra={"saved_model": {"signature": "serving_default", "input_name": "image", "output_name": "probs"}})
+
+    sidecar, _ = publish(target, lambda tmp: tf.saved_model.save(ctx.model, str(tmp),
+                                                                  signatures={"serving_default": signature}),
+                         describe_folder)
+    return [ExportRecord(variant, target, sidecar["size"], measured["top1"], measured["top5"],
                          "folder; gzip: of its tar")]
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from edgecls.fsutil import atomic_path
 from edgecls.metrics import top1_accuracy, top_k_or_none
 from edgecls.results import ExportRecord
 from edgecls.run_folder import MODEL
-from edgecls.sidecar import build_sidecar, file_sizes, write_sidecar
+from edgecls.sidecar import build_sidecar
 from edgecls.training.run_context import RunContext
 
 
@@ -86,22 +85,30 @@ def describe(ctx: RunContext, path: Path, variant: str, accuracy: dict | None, e
     return formats.load(formats.for_path(path).describe)(ctx, Path(path), variant, accuracy, extra)
 
 
-def publish_file(ctx: RunContext, variant: str, path: Path, *, reference_top1: float | None,
-                 extra: dict | None = None) -> ExportRecord:
-    """Measure a model file written under its final name, then write its sidecar (embedded and beside it)."""
-    measured = measure_accuracy(path, ctx)
-    described = describe(ctx, path, variant, _accuracy_entry(measured, reference_top1), extra)
-    write_sidecar(path, described.sidecar)
-    return ExportRecord(variant, path, file_sizes(path), measured["top1"], measured["top5"],
-                        "; ".join(described.notes()))
+def publish_model(ctx: RunContext, variant: str, suffix: str, write, *, reference_top1: float | None,
+                  extra: dict | None = None) -> ExportRecord:
+    """Write, measure and describe ``exports/<variant><suffix>`` and publish it with its sidecar as one
+    (edgecls.publish): ``write(tmp)`` writes the model at a temporary path; nothing under the final
+    names changes until the model, its embedded sidecar and its JSON are all complete."""
+    from edgecls.publish import publish
+
+    measured, notes = {}, []
+
+    def measure_and_describe(tmp: Path) -> dict:
+        measured.update(measure_accuracy(tmp, ctx))
+        described = describe(ctx, tmp, variant, _accuracy_entry(measured, reference_top1), extra)
+        notes.extend(described.notes())
+        return described.sidecar
+
+    path = ctx.folder.export(variant, suffix)
+    sidecar, _ = publish(path, write, measure_and_describe)
+    return ExportRecord(variant, path, sidecar["size"], measured["top1"], measured["top5"], "; ".join(notes))
 
 
 def write_tflite(ctx: RunContext, variant: str, blob: bytes, *, reference_top1: float | None,
                  extra: dict | None = None) -> ExportRecord:
-    path = ctx.folder.export(variant, ".tflite")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(blob)
-    return publish_file(ctx, variant, path, reference_top1=reference_top1, extra=extra)
+    return publish_model(ctx, variant, ".tflite", lambda tmp: tmp.write_bytes(blob), reference_top1=reference_top1,
+                         extra=extra)
 
 
 def _accuracy_entry(measured: dict, reference_top1: float | None) -> dict:

@@ -16,7 +16,7 @@ from edgecls.deploy.runtimes import open_model
 from edgecls.errors import EdgeclsError, ModelFileError
 from edgecls.models.model_files import read_labels
 from edgecls.run_folder import LABELS, RunFolder
-from edgecls.sidecar import check_outputs_match_labels, read_sidecar, sidecar_path
+from edgecls.sidecar import check_outputs_match_labels, check_pair, read_sidecar, sidecar_path
 
 TARGETS = ("pi",)
 PI_INFER = Path(__file__).with_name("pi_infer.py")
@@ -56,6 +56,7 @@ def bundle(run, *, out, target: str = "pi", model=None, force: bool = False) -> 
     try:
         shutil.copy2(model_path, staging / model_path.name)
         shutil.copy2(sidecar_path(model_path), staging / sidecar_path(model_path).name)
+        check_pair(staging / model_path.name, sidecar, sidecar_path(model_path))  # not replaced while we copied
         (staging / LABELS).write_text("".join(f"{label}\n" for label in sidecar["labels"]), encoding="utf-8")
         shutil.copy2(PI_INFER, staging / "pi_infer.py")
         (staging / "requirements-pi.txt").write_text(REQUIREMENTS_PI, encoding="utf-8")

@@ -21,6 +21,7 @@ byte-for-byte equality; change them together.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -192,8 +193,20 @@ def read_sidecar(model_path):
             raise UserError("cannot read sidecar %s: %s" % (path, err)) from None
         if not isinstance(data, dict) or "labels" not in data or "input" not in data:
             raise UserError("%s is not an edgecls sidecar (no labels/input)" % path)
+        if data.get("sha256") and _sha256(model_path) != data["sha256"]:  # as edgecls.publish.check_pair
+            raise UserError("%s is stale: it describes other bytes than %s (sha256 differs; a copy was cut short or "
+                            "one of the two files was replaced); copy both again, or delete %s to use the copy "
+                            "inside the model" % (path, model_path, os.path.basename(path)))
         return data
     return read_embedded_sidecar(model_path)
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_embedded_sidecar(model_path):

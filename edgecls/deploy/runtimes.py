@@ -201,6 +201,7 @@ def open_model(path, *, threads: int = 1, quiet: bool = False) -> Runtime:
         raise ModelFileError(f"model file not found: {path}")
     fmt = formats.for_path(path)
     kind = fmt.name
+    opened = _identity(path)
     if kind == "onnx":
         # An embedded ONNX sidecar is read from the session the runtime opens anyway.
         sidecar, source = read_sidecar(path), "json"
@@ -209,6 +210,9 @@ def open_model(path, *, threads: int = 1, quiet: bool = False) -> Runtime:
     if sidecar is None and kind == "keras":
         sidecar, source = _run_folder_sidecar(path), "run folder"
     runtime = formats.load(fmt.runtime)(path, sidecar, threads)
+    if _identity(path) != opened:
+        # Replaced (a publish renamed a new file in) after its sidecar was checked: the pair may not match.
+        raise ModelFileError(f"{path} was replaced while it was being opened; run the command again")
     if sidecar is not None:
         runtime.sidecar_source = source
         check_outputs_match_labels(runtime.num_classes, runtime.labels, path,
@@ -218,6 +222,11 @@ def open_model(path, *, threads: int = 1, quiet: bool = False) -> Runtime:
               f"class indices as labels, {runtime.output_kind} output (no {path.with_suffix('.json').name} beside "
               "it, none embedded in it)", file=sys.stderr)
     return runtime
+
+
+def _identity(path: Path) -> tuple[int, int, int]:
+    stat = path.stat()
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
 
 
 _SOURCE_NAMES = {"json": "its sidecar", "embedded": "its embedded sidecar", "run folder": "its run's labels.txt"}

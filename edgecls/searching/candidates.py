@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from edgecls import formats
-from edgecls.fsutil import atomic_path
 from edgecls.training.fine_tune import DEFAULT_OPTIMIZER, check_optimizer, default_lr
 
 # Mixed int8/float keeps some float weights and runs some ops in float: never smaller or faster
@@ -46,10 +45,8 @@ class Step:
 
 
 def _tflite_writer(produce: Callable[[], bytes]) -> Callable[[Path], None]:
-    def write(path: Path) -> None:
-        blob = produce()
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(blob)
+    def write(path: Path) -> None:  # the publish's temporary file (edgecls.publish), renamed later
+        path.write_bytes(produce())
     return write
 
 
@@ -213,16 +210,13 @@ def onnx_steps(ctx, *, calibration: int = 300) -> list[Step]:
     per-channel and per-tensor weights, uint8 and int8 activations)."""
     from edgecls.converters.onnx_export import export_onnx, quantize_onnx_int8
 
-    cache: dict[str, Path] = {}
-
     def float_model(out_dir: Path) -> Path:
-        if "float" not in cache:  # a resumed search reuses the float file it measured before
-            existing = out_dir / "onnx_float32.onnx"
-            cache["float"] = existing if existing.is_file() else export_onnx(ctx.model, existing)
-        return cache["float"]
+        # The first step published it (a resumed search, earlier): the int8 steps quantize that file.
+        published = out_dir / "onnx_float32.onnx"
+        return published if published.is_file() else export_onnx(ctx.model, published)
 
     def float_write(path: Path) -> None:
-        cache["float"] = export_onnx(ctx.model, path)
+        export_onnx(ctx.model, path)
 
     steps = [Step("onnx_float32", "onnx_float32", (), _single(Candidate(
         "onnx_float32", "onnx_float32", "onnx", {"graph_optimization": "ORT_ENABLE_ALL"}, float_write)))]

@@ -95,22 +95,29 @@ class Measurer:
             state.val_probs[candidate.variant] = runtime.predict(self.ctx.val_images)
             self.timer.add(candidate.variant, path)
             return record
-        started = time.monotonic()
-        extra = candidate.write(path) or {}
-        build_seconds = time.monotonic() - started
-        runtime = open_model(path, quiet=True)
-        val_probs = runtime.predict(self.ctx.val_images)
-        test_probs = runtime.predict(self.ctx.test_images)
-        state.val_probs[candidate.variant] = val_probs
-        val = top1_accuracy(self.ctx.val_labels, val_probs)
-        test = top1_accuracy(self.ctx.test_labels, test_probs)
-        accuracy = {"top1": test, "split": "test", "num_samples": int(len(self.ctx.test_labels)),
-                    "float_top1": self.float_test, "val_top1": val, "float_val_top1": self.float_val,
-                    "val_samples": int(len(self.ctx.val_labels))}
-        described = _describe(self.ctx, candidate, path, accuracy, extra)
-        from edgecls.sidecar import file_sizes
+        from edgecls.publish import publish
 
-        size = file_sizes(path)
+        started, built = time.monotonic(), {}
+
+        def write(tmp: Path) -> None:
+            built["extra"] = candidate.write(tmp) or {}
+            built["seconds"] = time.monotonic() - started
+
+        def measure(tmp: Path) -> dict:
+            runtime = open_model(tmp, quiet=True)
+            built["val_probs"] = runtime.predict(self.ctx.val_images)
+            built["val"] = top1_accuracy(self.ctx.val_labels, built["val_probs"])
+            built["test"] = top1_accuracy(self.ctx.test_labels, runtime.predict(self.ctx.test_images))
+            accuracy = {"top1": built["test"], "split": "test", "num_samples": int(len(self.ctx.test_labels)),
+                        "float_top1": self.float_test, "val_top1": built["val"], "float_val_top1": self.float_val,
+                        "val_samples": int(len(self.ctx.val_labels))}
+            sidecar, built["described"] = _describe(self.ctx, candidate, tmp, accuracy, built["extra"])
+            return sidecar
+
+        sidecar, _ = publish(path, write, measure)
+        state.val_probs[candidate.variant] = built["val_probs"]
+        val, test, described, size = built["val"], built["test"], built["described"], sidecar["size"]
+        build_seconds = built["seconds"]
         self.timer.add(candidate.variant, path)
         latency, ratio = self.timer.quick(candidate.variant)
         return {
@@ -131,28 +138,27 @@ def plain(settings: dict) -> dict:
     return json.loads(json.dumps(settings, default=str))
 
 
-def _describe(ctx, candidate, path: Path, accuracy: dict, extra: dict) -> dict:
-    """Write the candidate's sidecar; returns partitions, float-op count, integer or not, notes."""
+def _describe(ctx, candidate, path: Path, accuracy: dict, extra: dict) -> tuple[dict, dict]:
+    """The candidate's sidecar, and its partitions, float-op count, integer or not, notes."""
     from edgecls.converters.publishing import describe
-    from edgecls.sidecar import write_sidecar
 
     optimize = {"family": candidate.family, "settings": plain(candidate.settings), **extra}
     described = describe(ctx, path, candidate.variant, accuracy, {"optimize": optimize})
-    write_sidecar(path, described.sidecar)
     notes = [note for note in described.notes() if not note.endswith("XNNPACK partition(s)")]
     if candidate.settings.get("float_ops"):
         notes.append(f"{len(candidate.settings['float_ops'])} op(s) kept float")
-    return {"partitions": described.partitions,
-            "float_ops": len(described.float_ops) if described.integer and described.partitions is not None else None,
-            "integer": described.integer, "notes": "; ".join(notes)}
+    return described.sidecar, {
+        "partitions": described.partitions,
+        "float_ops": len(described.float_ops) if described.integer and described.partitions is not None else None,
+        "integer": described.integer, "notes": "; ".join(notes)}
 
 
 def publish_best(folder: RunFolder, chosen: dict | None, runtime: str, *, objective: str, max_drop: float,
                   float_val: float, threads: int) -> Path | None:
     """Copy the chosen file to exports/best.<ext> with best.json saying why; None when nothing fits."""
     from edgecls import formats
-    from edgecls.fsutil import atomic_path
-    from edgecls.sidecar import read_sidecar, sidecar_path, write_sidecar
+    from edgecls.publish import publish
+    from edgecls.sidecar import read_sidecar, sidecar_path
 
     target = folder.exports / f"best{formats.FORMATS[runtime].suffix}"
     if chosen is None:
@@ -163,8 +169,6 @@ def publish_best(folder: RunFolder, chosen: dict | None, runtime: str, *, object
             sidecar_path(target).unlink()
         return None
     source = Path(chosen["path"])
-    with atomic_path(target) as tmp:
-        shutil.copyfile(source, tmp)
     sidecar = read_sidecar(source) or {}
     why = (f"the {'fastest' if objective == 'latency' else 'smallest (gzip)'} candidate whose validation top-1 "
            f"is within {max_drop:g} pt (absolute) of the float model's {float_val:.4f}")
@@ -173,5 +177,5 @@ def publish_best(folder: RunFolder, chosen: dict | None, runtime: str, *, object
         "max_drop_pt": max_drop, "val_drop_pt": chosen["val_drop_pt"], "val_accuracy": chosen["val_accuracy"],
         "test_accuracy": chosen["test_accuracy"], "latency_ms": chosen["latency_ms"], "threads": threads,
         "gzip_bytes": chosen["gzip_bytes"], "leaderboard": str(folder.optimize / "leaderboard.json")})
-    write_sidecar(target, sidecar)  # embeds this sidecar, the why included, in best.* itself
+    publish(target, lambda tmp: shutil.copyfile(source, tmp), lambda tmp: sidecar)  # the why goes inside best.* too
     return target
