@@ -5,6 +5,11 @@ type from :mod:`edgecls.results` whose ``to_dict()`` is exactly what ``edgecls <
 prints. TensorFlow is imported inside the functions (through ``edgecls.tf``), never at import time.
 User mistakes raise :class:`edgecls.errors.EdgeclsError` with a one-line message.
 
+**One writer per run.** Every function that writes into a run folder holds its lock
+(:mod:`edgecls.run_lock`) while it works. Their ``wait`` argument says what to do when another
+edgecls process holds it: wait (the default, with a one-line note on stderr), or, with
+``wait=False``, raise :class:`edgecls.run_lock.RunBusyError` naming that process's PID.
+
 Example (the README's "Python API" section runs this end to end)::
 
     >>> import edgecls
@@ -17,6 +22,7 @@ Example (the README's "Python API" section runs this end to end)::
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import sys
@@ -25,6 +31,7 @@ from pathlib import Path
 
 from edgecls.converters.calibration import DEFAULT_CALIBRATION
 from edgecls.errors import EdgeclsError
+from edgecls.fsutil import check_writable_folder
 from edgecls.results import (
     BundleResult,
     EvaluateResult,
@@ -50,7 +57,8 @@ def train(data=None, out=None, *, config=None, arch: str | None = None, img_size
           patience: int | None = None, reduce_lr_on_plateau: bool | None = None, val_fraction: float | None = None,
           test_fraction: float | None = None, seed: int | None = None, precision: str | None = None,
           mixed_precision: bool | None = None, strategy: str | None = None, tensorboard: bool | None = None,
-          overrides: dict | None = None, force: bool = False, resume: bool = False, verbose: int = 1) -> TrainResult:
+          overrides: dict | None = None, force: bool = False, resume: bool = False, wait: bool = True,
+          verbose: int = 1) -> TrainResult:
     """Train a classifier on ``data`` into the run folder ``out``; returns the run folder and its metrics.
 
     ``data`` is a folder of class folders, a folder with ``train/`` (``val/``) ``test/``, or a
@@ -62,7 +70,7 @@ def train(data=None, out=None, *, config=None, arch: str | None = None, img_size
     to ``runs/<data name>``. An existing run is refused unless ``force`` (replace it) or ``resume``
     (continue it from its last completed epoch, with its own config.yaml). ``weights`` defaults to
     ``auto``: ImageNet weights where the architecture has published ones, else from scratch.
-    ``tensorboard=False`` writes no ``RUN/tensorboard/`` logs.
+    ``tensorboard=False`` writes no ``RUN/tensorboard/`` logs. ``wait``: see *One writer per run* above.
 
     Example::
 
@@ -109,7 +117,8 @@ def train(data=None, out=None, *, config=None, arch: str | None = None, img_size
 
     from edgecls.training.trainer import train as run_training
 
-    result = run_training(run_config, Path(out), resume=resume, force=force, verbose=verbose, strategy=strategy)
+    result = run_training(run_config, Path(out), resume=resume, force=force, verbose=verbose, strategy=strategy,
+                          wait=wait)
     if result.metrics:  # only the process that writes the run folder (the chief of a cluster) has metrics
         _refresh_report(result.run_dir)
     return result
@@ -127,14 +136,15 @@ def _run_config(config):
     return cfg.from_dict(cfg.load_yaml(os.fspath(config)), source=os.fspath(config))
 
 
-def evaluate(runs_or_models, data=None, out=None, *, tta: bool | int = False, verbose: int = 1) -> EvaluateResult:
+def evaluate(runs_or_models, data=None, out=None, *, tta: bool | int = False, wait: bool = True,
+             verbose: int = 1) -> EvaluateResult:
     """Evaluate run folders or .keras files: top-1/top-5, per-class P/R/F1, confusion matrix, mistakes.
 
     Several models make an ensemble (the mean of their probabilities). ``data`` defaults to the
     first run's test split. ``tta=True`` averages 8 fixed views per image (an int chooses the
     number of views); every model's accuracy with and without TTA is kept under
     ``metrics["comparison"]``. Reports go to ``out`` (default ``RUN/eval``, or
-    ``RUN_A/eval_ensemble`` for an ensemble).
+    ``RUN_A/eval_ensemble`` for an ensemble). ``wait``: see *One writer per run* above.
 
     Example::
 
@@ -152,9 +162,12 @@ def evaluate(runs_or_models, data=None, out=None, *, tta: bool | int = False, ve
         if count < 0:
             raise EdgeclsError(f"tta must be a number of views (at least 1) or True/False, got {tta}")
     targets = [runs_or_models] if isinstance(runs_or_models, (str, os.PathLike)) else list(runs_or_models)
-    metrics = run_evaluation(targets, None if data is None else os.fspath(data), None if out is None else os.fspath(out),
-                             tta=count, verbose=verbose)
-    _refresh_report(*targets)
+    if out is not None:
+        check_writable_folder(out, what="--out")
+    with _writing(*targets, wait=wait):
+        metrics = run_evaluation(targets, None if data is None else os.fspath(data),
+                                 None if out is None else os.fspath(out), tta=count, verbose=verbose)
+        _refresh_report(*targets)
     return EvaluateResult(Path(metrics["report_dir"]), metrics)
 
 
@@ -162,7 +175,7 @@ def quantize(run, *, int8: bool | None = None, qat: bool = False, float16: bool 
              io: str = "uint8", calibration: int = DEFAULT_CALIBRATION, epochs: int = 3, lr: float | None = None,
              batch_size: int | None = None, model=None, preserve_sparsity: bool = False,
              fine_tune_optimizer: str = DEFAULT_FINE_TUNE_OPTIMIZER, tensorboard: bool | None = None,
-             verbose: int = 1) -> list[ExportRecord]:
+             wait: bool = True, verbose: int = 1) -> list[ExportRecord]:
     """Quantize a run's model to TFLite; returns one :class:`~edgecls.results.ExportRecord` per file written.
 
     ``int8`` (the default when no other variant is asked for) is full-integer post-training int8
@@ -175,7 +188,7 @@ def quantize(run, *, int8: bool | None = None, qat: bool = False, float16: bool 
     ``model`` quantizes another model of the run (e.g. ``exports/pruned.keras``). Files land in
     ``RUN/exports/<variant>.tflite`` with a sidecar ``<variant>.json``; each record holds the
     accuracy measured on the test split. QAT logs to ``RUN/tensorboard/qat`` unless ``tensorboard``
-    is False (None: as the run was trained).
+    is False (None: as the run was trained). ``wait``: see *One writer per run* above.
 
     Example::
 
@@ -187,21 +200,22 @@ def quantize(run, *, int8: bool | None = None, qat: bool = False, float16: bool 
 
     if int8 is None:
         int8 = not (qat or float16 or dynamic)
-    records = quantize_run(run, int8=int8, qat=qat, float16=float16, dynamic=dynamic, io=io, calibration=calibration,
-                           epochs=epochs, lr=lr, batch_size=batch_size, model=model,
-                           preserve_sparsity=preserve_sparsity, optimizer=fine_tune_optimizer, tensorboard=tensorboard,
-                           verbose=verbose)
-    _refresh_report(run)
+    with _writing(run, wait=wait):
+        records = quantize_run(run, int8=int8, qat=qat, float16=float16, dynamic=dynamic, io=io,
+                               calibration=calibration, epochs=epochs, lr=lr, batch_size=batch_size, model=model,
+                               preserve_sparsity=preserve_sparsity, optimizer=fine_tune_optimizer,
+                               tensorboard=tensorboard, verbose=verbose)
+        _refresh_report(run)
     return list(records)
 
 
 def export(run, formats: str | Iterable[str] = "tflite", *, int8: bool = False, opset: int = 17,
-           calibration: int = DEFAULT_CALIBRATION, model=None, verbose: int = 1) -> list[ExportRecord]:
+           calibration: int = DEFAULT_CALIBRATION, model=None, wait: bool = True, verbose: int = 1) -> list[ExportRecord]:
     """Export a run's model to TFLite, ONNX and/or SavedModel; returns one ExportRecord per file or folder.
 
     ``formats`` is one name or several (``"tflite"``, ``"onnx"``, ``"saved_model"``, ``"all"``, or
     a comma-separated string). ``int8`` adds the int8 variant of each format that has one. Every
-    export is checked (ONNX against Keras) and measured on the test split.
+    export is checked (ONNX against Keras) and measured on the test split. ``wait``: see *One writer per run* above.
 
     Example::
 
@@ -213,16 +227,16 @@ def export(run, formats: str | Iterable[str] = "tflite", *, int8: bool = False, 
 
     names = [formats] if isinstance(formats, str) else list(formats)
     names = [part.strip() for item in names for part in str(item).split(",") if part.strip()]
-    records = export_run(run, formats=names, int8=int8, opset=opset, calibration=calibration, model=model,
-                         verbose=verbose)
-    _refresh_report(run)
+    with _writing(run, wait=wait):
+        records = export_run(run, formats=names, int8=int8, opset=opset, calibration=calibration, model=model,
+                             verbose=verbose)
+        _refresh_report(run)
     return list(records)
 
 
 def prune(run, *, sparsity: float = 0.5, epochs: int = 3, lr: float | None = None, batch_size: int | None = None,
           for_xnnpack: bool = False, fine_tune_optimizer: str = DEFAULT_FINE_TUNE_OPTIMIZER,
-          tensorboard: bool | None = None,
-          verbose: int = 1) -> PruneResult:
+          tensorboard: bool | None = None, wait: bool = True, verbose: int = 1) -> PruneResult:
     """Magnitude-prune a run's model to ``sparsity`` while fine-tuning ``epochs``; returns the pruned model.
 
     Writes ``RUN/exports/pruned.keras`` (quantize it with ``quantize(run, model="exports/pruned.keras")``),
@@ -231,7 +245,7 @@ def prune(run, *, sparsity: float = 0.5, epochs: int = 3, lr: float | None = Non
     ``fine_tune_optimizer`` and ``lr`` fine-tune as in :func:`quantize` (recorded in the report and
     the sidecars).
     The fine-tuning logs to ``RUN/tensorboard/prune`` unless ``tensorboard`` is False (None: as
-    the run was trained).
+    the run was trained). ``wait``: see *One writer per run* above.
 
     Example::
 
@@ -241,15 +255,17 @@ def prune(run, *, sparsity: float = 0.5, epochs: int = 3, lr: float | None = Non
     """
     from edgecls.compression.pruning import prune_run
 
-    report = prune_run(run, target=sparsity, epochs=epochs, lr=lr, batch_size=batch_size, for_xnnpack=for_xnnpack,
-                       optimizer=fine_tune_optimizer, tensorboard=tensorboard, verbose=verbose)
+    with _writing(run, wait=wait):
+        report = prune_run(run, target=sparsity, epochs=epochs, lr=lr, batch_size=batch_size,
+                           for_xnnpack=for_xnnpack, optimizer=fine_tune_optimizer, tensorboard=tensorboard,
+                           verbose=verbose)
+        _refresh_report(run)
     exports = Path(run) / "exports"
     latency = report.get("latency_ms") or {}
     tflite_notes = (f"dense {latency['dense_float32']:.2f} ms → sparse {latency['pruned_sparse_float32']:.2f} ms"
                     if latency else "")
     records = [_record_on_disk(exports / "pruned.keras", f"{report['overall_sparsity']:.1%} zero weights"),
                _record_on_disk(exports / "pruned_float32.tflite", tflite_notes)]
-    _refresh_report(run)
     return PruneResult(exports / "pruned.keras", report, records)
 
 
@@ -265,7 +281,8 @@ def _record_on_disk(path: Path, notes: str = "") -> ExportRecord:
 
 def optimize(run, *, max_drop: float = 0.5, objective: str = "latency", runtime: str = "tflite",
              time_budget: float | str | None = None, threads: int = 1, resume: bool = False, model=None,
-             fine_tune_optimizer: str = DEFAULT_FINE_TUNE_OPTIMIZER, verbose: int = 1) -> OptimizeResult:
+             fine_tune_optimizer: str = DEFAULT_FINE_TUNE_OPTIMIZER, wait: bool = True,
+             verbose: int = 1) -> OptimizeResult:
     """Search the run's variants (int8, QAT, pruning...) for the fastest (or smallest) within an accuracy budget.
 
     ``max_drop`` is the largest top-1 loss allowed against the float model, in percentage points,
@@ -275,7 +292,7 @@ def optimize(run, *, max_drop: float = 0.5, objective: str = "latency", runtime:
     the search's ``OptimizeResult``: the leaderboard and the chosen candidate, copied to
     ``RUN/exports/best.tflite`` (or ``best.onnx``). Nothing within budget is not an error:
     ``within_budget`` is then False and ``chosen`` None. ``fine_tune_optimizer`` is the QAT and
-    pruning candidates' (as in :func:`quantize`).
+    pruning candidates' (as in :func:`quantize`). ``wait``: see *One writer per run* above.
 
     Example::
 
@@ -285,10 +302,11 @@ def optimize(run, *, max_drop: float = 0.5, objective: str = "latency", runtime:
     """
     from edgecls.searching.variant_search import optimize_run
 
-    result = optimize_run(run, max_drop=max_drop, objective=objective, runtime=runtime, time_budget=time_budget,
-                          threads=threads, resume=resume, model=model, fine_tune_optimizer=fine_tune_optimizer,
-                          verbose=verbose)
-    _refresh_report(run)
+    with _writing(run, wait=wait):
+        result = optimize_run(run, max_drop=max_drop, objective=objective, runtime=runtime, time_budget=time_budget,
+                              threads=threads, resume=resume, model=model, fine_tune_optimizer=fine_tune_optimizer,
+                              verbose=verbose)
+        _refresh_report(run)
     return result
 
 
@@ -372,16 +390,18 @@ def bundle(run, out, *, target: str = "pi", model=None, force: bool = False) -> 
     """
     from edgecls.deploy.bundling import bundle as build_bundle
 
+    check_writable_folder(Path(out).parent, what="the folder of --out")
     written = build_bundle(run, out=out, target=target, model=model, force=force)
     return BundleResult(Path(written), target, sorted(p.name for p in Path(written).iterdir()))
 
 
-def gradcam(run_or_model, images, out, *, layer: str | None = None, verbose: int = 1) -> GradcamResult:
+def gradcam(run_or_model, images, out, *, layer: str | None = None, wait: bool = True,
+            verbose: int = 1) -> GradcamResult:
     """Grad-CAM: a PNG per image with the heatmap of what made the model choose its class.
 
     ``run_or_model`` is a run folder or a .keras file; ``images`` a file or folder or a list of
     them; ``layer`` the feature-map layer to explain (default: the last convolution's output).
-    PNGs and ``gradcam.json`` go to ``out``.
+    PNGs and ``gradcam.json`` go to ``out``. ``wait``: see *One writer per run* above.
 
     Example::
 
@@ -391,13 +411,17 @@ def gradcam(run_or_model, images, out, *, layer: str | None = None, verbose: int
     """
     from edgecls.insight.grad_cam import gradcam as run_gradcam
 
-    made = run_gradcam(run_or_model, _paths(images), out, layer=layer, verbose=verbose)
-    _refresh_report(run_or_model)
+    check_writable_folder(out, what="--out")
+    with _writing(run_or_model, wait=wait):
+        made = run_gradcam(run_or_model, _paths(images), out, layer=layer, verbose=verbose)
+        _refresh_report(run_or_model)
     return GradcamResult(made.layer, list(made.records), [tuple(item) for item in made.bad], Path(made.out_dir))
 
 
-def report(run) -> Path:
+def report(run, *, wait: bool = True) -> Path:
     """Write ``RUN/report.html``: one page with the run's metrics, plots, exports and benchmarks; returns its path.
+
+    ``wait``: see *One writer per run* above.
 
     Example::
 
@@ -406,7 +430,8 @@ def report(run) -> Path:
     """
     from edgecls.html_report import build_report
 
-    return Path(build_report(Path(run)))
+    with _writing(run, wait=wait):
+        return Path(build_report(Path(run)))
 
 
 def list_models(img_size: int | None = None, *, details: bool = False, include_test_only: bool = True) -> list:
@@ -462,13 +487,34 @@ def _refresh_report(*paths) -> None:
         if err.name == "edgecls.html_report":  # absent (or not yet complete) in this installation
             return
         raise
+    from edgecls.run_lock import RunBusyError
+
     for run in runs:
         try:
-            build_report(run)
+            with _writing(run, wait=False):  # held already by a command that wrote into it
+                build_report(run)
+        except RunBusyError:
+            pass  # another command is writing into it and rebuilds the report when it is done
         except (EdgeclsError, OSError) as err:
             from edgecls.errors import first_line
 
             print(f"note: {run / 'report.html'} not updated: {first_line(err)}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _writing(*paths, wait: bool = True):
+    """Hold the write lock (edgecls.run_lock) of every run folder among ``paths`` for the ``with`` block.
+
+    In sorted order, so two commands that lock the same runs never wait for each other. A path
+    that is no run folder locks nothing: the command itself then says what is wrong with it.
+    """
+    from edgecls.run_lock import writing
+
+    runs = sorted({run.resolve() for run in map(_run_folder_of, paths) if run is not None})
+    with contextlib.ExitStack() as stack:
+        for run in runs:
+            stack.enter_context(writing(run, wait=wait))
+        yield
 
 
 def _run_folder_of(path) -> Path | None:

@@ -8,8 +8,7 @@ a reader that finds the pair mid-swap (a kill between the two renames, or a file
 hand) says which file is stale instead of trusting it, and the next writer into the folder rolls
 such an interrupted publish forward (:func:`finish_interrupted`).
 
-``EDGECLS_KILL_AT=<stage>`` makes the process kill itself with SIGKILL at that stage: the fault
-tests use it to stop a real export at each step, not at a lucky moment.
+Each stage is a fault point (edgecls.faults): the tests kill a real export at every one of them.
 """
 
 from __future__ import annotations
@@ -17,22 +16,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 from collections.abc import Callable
 from pathlib import Path
 
+from edgecls.faults import reached
 from edgecls.fsutil import TEMP_PREFIX, final_name, temp_beside, user_error, write_json
 from edgecls.sidecar import SHA_KEY, content_sha256, file_sizes, sidecar_path
 
 # In order; "model-replaced" is the only one after which a reader can find the new model beside the old JSON.
 STAGES = ("model-written", "described", "embedded", "sidecar-staged", "model-replaced", "published")
-KILL_ENV = "EDGECLS_KILL_AT"
-
-
-def reached(stage: str) -> None:
-    """Mark a publish stage; the fault tests stop the process here (``EDGECLS_KILL_AT``)."""
-    if os.environ.get(KILL_ENV) == stage:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def publish(target, write: Callable[[Path], object], describe: Callable[[Path], dict], *,

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from edgecls.errors import EdgeclsError
+from edgecls.faults import reached
 from edgecls.fsutil import check_writable_folder, remove_stale_temps
 
 LOCK_FILE = ".edgecls.lock"
@@ -90,6 +91,7 @@ def _acquire(folder: Path, wait: bool) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX)
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    reached("lock-held")
     return fd
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 import edgecls
-from edgecls.publish import KILL_ENV, STAGES, write_sidecar
+from edgecls.faults import KILL_ENV
+from edgecls.publish import STAGES, write_sidecar
 from edgecls.run_lock import writing
 from edgecls.sidecar import StaleSidecarError, read_model_sidecar, read_sidecar
 
@@ -164,3 +165,13 @@ def test_pi_infer_on_the_device_refuses_a_stale_pair_too(pairs, tmp_path, make_i
                                                 f"bytes than {target} (sha256 differs; a copy was cut short or one of "
                                                 "the two files was replaced); copy both again, or delete int8.json to "
                                                 "use the copy inside the model"]
+
+
+def test_the_report_flags_a_stale_pair_and_names_the_file(trained_colour_run, deploy_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_colour_run, run)
+    shutil.copytree(deploy_run / "exports", run / "exports", dirs_exist_ok=True)
+    (run / "exports" / "int8.tflite").write_bytes((run / "exports" / "float32.tflite").read_bytes())
+    html = edgecls.report(run).read_text(encoding="utf-8")
+    assert "STALE: this sidecar describes other bytes than the file" in html
+    assert "exports/int8.json: " in html and "int8.json is stale" in html

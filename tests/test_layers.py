@@ -19,7 +19,7 @@ import pytest
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "edgecls"
 
 # Lowest first. A module may import its own layer and the layers below it.
-CORE_MODULES = {"errors", "fsutil", "publish", "tf", "sidecar", "model_metadata", "config", "configs", "metrics", "progress",
+CORE_MODULES = {"errors", "faults", "fsutil", "publish", "tf", "sidecar", "model_metadata", "config", "configs", "metrics", "progress",
                 "timing", "run_folder", "formats", "run_lock", "results"}
 API_MODULES = {"__init__", "api", "demo"}
 LAYERS = ["core", "data", "models", "deploy", "training", "converters", "compression", "searching", "insight|benchmarking",

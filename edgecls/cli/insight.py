@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from edgecls import api
-from edgecls.cli.options import NoProgress, Quiet, RunArg, verbosity
+from edgecls.cli.options import NoProgress, NoWait, Quiet, RunArg, verbosity
 from edgecls.cli.output import notes
 
 
@@ -19,11 +19,12 @@ def gradcam(
                                         help="Feature-map layer to explain (default: the last convolution's output)."),
     quiet: Quiet = False,
     no_progress: NoProgress = False,
+    no_wait: NoWait = False,
 ):
     """Grad-CAM: a heatmap over each image showing what made the model choose its class."""
     from edgecls.deploy.inputs import skipped_note
 
-    result = api.gradcam(run_or_model, inputs, out, layer=layer, verbose=verbosity(quiet, no_progress))
+    result = api.gradcam(run_or_model, inputs, out, layer=layer, wait=not no_wait, verbose=verbosity(quiet, no_progress))
     note = skipped_note(result.skipped)
     notes([note] if note else [])
     for record in result.records:
@@ -31,6 +32,6 @@ def gradcam(
     typer.echo(f"Grad-CAM on layer {result.layer}: {len(result.records)} image(s) → {result.out_dir}")
 
 
-def report(run: RunArg):
+def report(run: RunArg, no_wait: NoWait = False):
     """One HTML page for a run: metrics, plots, mistakes, exports and benchmarks (RUN/report.html)."""
-    typer.echo(f"report → {api.report(run)}")
+    typer.echo(f"report → {api.report(run, wait=not no_wait)}")

@@ -15,6 +15,7 @@ from edgecls.cli.options import (
     Model,
     NoProgress,
     NoTensorboard,
+    NoWait,
     Quiet,
     Resume,
     RunArg,
@@ -46,6 +47,7 @@ def quantize(
     json_out: Json = False,
     quiet: Quiet = False,
     no_progress: NoProgress = False,
+    no_wait: NoWait = False,
 ):
     """Quantize a run: writes RUN/exports/<variant>.tflite + .json and prints the accuracy table."""
     # The command keeps asking for a variant explicitly; the API defaults to int8.
@@ -54,7 +56,7 @@ def quantize(
                                calibration=calibration, epochs=epochs, lr=lr, batch_size=batch_size, model=model,
                                preserve_sparsity=preserve_sparsity, fine_tune_optimizer=fine_tune_optimizer,
                                tensorboard=tensorboard_choice(no_tensorboard),
-                               verbose=verbosity(quiet, no_progress))
+                               wait=not no_wait, verbose=verbosity(quiet, no_progress))
     _print_records(records, json_out, quiet or no_progress)
 
 
@@ -68,11 +70,12 @@ def export(
     json_out: Json = False,
     quiet: Quiet = False,
     no_progress: NoProgress = False,
+    no_wait: NoWait = False,
 ):
     """Export a run to TFLite, ONNX and/or SavedModel, each with a sidecar and measured accuracy."""
     with stdout_to_stderr(json_out):
         records = api.export(run, format, int8=int8, opset=opset, calibration=calibration, model=model,
-                             verbose=verbosity(quiet, no_progress))
+                             wait=not no_wait, verbose=verbosity(quiet, no_progress))
     _print_records(records, json_out, quiet or no_progress)
 
 
@@ -88,13 +91,14 @@ def prune(
     json_out: Json = False,
     quiet: Quiet = False,
     no_progress: NoProgress = False,
+    no_wait: NoWait = False,
 ):
     """Magnitude-prune a run; writes exports/pruned.keras, a pruned TFLite and the sparsity report."""
     with stdout_to_stderr(json_out):
         result = api.prune(run, sparsity=sparsity, epochs=epochs, lr=lr, batch_size=batch_size,
                            for_xnnpack=for_xnnpack, fine_tune_optimizer=fine_tune_optimizer,
                            tensorboard=tensorboard_choice(no_tensorboard),
-                           verbose=verbosity(quiet, no_progress))
+                           wait=not no_wait, verbose=verbosity(quiet, no_progress))
     _print_records(result, json_out, quiet or no_progress)
 
 
@@ -113,13 +117,14 @@ def optimize(
     json_out: Json = False,
     quiet: Quiet = False,
     no_progress: NoProgress = False,
+    no_wait: NoWait = False,
 ):
     """Search int8, QAT and pruned variants for the fastest (or smallest) within --max-drop; writes exports/best.*."""
     verbose = verbosity(quiet, no_progress)
     with stdout_to_stderr(json_out):
         result = api.optimize(run, max_drop=max_drop, objective=objective, runtime=runtime,
                               time_budget=time_budget, threads=threads, resume=resume, model=model,
-                              fine_tune_optimizer=fine_tune_optimizer, verbose=verbose)
+                              fine_tune_optimizer=fine_tune_optimizer, wait=not no_wait, verbose=verbose)
     if json_out:
         emit_json(result)
     if not verbose:  # a verbose search ends with its leaderboard and this line already

@@ -42,6 +42,8 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or 
 NoTensorboard = Annotated[bool, typer.Option("--no-tensorboard", help="Write no TensorBoard logs (RUN/tensorboard/; "
                                                                      "view them with tensorboard --logdir runs/).")]
 NoProgress = Annotated[bool, typer.Option("--no-progress", hidden=True, help="Same as --quiet (older spelling).")]
+NoWait = Annotated[bool, typer.Option("--no-wait", help="If another edgecls command is writing into the run, stop "
+                                                        "at once with its PID instead of waiting for it.")]
 
 
 def tensorboard_choice(no_tensorboard: bool) -> bool | None:

@@ -17,6 +17,7 @@ from edgecls.cli.options import (
     Lr,
     NoProgress,
     NoTensorboard,
+    NoWait,
     Quiet,
     Resume,
     tensorboard_choice,
@@ -62,6 +63,7 @@ def train(
     json_out: Json = False,
     quiet: Quiet = False,
     no_progress: NoProgress = False,
+    no_wait: NoWait = False,
 ):
     """Train a classifier; writes model.keras, metrics, history and plots into the run folder."""
     with stdout_to_stderr(json_out):
@@ -72,7 +74,7 @@ def train(
             augment=not no_augment, patience=patience, reduce_lr_on_plateau=reduce_lr_on_plateau,
             val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, precision=precision,
             mixed_precision=mixed_precision, strategy=strategy, tensorboard=tensorboard_choice(no_tensorboard),
-            resume=resume, force=force, verbose=verbosity(quiet, no_progress))
+            resume=resume, force=force, wait=not no_wait, verbose=verbosity(quiet, no_progress))
     if json_out:
         emit_json(result)
     elif result.metrics:  # empty on the workers of a cluster that are not its chief
@@ -90,6 +92,7 @@ def evaluate(
     json_out: Json = False,
     quiet: Quiet = False,
     no_progress: NoProgress = False,
+    no_wait: NoWait = False,
 ):
     """Top-1/top-5, per-class P/R/F1, confusion matrix, mistakes; ensembles (mean of probabilities) and TTA.
 
@@ -99,7 +102,7 @@ def evaluate(
         raise EdgeclsError(f"--tta-count must be at least 1, got {tta_count}")
     with stdout_to_stderr(json_out):
         result = api.evaluate(runs_or_models, data, out, tta=tta_count if tta_count is not None else tta,
-                              verbose=verbosity(quiet, no_progress))
+                              wait=not no_wait, verbose=verbosity(quiet, no_progress))
     if json_out:
         emit_json(result)
         return

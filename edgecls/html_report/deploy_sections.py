@@ -7,6 +7,7 @@ from pathlib import Path
 
 from edgecls.html_report.reading import Notes, as_float, image_data_uri, mapping, read_json
 from edgecls.run_folder import RunFolder
+from edgecls.sidecar import StaleSidecarError, check_pair
 
 SIDECAR_SCHEMA = "edgecls.sidecar/"
 BENCH_SCHEMA = "edgecls.bench/"
@@ -24,7 +25,14 @@ def variants_section(run: RunFolder, metrics: dict | None, notes: Notes) -> dict
         sidecar = read_json(path, notes)
         if not isinstance(sidecar, dict) or not str(sidecar.get("schema", "")).startswith(SIDECAR_SCHEMA):
             continue
-        rows.append(_variant_row(run, sidecar))
+        row = _variant_row(run, sidecar)
+        if row["exists"]:
+            try:
+                check_pair(run.exports / row["file"], sidecar, path)
+            except StaleSidecarError as err:  # its figures are another file's: shown, flagged, named in the notes
+                notes.add(path, str(err))
+                row["details"].insert(0, "STALE: this sidecar describes other bytes than the file")
+        rows.append(row)
     if not rows:
         return None
     float_top1 = as_float((metrics or {}).get("accuracy"))

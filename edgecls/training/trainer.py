@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 import shutil
@@ -10,13 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecls import run_lock
 from edgecls.config import RunConfig, load_run_config
 from edgecls.errors import EdgeclsError
-from edgecls.fsutil import remove_stale_temps, write_json, write_text
+from edgecls.fsutil import write_json, write_text
 from edgecls.models import get_model_spec, modeling
 from edgecls.models.model_files import load_keras_model
 from edgecls.results import TrainResult
 from edgecls.run_folder import CONFIG, HISTORY, MODEL, STATE, RunFolder
+from edgecls.run_lock import LOCK_FILE
 from edgecls.sidecar import check_outputs_match_labels
 from edgecls.tf import keras, tf
 from edgecls.training.callbacks import (
@@ -83,8 +86,19 @@ def prepare_run_dir(out: Path, *, resume: bool, force: bool) -> None:
                 f"{out} already holds a run ({', '.join(existing)}); use --resume to continue it "
                 "or --force to replace it"
             )
-        shutil.rmtree(out)
+        _empty(out)
     out.mkdir(parents=True, exist_ok=True)
+
+
+def _empty(out: Path) -> None:
+    # The folder itself stays, with its lock file: removing it would free the lock we hold for another writer.
+    for child in out.iterdir():
+        if child.name == LOCK_FILE:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
 
 
 def _never_started(out: Path, config: RunConfig, strategy: str | None) -> bool:
@@ -99,15 +113,15 @@ def seed_everything(seed: int) -> None:
 
 
 def train(config: RunConfig, out_dir, *, resume: bool = False, force: bool = False, verbose: int = 1,
-          strategy: str | None = None) -> TrainResult:
+          strategy: str | None = None, wait: bool = True) -> TrainResult:
     """Train into ``out_dir``. ``strategy`` overrides ``config.train.strategy``, also on --resume:
-    it describes the hardware, not the recipe, and a run may resume on other hardware."""
+    it describes the hardware, not the recipe, and a run may resume on other hardware. The process
+    that writes the run folder (the chief of a cluster) holds its lock (edgecls.run_lock; ``wait``)."""
     out = Path(out_dir)
     if resume and _never_started(out, config, strategy):
         # Killed before its first write (while decoding images, say): nothing to continue, so
         # --resume starts the run its command line describes.
         print(f"note: {out} holds no run yet (stopped before its first epoch); starting it")
-        remove_stale_temps(out)
         resume = False
     if resume:
         if not RunFolder(out).is_run() and not writes_run_folder(strategy):
@@ -116,16 +130,17 @@ def train(config: RunConfig, out_dir, *, resume: bool = False, force: bool = Fal
                                "storage they all share")
         prepare_run_dir(out, resume=True, force=False)  # only checks, so every worker may call it
         config = load_run_config(out)
-        if writes_run_folder(strategy or config.train.strategy):
-            remove_stale_temps(out)  # left by writes a kill interrupted; no one else writes here now
     if strategy is not None:
         config.train.strategy = strategy
     precision = config.train.resolve_precision()
-    if not resume and writes_run_folder(config.train.strategy):
-        prepare_run_dir(out, resume=False, force=force)
-    dist = make_distribution(config.train.strategy)
-    with writable_run_dir(out, dist) as run_dir:
-        return _train(config, out, run_dir, dist, precision, resume=resume, verbose=verbose)
+    writer = writes_run_folder(config.train.strategy)
+    # Held, the lock also clears what writes a kill interrupted: no one else writes here now.
+    with run_lock.writing(out, wait=wait) if writer else contextlib.nullcontext():
+        if not resume and writer:
+            prepare_run_dir(out, resume=False, force=force)
+        dist = make_distribution(config.train.strategy)
+        with writable_run_dir(out, dist) as run_dir:
+            return _train(config, out, run_dir, dist, precision, resume=resume, verbose=verbose)
 
 
 def _train(config: RunConfig, out: Path, run_dir: Path, dist: Distribution, precision: str, *, resume: bool,
