@@ -172,8 +172,8 @@ def check_pair(model_path, sidecar: dict, sidecar_file) -> None:
         return
     if content_sha256(model_path) != recorded:
         raise StaleSidecarError(
-            f"{sidecar_file} is stale: it describes other bytes than {model_path} (sha256 differs; an export was "
-            f"interrupted or one of the two files was replaced); export the model again, or delete "
+            f"{sidecar_file} is stale: it describes other bytes than {model_path} (sha256 differs: the model was "
+            f"damaged or replaced, or an export was interrupted); export the model again, or delete "
             f"{Path(sidecar_file).name} to use the copy inside the model where it has one")
 
 
