@@ -73,3 +73,17 @@ def _any_png(folder):
     path = folder / "red.png"
     Image.fromarray(np.full((32, 32, 3), (220, 40, 40), np.uint8)).save(path)
     return path
+
+
+def test_the_report_flags_an_export_of_another_runs_classes(labelled_run_copy, four_class_model):
+    from edgecls.converters import tflite_convert as convert_module
+
+    foreign = labelled_run_copy / "exports" / "foreign.tflite"
+    foreign.parent.mkdir(exist_ok=True)
+    foreign.write_bytes(convert_module.convert(four_class_model, "float32"))
+    write_sidecar(foreign, build_sidecar(model_file=foreign, fmt="tflite", variant="foreign", labels=list("abcd"),
+                                         architecture="other", img_size=int(four_class_model.input_shape[1]),
+                                         input_dtype="float32", output_kind="probabilities"))
+    html = edgecls.report(labelled_run_copy).read_text(encoding="utf-8")
+    assert "FOREIGN: its outputs are not this run" in html
+    assert "has 4 outputs but" in html and "lists 3 labels" in html

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgecls.errors import ModelFileError
 from edgecls.html_report.reading import Notes, as_float, image_data_uri, mapping, read_json
 from edgecls.run_folder import RunFolder
-from edgecls.sidecar import StaleSidecarError, check_pair
+from edgecls.sidecar import StaleSidecarError, check_outputs_match_labels, check_pair
 
 SIDECAR_SCHEMA = "edgecls.sidecar/"
 BENCH_SCHEMA = "edgecls.bench/"
@@ -21,6 +22,7 @@ def variants_section(run: RunFolder, metrics: dict | None, notes: Notes) -> dict
     if not run.exports.is_dir():
         return None
     rows = []
+    run_labels = _run_labels(run)
     for path in sorted(run.exports.glob("*.json")):
         sidecar = read_json(path, notes)
         if not isinstance(sidecar, dict) or not str(sidecar.get("schema", "")).startswith(SIDECAR_SCHEMA):
@@ -32,6 +34,8 @@ def variants_section(run: RunFolder, metrics: dict | None, notes: Notes) -> dict
             except StaleSidecarError as err:  # its figures are another file's: shown, flagged, named in the notes
                 notes.add(path, str(err))
                 row["details"].insert(0, "STALE: this sidecar describes other bytes than the file")
+            else:
+                _check_labels(run, row, sidecar, run_labels, notes)
         rows.append(row)
     if not rows:
         return None
@@ -44,6 +48,25 @@ def variants_section(run: RunFolder, metrics: dict | None, notes: Notes) -> dict
     rows.sort(key=lambda row: (-(row["size"] or 0), row["variant"]))
     smallest = min((row for row in rows if row["size"]), key=lambda row: row["size"], default=None)
     return {"reference": reference, "rows": rows, "smallest": smallest}
+
+
+def _run_labels(run: RunFolder) -> list[str] | None:
+    if not run.labels.is_file():
+        return None
+    return [line.strip() for line in run.labels.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _check_labels(run: RunFolder, row: dict, sidecar: dict, run_labels, notes: Notes) -> None:
+    """Flag a model that answers for other classes than the run's: its sidecar (checked against its
+    bytes, and against its outputs when it was exported) lists another number of labels."""
+    labels = sidecar.get("labels")
+    if run_labels is None or not isinstance(labels, list):
+        return
+    try:
+        check_outputs_match_labels(len(labels), run_labels, run.exports / row["file"], source=str(run.labels))
+    except ModelFileError as err:
+        notes.add(run.exports / row["file"], str(err))
+        row["details"].insert(0, "FOREIGN: its outputs are not this run's classes")
 
 
 def _variant_row(run: RunFolder, sidecar: dict) -> dict:
