@@ -24,9 +24,10 @@ class UnwritableError(EdgeclsError):
     reason = ""  # what the file system said, without the path
 
 
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
 # What the user's file system says about the user's paths, not bugs of edgecls.
-USER_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC),
-                         errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.ENOTEMPTY})
+USER_ERRNOS = DISK_FULL_ERRNOS | {errno.EACCES, errno.EPERM, errno.EROFS, errno.EEXIST, errno.ENOTDIR, errno.EISDIR,
+                                  errno.ENAMETOOLONG, errno.ENOTEMPTY}
 
 
 def is_user_os_error(err: BaseException) -> bool:
@@ -37,7 +38,7 @@ def unwritable(err: OSError, path=None) -> UnwritableError:
     """The one-line error for an OS error met writing ``path`` (default: the path the error names)."""
     target = os.fspath(path) if path is not None else (err.filename or "")
     reason = err.strerror or type(err).__name__
-    if err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+    if err.errno in DISK_FULL_ERRNOS:
         reason = "no space left on the disk"
     error = UnwritableError(f"cannot write {target}: {reason}" if target else f"cannot write: {reason}")
     error.reason = reason

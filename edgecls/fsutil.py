@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import shutil
@@ -11,10 +10,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from edgecls.errors import UnwritableError, is_user_os_error, unwritable
+from edgecls.errors import DISK_FULL_ERRNOS, UnwritableError, is_user_os_error, unwritable
 
 TEMP_PREFIX = ".tmp-"
-_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 @contextlib.contextmanager
@@ -67,7 +65,7 @@ def user_error(exc: OSError, target: Path) -> Exception:
     if not is_user_os_error(exc):
         return exc
     error = unwritable(exc, target)
-    if exc.errno in _DISK_FULL:
+    if exc.errno in DISK_FULL_ERRNOS:
         error.args = (f"{error.args[0]} (the previous file, if any, is unchanged)",)
     return error
 

@@ -27,9 +27,8 @@ from edgecls.sidecar import SHA_KEY, content_sha256, file_sizes, sidecar_path
 STAGES = ("model-written", "described", "embedded", "sidecar-staged", "model-replaced", "published")
 
 
-def publish(target, write: Callable[[Path], object], describe: Callable[[Path], dict], *,
-            sidecar_target=None) -> tuple[dict, object]:
-    """Write a model to ``target`` with its sidecar, as one publish; returns ``(sidecar, what write returned)``.
+def publish(target, write: Callable[[Path], object], describe: Callable[[Path], dict]) -> dict:
+    """Write a model to ``target`` with its sidecar, as one publish; returns the sidecar as published.
 
     ``write(tmp)`` writes the model at a temporary path whose name ends with ``target``'s (a folder
     already made, for a folder target); ``describe(tmp)`` measures that file and returns its
@@ -39,12 +38,12 @@ def publish(target, write: Callable[[Path], object], describe: Callable[[Path], 
     from edgecls.model_metadata import carries_sidecar, embed_in_file
 
     target = Path(target)
-    json_target = Path(sidecar_target) if sidecar_target else sidecar_path(target)
+    json_target = sidecar_path(target)
     folder = target.is_dir() or not target.suffix  # a SavedModel
     tmp = temp_beside(target, folder=folder)
     json_tmp = None
     try:
-        written = write(tmp)
+        write(tmp)
         reached("model-written")
         sidecar = dict(describe(tmp), model_file=target.name)
         reached("described")
@@ -65,7 +64,7 @@ def publish(target, write: Callable[[Path], object], describe: Callable[[Path], 
         for leftover in (tmp, json_tmp):
             if leftover is not None and leftover.exists():
                 shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink()
-    return sidecar, written
+    return sidecar
 
 
 def finish_interrupted(folder) -> list[Path]:
@@ -112,8 +111,6 @@ def write_sidecar(model_path, sidecar: dict) -> Path:
     model_path = Path(model_path)
     if not model_path.exists():
         return write_json(sidecar_path(model_path), sidecar)
-    import shutil
-
     if model_path.is_dir():
         copy = lambda tmp: shutil.copytree(model_path, tmp, dirs_exist_ok=True)  # noqa: E731
     else:

@@ -153,7 +153,8 @@ def content_sha256(path) -> str:
             with file.open("rb") as handle:
                 for block in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(block)
-        _hashes.clear() if len(_hashes) > 256 else None
+        if len(_hashes) > 256:  # a process reads a handful of models; a search, a few dozen
+            _hashes.clear()
         _hashes[key] = digest.hexdigest()
     return _hashes[key]
 

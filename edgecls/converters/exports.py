@@ -112,7 +112,7 @@ def export_saved_model(ctx: RunContext, *, prefix: str, int8: bool, options: dic
             output_kind="probabilities", batch=None, source_run=ctx.run_dir.resolve(), accuracy=dict(measured),
             extra={"saved_model": {"signature": "serving_default", "input_name": "image", "output_name": "probs"}})
 
-    sidecar, _ = publish(target, lambda tmp: tf.saved_model.save(ctx.model, str(tmp),
+    sidecar = publish(target, lambda tmp: tf.saved_model.save(ctx.model, str(tmp),
                                                                   signatures={"serving_default": signature}),
                          describe_folder)
     return [ExportRecord(variant, target, sidecar["size"], measured["top1"], measured["top5"],

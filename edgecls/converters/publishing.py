@@ -101,7 +101,7 @@ def publish_model(ctx: RunContext, variant: str, suffix: str, write, *, referenc
         return described.sidecar
 
     path = ctx.folder.export(variant, suffix)
-    sidecar, _ = publish(path, write, measure_and_describe)
+    sidecar = publish(path, write, measure_and_describe)
     return ExportRecord(variant, path, sidecar["size"], measured["top1"], measured["top5"], "; ".join(notes))
 
 

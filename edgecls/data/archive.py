@@ -9,7 +9,6 @@ folder beside the destination that is renamed into place only when complete.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import lzma
@@ -25,7 +24,7 @@ import zlib
 from pathlib import Path
 from typing import BinaryIO
 
-from edgecls.errors import DataError
+from edgecls.errors import DISK_FULL_ERRNOS, DataError
 from edgecls.fsutil import write_json
 from edgecls.results import ExtractResult
 
@@ -37,7 +36,6 @@ LINK_REASON = "link (links are never extracted)"
 
 _CHUNK = 1 << 20
 _DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
-_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 # What a damaged or hostile archive makes the readers raise; all of it means "cannot read".
 _READ_ERRORS = (
     tarfile.TarError,
@@ -223,7 +221,7 @@ class _EntryWriter:
         return True
 
     def _write_failed(self, name: str, exc: OSError) -> None:
-        if exc.errno in _DISK_FULL:
+        if exc.errno in DISK_FULL_ERRNOS:
             raise DataError(f"no disk space left to extract {self.archive} beside {self.root.parent}") from None
         self.skip(name, f"cannot write: {exc.strerror or exc}")
 

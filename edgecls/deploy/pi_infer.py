@@ -193,7 +193,7 @@ def read_sidecar(model_path):
             raise UserError("cannot read sidecar %s: %s" % (path, err)) from None
         if not isinstance(data, dict) or "labels" not in data or "input" not in data:
             raise UserError("%s is not an edgecls sidecar (no labels/input)" % path)
-        if data.get("sha256") and _sha256(model_path) != data["sha256"]:  # as edgecls.publish.check_pair
+        if data.get("sha256") and _sha256(model_path) != data["sha256"]:  # as edgecls.sidecar.check_pair
             raise UserError("%s is stale: it describes other bytes than %s (sha256 differs; a copy was cut short or "
                             "one of the two files was replaced); copy both again, or delete %s to use the copy "
                             "inside the model" % (path, model_path, os.path.basename(path)))

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgecls.errors import ModelFileError
+from edgecls.errors import EdgeclsError, ModelFileError
 from edgecls.html_report.reading import Notes, as_float, image_data_uri, mapping, read_json
+from edgecls.models.model_files import read_labels
 from edgecls.run_folder import RunFolder
 from edgecls.sidecar import StaleSidecarError, check_outputs_match_labels, check_pair
 
@@ -51,9 +52,10 @@ def variants_section(run: RunFolder, metrics: dict | None, notes: Notes) -> dict
 
 
 def _run_labels(run: RunFolder) -> list[str] | None:
-    if not run.labels.is_file():
+    try:
+        return read_labels(run)
+    except EdgeclsError:  # no labels.txt, or too few: nothing to check exports against
         return None
-    return [line.strip() for line in run.labels.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def _check_labels(run: RunFolder, row: dict, sidecar: dict, run_labels, notes: Notes) -> None:

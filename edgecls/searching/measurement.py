@@ -114,7 +114,7 @@ class Measurer:
             sidecar, built["described"] = _describe(self.ctx, candidate, tmp, accuracy, built["extra"])
             return sidecar
 
-        sidecar, _ = publish(path, write, measure)
+        sidecar = publish(path, write, measure)
         state.val_probs[candidate.variant] = built["val_probs"]
         val, test, described, size = built["val"], built["test"], built["described"], sidecar["size"]
         build_seconds = built["seconds"]

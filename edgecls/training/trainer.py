@@ -19,7 +19,6 @@ from edgecls.models import get_model_spec, modeling
 from edgecls.models.model_files import load_keras_model
 from edgecls.results import TrainResult
 from edgecls.run_folder import CONFIG, HISTORY, MODEL, STATE, RunFolder
-from edgecls.run_lock import LOCK_FILE
 from edgecls.sidecar import check_outputs_match_labels
 from edgecls.tf import keras, tf
 from edgecls.training.callbacks import (
@@ -93,7 +92,7 @@ def prepare_run_dir(out: Path, *, resume: bool, force: bool) -> None:
 def _empty(out: Path) -> None:
     # The folder itself stays, with its lock file: removing it would free the lock we hold for another writer.
     for child in out.iterdir():
-        if child.name == LOCK_FILE:
+        if child.name == run_lock.LOCK_FILE:
             continue
         if child.is_dir() and not child.is_symlink():
             shutil.rmtree(child)
