@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -77,7 +78,8 @@ def device_python(folder: Path, home: Path, name: str = "python3") -> Path:
         (blocked / module / "__init__.py").write_text(f"raise ImportError('blocked on the device: {module}')\n")
     folder.mkdir(parents=True, exist_ok=True)
     wrapper = folder / name
-    wrapper.write_text(f"#!/bin/sh\nHOME='{home}' PYTHONPATH='{blocked}' exec '{sys.executable}' \"$@\"\n")
+    wrapper.write_text(f"#!/bin/sh\nHOME={shlex.quote(str(home))} PYTHONPATH={shlex.quote(str(blocked))} "
+                       f"exec {shlex.quote(sys.executable)} \"$@\"\n")
     wrapper.chmod(0o755)
     return wrapper
 

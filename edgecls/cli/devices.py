@@ -15,7 +15,10 @@ app = typer.Typer(help="The device a model will run on, reached over ssh (check 
 @app.command("check")
 def check(device: DeviceArg, device_python: DevicePython = "python3", ssh_config: SshConfig = None,
           json_out: Json = False):
-    """Machine, CPU and the features that decide int8/fp16 kernels, cores, memory, Python and runtimes of DEVICE."""
+    """Check DEVICE: its CPU and the features that pick int8/fp16 kernels, memory, Python, runtimes.
+
+    Nothing is installed there: each missing runtime is one line with the pip install to run there.
+    """
     result = api.check_device(device, device_python=device_python, ssh_config=ssh_config)
     if json_out:
         notes(result.missing)
