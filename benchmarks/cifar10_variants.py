@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import edgecls  # noqa: E402
 from edgecls.benchmarking.harness import machine_info  # noqa: E402
 from edgecls.deploy.litert import ready_invoke  # noqa: E402
+from edgecls.devices.machine_probe import host_description  # noqa: E402
 from edgecls.progress import progress_bar  # noqa: E402
 from edgecls.run_folder import RunFolder  # noqa: E402
 from edgecls.sidecar import file_sizes, tool_versions  # noqa: E402
@@ -226,12 +227,10 @@ def describe(run: Path) -> dict:
 
 
 def cpu() -> dict:
-    """The CPU model and the vector-instruction flags TFLite's kernels pick from (lscpu's flags)."""
-    info = Path("/proc/cpuinfo")
-    text = info.read_text(errors="replace") if info.is_file() else ""
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    vector = [f for f in flags if f.startswith(("avx", "fma", "f16c", "sse4", "amx")) or "vnni" in f]
-    return {"cpu": machine_info()["cpu"], "cores": os.cpu_count(), "vector_flags": vector}
+    """The CPU model and the vector-instruction flags TFLite's kernels pick from (the probe's flags)."""
+    described = host_description()
+    vector = [f for f in described["cpu_flags"] if f.startswith(("avx", "fma", "f16c", "sse4", "amx")) or "vnni" in f]
+    return {"cpu": described["cpu"], "cores": described["cores"], "vector_flags": vector}
 
 
 def previous_entry(out: Path, run_name: str) -> dict:

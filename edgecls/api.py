@@ -34,6 +34,7 @@ from edgecls.errors import EdgeclsError
 from edgecls.fsutil import check_writable_folder
 from edgecls.results import (
     BundleResult,
+    DeviceCheckResult,
     EvaluateResult,
     ExportRecord,
     GradcamResult,
@@ -45,7 +46,7 @@ from edgecls.results import (
 from edgecls.training.fine_tune import DEFAULT_OPTIMIZER as DEFAULT_FINE_TUNE_OPTIMIZER
 
 __all__ = ["train", "evaluate", "quantize", "prune", "export", "optimize", "predict", "bench", "bundle", "gradcam",
-           "report", "list_models"]
+           "report", "list_models", "check_device"]
 
 
 
@@ -345,7 +346,8 @@ def predict(model, images, *, top_k: int = 5, threads: int = 1) -> Records:
 
 def bench(models=(), *, data=None, runtime: str = "all", threads: int = 1, runs: int = 50, rounds: int = 5,
           warmup: int = 10, e2e_images: int = 50, reference=None, imports=(), json_out=None, csv_out=None,
-          png_out=None, parity: bool | None = None, verbose: int = 1) -> Records:
+          png_out=None, parity: bool | None = None, verbose: int = 1, device=None, device_python: str = "python3",
+          device_images: int = 500, ssh_config=None, device_timeout: float = 1800) -> Records:
     """Benchmark models: latency (p50/p90/p99 over rounds), load time, memory, size, top-1/top-5 and agreement.
 
     ``models`` are model files and/or run folders (model.keras + exports/); each runs in every
@@ -354,6 +356,15 @@ def bench(models=(), *, data=None, runtime: str = "all", threads: int = 1, runs:
     ``imports`` adds device rows written by ``pi_infer.py --bench``. Returns one JSON-ready
     record per (model, runtime) — exactly the records of the bench JSON file — and writes
     ``json_out``, ``csv_out`` and ``png_out`` (default: beside the JSON or CSV) when given.
+    Every record's ``where`` says where it was measured: ``on`` (``host`` or the device), the CPU
+    model and its SIMD flags.
+
+    With ``device`` (``ssh://[user@]host[:port]`` or an ssh alias) the .tflite models are timed
+    on that device instead, through the system's ssh (``ssh_config``: a config file for ``ssh -F``;
+    ``device_python``: the Python there, default ``python3``): each model and ``pi_infer.py`` are
+    copied once into ``~/.cache/edgecls/device`` there (named by content hash), timed interleaved,
+    and with ``data`` up to ``device_images`` test images are copied once and top-1 is measured
+    there. A remote command running longer than ``device_timeout`` seconds is killed there.
 
     Example::
 
@@ -361,19 +372,57 @@ def bench(models=(), *, data=None, runtime: str = "all", threads: int = 1, runs:
         ...                         runtime="tflite", threads=1)  # doctest: +SKIP
         >>> records[0]["latency_ms"]["p50"], records[0]["accuracy"]  # doctest: +SKIP
         (0.41, 0.82)
+        >>> pi = edgecls.bench(["runs/flowers"], data="data/flowers/test", device="ssh://pi@raspberrypi.local",
+        ...                    threads=4)  # doctest: +SKIP
+        >>> pi[0]["where"]["cpu"], pi[0]["latency_ms"]["p50"]  # doctest: +SKIP
+        ('Cortex-A72', 4.9)
     """
     from edgecls.benchmarking.bench_files import write_report
-    from edgecls.benchmarking.harness import bench as run_bench
 
     targets = _paths(models)
-    result = run_bench(targets, data=data, runtime=runtime, threads=threads, runs=runs, rounds=rounds, warmup=warmup,
-                       e2e_images=e2e_images, reference=reference, imports=_paths(imports),
-                       progress=bool(verbose) and sys.stderr.isatty(), parity=parity)
+    if device is not None:
+        from edgecls.benchmarking.device_bench import bench_on_device
+        from edgecls.benchmarking.device_rows import read_device_records
+
+        if not targets:
+            raise EdgeclsError("give a MODEL (a .tflite file or a run folder) to benchmark on the device")
+        if runtime not in ("all", "tflite"):
+            raise EdgeclsError(f"--device runs .tflite models (pi_infer.py), not --runtime {runtime}")
+        result = bench_on_device(targets, device=device, data=data, threads=threads, runs=runs, rounds=rounds,
+                                 warmup=warmup, e2e_images=e2e_images, device_images=device_images,
+                                 python=device_python, ssh_config=ssh_config, timeout=device_timeout)
+        result.extend(record for path in _paths(imports) for record in read_device_records(path))
+    else:
+        from edgecls.benchmarking.harness import bench as run_bench
+
+        result = run_bench(targets, data=data, runtime=runtime, threads=threads, runs=runs, rounds=rounds,
+                           warmup=warmup, e2e_images=e2e_images, reference=reference, imports=_paths(imports),
+                           progress=bool(verbose) and sys.stderr.isatty(), parity=parity)
     if png_out is None and (json_out or csv_out):
         png_out = Path(json_out or csv_out).with_suffix(".png")
     result.files = write_report(list(result), json_path=json_out, csv_path=csv_out, png_path=png_out)
     _refresh_report(*targets)
     return result
+
+
+def check_device(device, *, device_python: str = "python3", ssh_config=None) -> DeviceCheckResult:
+    """What a device is and has: machine, CPU model and the features that decide kernels, cores, memory,
+    Python and the installed runtimes, through the system's ssh (``edgecls device check``).
+
+    ``device`` is ``ssh://[user@]host[:port]`` or a host alias of ``~/.ssh/config`` (``ssh_config``:
+    another config file, as ``ssh -F``); ``device_python`` the Python to probe with. Nothing is
+    installed there: ``missing`` holds one line per missing piece with the exact ``pip install``.
+    An unknown host key, a refused login or an unreachable device is a one-line error.
+
+    Example::
+
+        >>> result = edgecls.check_device("ssh://pi@raspberrypi.local")  # doctest: +SKIP
+        >>> result.machine, result.cpu, result.features["asimddp"], result.missing  # doctest: +SKIP
+        ('aarch64', 'Cortex-A72', False, [])
+    """
+    from edgecls.devices.readiness import check_device as run_check
+
+    return run_check(device, python=device_python, ssh_config=ssh_config)
 
 
 def bundle(run, out, *, target: str = "pi", model=None, force: bool = False) -> BundleResult:

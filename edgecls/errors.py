@@ -53,3 +53,12 @@ def first_line(err: BaseException, limit: int = 200) -> str:
     """
     lines = str(err).strip().splitlines()
     return (lines[0].strip() if lines else type(err).__name__)[:limit]
+
+
+class DeviceError(EdgeclsError):
+    """The device given with ``--device`` cannot be used: unreachable, an unknown host key, a refused
+    login, a missing runtime there, or a command there that failed or ran out of time."""
+
+
+class DeviceLostError(DeviceError):
+    """The connection to the device dropped while a command ran there (a search can go on with --resume)."""

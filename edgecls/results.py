@@ -13,7 +13,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BundleResult", "DemoResult", "EvaluateResult", "ExportRecord", "ExtractResult", "GradcamResult", "OptimizeResult",
+__all__ = ["BundleResult", "DemoResult", "DeviceCheckResult", "EvaluateResult", "ExportRecord", "ExtractResult", "GradcamResult", "OptimizeResult",
            "PruneResult", "Records", "TrainResult", "jsonable"]
 
 
@@ -197,6 +197,67 @@ class ExtractResult:
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict:
+        return jsonable(dataclasses.asdict(self))
+
+
+@dataclasses.dataclass
+class DeviceCheckResult:
+    """What ``edgecls device check`` found on a device (``edgecls.check_device``).
+
+    ``machine`` is ``uname -m``; ``cpu`` the processor model (an Arm core's name from its part
+    number) and ``board`` the device-tree model (a Pi's name); ``features`` says, per instruction
+    set that decides XNNPACK's kernels (x86: avx2, avx512f, avx512_vnni, avx_vnni, amx_*; Arm: asimd,
+    asimddp, fphp/asimdhp, i8mm, ...), whether the CPU has it; ``cpu_flags`` lists every SIMD flag it
+    reports. ``runtimes`` maps ai-edge-litert, tflite-runtime, onnxruntime, numpy and pillow to their
+    installed versions (None: not installed); ``missing`` holds one line per missing piece with the
+    exact ``pip install`` to run on the device (nothing is installed there by edgecls); ``cache``
+    is edgecls' folder on the device.
+
+    Example::
+
+        >>> result = edgecls.check_device("ssh://pi@raspberrypi.local")  # doctest: +SKIP
+        >>> result.machine, result.cpu, result.features["asimddp"]  # doctest: +SKIP
+        ('aarch64', 'Cortex-A72', False)
+    """
+
+    device: str
+    machine: str
+    cpu: str | None
+    board: str | None
+    features: dict
+    cpu_flags: list
+    cores: int | None
+    memory_mb: int | None
+    python: str
+    python_executable: str
+    runtimes: dict
+    missing: list
+    cache: str
+    host: str | None = None
+    system: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        """True when a TFLite model can be benchmarked there (a TFLite runtime, numpy and pillow)."""
+        return not any(line.startswith("needed") for line in self.missing)
+
+    def lines(self) -> list[str]:
+        """The console report, one fact per line."""
+        have = [name for name, present in self.features.items() if present]
+        lack = [name for name, present in self.features.items() if not present]
+        memory = f"{self.memory_mb / 1024:.1f} GB" if self.memory_mb else "unknown"
+        runtimes = ", ".join(f"{name} {version or '-'}" for name, version in self.runtimes.items())
+        return [f"device   {self.device} ({self.host or '?'}, {self.system or '?'} {self.machine})",
+                f"cpu      {self.cpu or 'unknown'}" + (f" on {self.board}" if self.board else ""),
+                f"has      {' '.join(have) or 'none of the kernel-deciding features'}",
+                f"lacks    {' '.join(lack) or 'nothing edgecls looks for'}",
+                f"cores    {self.cores or '?'}, memory {memory}",
+                f"python   {self.python} ({self.python_executable})",
+                f"runtimes {runtimes}",
+                f"cache    {self.cache}"]
+
+    def to_dict(self) -> dict:
+        """The ``edgecls device check --json`` record."""
         return jsonable(dataclasses.asdict(self))
 
 

@@ -22,7 +22,9 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / "edgecls"
 CORE_MODULES = {"errors", "faults", "fsutil", "publish", "tf", "sidecar", "model_metadata", "config", "configs", "metrics", "progress",
                 "timing", "run_folder", "formats", "run_lock", "results"}
 API_MODULES = {"__init__", "api", "demo"}
-LAYERS = ["core", "data", "models", "deploy", "training", "converters", "compression", "searching", "insight|benchmarking",
+# devices sits on deploy (it runs deploy's pi_infer.py on the device) and below searching, so optimize can time
+# candidates there; like deploy it needs no TensorFlow.
+LAYERS = ["core", "data", "models", "deploy", "devices", "training", "converters", "compression", "searching", "insight|benchmarking",
           "html_report", "api", "cli"]
 SIBLINGS_THAT_NEVER_MEET = {"insight", "benchmarking"}
 TENSORFLOW_ROOTS = {"tensorflow", "tf_keras", "keras"}
@@ -232,7 +234,7 @@ def test_the_import_reader_sees_every_kind_of_import():
     assert _imports_of(source) == ["edgecls.benchmarking.timing", "edgecls.errors", "edgecls", "edgecls.models.registry",
                                    "edgecls.deploy.runtimes", "edgecls.insight.grad_cam"]
     assert layer_of("edgecls.models._probe") == (2, "models")
-    assert layer_of("edgecls.cli.report") == (11, "cli") and layer_of("edgecls.deploy.cli_commands")[1] == "deploy"
+    assert layer_of("edgecls.cli.report") == (LAYERS.index("cli"), "cli") and layer_of("edgecls.deploy.cli_commands")[1] == "deploy"
     assert layer_of("edgecls.benchmarking.harness") == layer_of("edgecls.insight.tta")
     assert strongly_connected({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
@@ -288,7 +290,8 @@ def test_the_blocker_really_blocks_tensorflow():
     assert done.returncode != 0 and "blocked in this test" in done.stderr
 
 
-@pytest.mark.parametrize("module", ["edgecls", "edgecls.results", "edgecls.deploy.runtimes", "edgecls.deploy.prediction"])
+@pytest.mark.parametrize("module", ["edgecls", "edgecls.results", "edgecls.deploy.runtimes", "edgecls.deploy.prediction",
+                                    "edgecls.devices.session", "edgecls.devices.readiness"])
 def test_importing_the_light_modules_does_not_load_tensorflow(module):
     done = subprocess.run([sys.executable, "-c", BLOCK_TENSORFLOW + f"import {module}\n"], capture_output=True,
                           text=True, timeout=60)

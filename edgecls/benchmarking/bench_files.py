@@ -9,7 +9,8 @@ from pathlib import Path
 from edgecls.fsutil import atomic_path, write_json, write_text
 
 CSV_COLUMNS = (
-    "name", "model", "variant", "format", "runtime", "backend", "role", "source", "machine", "host", "cpu",
+    "name", "model", "variant", "format", "runtime", "backend", "role", "source", "where", "machine", "host", "cpu",
+    "cpu_flags",
     "python", "threads", "input_size", "batch", "size_bytes", "load_ms", "peak_rss_mb", "rss_growth_mb",
     "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_mean_ms", "latency_min_ms",
     "rounds", "runs_per_round", "warmup", "round_medians_ms", "round_spread_pct", "throughput_ips",
@@ -30,6 +31,8 @@ def flatten(record: dict) -> dict:
                 "round_medians_ms": ";".join(f"{m:.4f}" for m in rounds.get("medians_ms") or [])})
     if record.get("input_size"):
         row["input_size"] = "x".join(str(v) for v in record["input_size"])
+    where = record.get("where") or {}
+    row["where"], row["cpu_flags"] = where.get("on"), " ".join(where.get("cpu_flags") or []) or None
     return {key: row.get(key) for key in CSV_COLUMNS}
 
 
@@ -69,7 +72,8 @@ def table(records, title: str | None = None):
         grid.add_column(name, justify="right", no_wrap=True)
     for r in records:
         latency = r.get("latency_ms") or {}
-        where = ("device " if r.get("source") == "device" else "") + str(r.get("machine") or "")
+        on = (r.get("where") or {}).get("on") or ("device" if r.get("source") == "device" else "")
+        where = f"{on} {r.get('machine') or ''}"
         grid.add_row(
             str(r.get("name") or r.get("model")), str(r.get("runtime")), where.strip() or "–",
             str(r.get("threads", "–")), _ms(latency.get("p50")), _ms(latency.get("p90")), _ms(latency.get("p99")),

@@ -38,6 +38,9 @@ def read_device_records(path) -> list[dict]:
         record = dict(record)
         record.setdefault("source", "device")
         record.setdefault("name", Path(str(record["model"])).name)
+        record.setdefault("where", {"on": f"device (imported from {path.name})", "host": record.get("host"),
+                                    "machine": record.get("machine"), "cpu": record.get("cpu"), "board": None,
+                                    "cpu_flags": None, "cores": None})
         record["imported_from"] = str(path)
         checked.append(record)
     return checked

@@ -17,7 +17,6 @@ import functools
 import gc
 import json
 import os
-import platform
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from edgecls.benchmarking.targets import Target, reference_for, resolve_targets
 from edgecls.benchmarking.timing import current_rss_mb, latency_fields, peak_rss_mb, reset_peak_rss
 from edgecls.data.images import load_image_array
 from edgecls.deploy.runtimes import open_model
+from edgecls.devices.machine_probe import host_description, host_where
 from edgecls.errors import DataError, EdgeclsError
 from edgecls.metrics import top1_accuracy, top_k_or_none
 from edgecls.progress import PhasedProgress
@@ -74,7 +74,7 @@ def bench(models=(), *, data=None, runtime: str = "all", threads: int = 1, runs:
     targets = resolve_targets(models, runtime)
     if data is None:
         raise EdgeclsError("give --data DIR (class folders, or a dataset with a test/ folder) to measure accuracy on")
-    dataset = _find_test_images(data)
+    dataset = find_test_images(data)
     if parity is None:
         parity = runtime in ("all", "keras") or reference is not None
 
@@ -97,7 +97,8 @@ def bench(models=(), *, data=None, runtime: str = "all", threads: int = 1, runs:
     return Records(host_rows + records, notes=notes)
 
 
-def _find_test_images(data) -> _Data:
+def find_test_images(data) -> _Data:
+    """The test split of ``data`` (a dataset with test/, or class folders taken whole): paths, labels, classes."""
     from edgecls.data.layout import find_dataset
 
     found = find_dataset(data, fractions=TEST_ONLY)
@@ -150,7 +151,7 @@ def _bench_row(target: Target, dataset: _Data, threads, runs, rounds, warmup, e2
                                 warmup=warmup, advance=bar.advance)["invoke"]
 
     bar.phase("end-to-end")
-    sample = _spread_sample(split.paths, e2e_images)
+    sample = spread_sample(split.paths, e2e_images)
     pre_ns, e2e_ns = _end_to_end(model, sample, bar.advance)
 
     peak = peak_rss_mb()
@@ -168,6 +169,7 @@ def _bench_row(target: Target, dataset: _Data, threads, runs, rounds, warmup, e2
         "role": "reference" if target.is_reference else "export",
         "source": "host",
         **machine_info(),
+        "where": host_where(),
         "threads": int(threads),
         "input_size": list(model.input_size),
         "batch": 1,
@@ -243,7 +245,8 @@ def _predict_all(model, images, advance, chunk: int = 64) -> np.ndarray:
     return np.concatenate(outputs)
 
 
-def _spread_sample(paths, count: int) -> list[str]:
+def spread_sample(paths, count: int) -> list:
+    """``count`` items spread evenly over ``paths`` (all of them when there are no more)."""
     if count >= len(paths):
         return list(paths)
     return [paths[i] for i in np.linspace(0, len(paths) - 1, count).round().astype(int)]
@@ -302,20 +305,8 @@ def display_name(path) -> str:
 
 
 def machine_info() -> dict:
-    """Where a measurement was made: machine type, host name, CPU model and Python version."""
-    return {"machine": platform.machine(), "host": platform.node(), "cpu": _cpu_name(),
-            "python": platform.python_version()}
-
-
-def _cpu_name() -> str | None:
-    for source, key in (("/proc/device-tree/model", None), ("/proc/cpuinfo", "model name")):
-        try:
-            text = Path(source).read_text(errors="replace")
-        except OSError:
-            continue
-        if key is None:
-            return text.strip("\x00\n ") or None
-        for line in text.splitlines():
-            if line.startswith(key):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or None
+    """Where a measurement was made: machine type, host name, CPU model and Python version
+    (:func:`edgecls.devices.machine_probe.describe`, the probe a device runs too)."""
+    described = host_description()
+    return {"machine": described["machine"], "host": described["host"], "cpu": described["cpu"],
+            "python": described["python"]}

@@ -14,7 +14,7 @@ import traceback
 
 import typer
 
-from edgecls.cli import deploying, insight, optimizing, training
+from edgecls.cli import deploying, devices, insight, optimizing, training
 from edgecls.errors import EdgeclsError, is_user_os_error, unwritable
 
 app = typer.Typer(
@@ -36,6 +36,7 @@ COMMANDS = (
 )
 for _name, _command in COMMANDS:
     app.command(_name)(_command)
+app.add_typer(devices.app, name="device")
 
 
 @app.callback()

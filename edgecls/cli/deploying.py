@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from edgecls import api, formats
-from edgecls.cli.options import Data, Force, Json, Model, NoProgress, Quiet, Threads, verbosity
+from edgecls.cli.options import Data, DevicePython, Force, Json, Model, NoProgress, Quiet, SshConfig, Threads, verbosity
 from edgecls.cli.output import emit_json, notes, stdout_to_stderr, wide_console
 
 
@@ -55,6 +55,14 @@ def bench(
     png_path: Path | None = typer.Option(None, "--png",
                                             help="Accuracy-vs-latency plot (default: beside --json-out/--csv)."),
     imports: list[Path] | None = typer.Option(None, "--import", help="Device rows from pi_infer.py --bench."),
+    device: str | None = typer.Option(None, "--device", help="Time the .tflite models on this device instead: "
+                                                             "ssh://[user@]host[:port] or an ssh alias."),
+    device_python: DevicePython = "python3",
+    device_images: int = typer.Option(500, "--device-images", help="--device with --data: test images copied "
+                                                                   "there (once) to measure top-1 on."),
+    device_timeout: float = typer.Option(1800, "--device-timeout", help="--device: seconds the timing may run "
+                                                                        "there before it is killed."),
+    ssh_config: SshConfig = None,
     quiet: Quiet = False,
     no_progress: NoProgress = False,
 ):
@@ -65,7 +73,8 @@ def bench(
         records = api.bench(models or [], data=data, runtime=runtime, threads=threads, runs=runs, rounds=rounds,
                             warmup=warmup, e2e_images=e2e_images, reference=reference, imports=imports or [],
                             json_out=json_path, csv_out=csv_path, png_out=png_path,
-                            verbose=verbosity(quiet, no_progress))
+                            verbose=verbosity(quiet, no_progress), device=device, device_python=device_python,
+                            device_images=device_images, ssh_config=ssh_config, device_timeout=device_timeout)
     notes(records.notes)
     grid = table(records, title="edgecls bench: batch 1; p50/p90/p99 = model invocation alone")
     # With --json the table is for the person watching: stderr, beside the progress.

@@ -31,28 +31,37 @@ Conventions shared by every command:
 
 
 def commands() -> list[tuple[str, object]]:
-    """(name, click command) for every command of the real app, in ``edgecls --help`` order."""
+    """(name, click command) for every command of the real app, in ``edgecls --help`` order; a group's
+    commands follow it as ``"group command"`` (``device check``)."""
     import typer
 
     from edgecls.cli import app
 
     group = typer.main.get_command(app)
     ctx = _context(group, "edgecls")
-    return [(name, group.get_command(ctx, name)) for name in group.list_commands(ctx)]
+    found = []
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        found.append((name, command))
+        if hasattr(command, "list_commands"):
+            sub = _context(command, name, parent=ctx)
+            found += [(f"{name} {child}", command.get_command(sub, child)) for child in command.list_commands(sub)]
+    return found
 
 
 def help_text(name: str | None = None) -> str:
-    """``edgecls --help`` (``name`` None) or ``edgecls NAME --help``, at the fixed width."""
+    """``edgecls --help`` (``name`` None) or ``edgecls NAME --help`` (``NAME`` may be ``group command``), at the
+    fixed width."""
     import typer
 
     from edgecls.cli import app
 
-    group = typer.main.get_command(app)
-    root = _context(group, "edgecls")
-    if name is None:
-        return group.get_help(root)
-    command = group.get_command(root, name)
-    return command.get_help(_context(command, name, parent=root))
+    command = typer.main.get_command(app)
+    ctx = _context(command, "edgecls")
+    for part in (name or "").split():
+        command = command.get_command(ctx, part)
+        ctx = _context(command, part, parent=ctx)
+    return command.get_help(ctx)
 
 
 def _context(command, name: str, parent=None):

@@ -41,6 +41,12 @@ Json = Annotated[bool, typer.Option("--json", help="Print JSON records on stdout
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or logs.")]
 NoTensorboard = Annotated[bool, typer.Option("--no-tensorboard", help="Write no TensorBoard logs (RUN/tensorboard/; "
                                                                      "view them with tensorboard --logdir runs/).")]
+DeviceArg = Annotated[str, typer.Argument(metavar="DEVICE", help="ssh://[user@]host[:port] or a host alias from "
+                                                                  "~/.ssh/config (reached with your ssh and keys).")]
+DevicePython = Annotated[str, typer.Option("--device-python", help="The Python to run on the device (e.g. a venv's "
+                                                                   "bin/python).")]
+SshConfig = Annotated[Path | None, typer.Option("--ssh-config", help="An ssh config file to use instead of "
+                                                                      "~/.ssh/config (ssh -F).")]
 NoProgress = Annotated[bool, typer.Option("--no-progress", hidden=True, help="Same as --quiet (older spelling).")]
 NoWait = Annotated[bool, typer.Option("--no-wait", help="If another edgecls command is writing into the run, stop "
                                                         "at once with its PID instead of waiting for it.")]

@@ -417,27 +417,45 @@ def _device_name():
     return platform.processor() or None
 
 
-def bench(model, files, runs, rounds, warmup, e2e_images):
-    """Latency of set_tensor + invoke + get_tensor alone on a prepared image, as edgecls bench measures it."""
+def bench(models, files, runs, rounds, warmup, e2e_images):
+    """Latency of set_tensor + invoke + get_tensor alone on a prepared image, as edgecls bench measures it.
+
+    Several models are timed interleaved, round by round (as edgecls times candidates), so drift
+    on the machine hits them alike; one record per model, in the order given.
+    """
+    if isinstance(models, Model):
+        models = [models]
     if runs < 1:
         raise UserError("--bench needs at least one run")
     rounds = max(1, min(rounds, runs))
     per_round = runs // rounds
-    arrays, kept, bad = _load_all(files, model)
-    if not kept:
+    by_size = {}  # models of one input size share the decoded images
+    for model in models:
+        if (model.height, model.width) not in by_size:
+            by_size[(model.height, model.width)] = _load_all(files, model)
+    loaded = [by_size[(model.height, model.width)] for model in models]
+    if not loaded[0][1]:
         raise UserError("no usable image to benchmark with")
-    prepared = model.prepare(arrays[0])
-    for _ in range(warmup):
-        model.invoke(prepared)
+    prepared = [model.prepare(arrays[0]) for model, (arrays, _, _) in zip(models, loaded)]
+    for model, one in zip(models, prepared):
+        for _ in range(warmup):
+            model.invoke(one)
     clock = time.perf_counter_ns
-    samples, medians = [], []
+    samples, medians = [[] for _ in models], [[] for _ in models]
     for _ in range(rounds):
-        start = len(samples)
-        for _ in range(per_round):
-            t0 = clock()
-            model.invoke(prepared)
-            samples.append(clock() - t0)
-        medians.append(float(np.median(samples[start:])) / 1e6)
+        for model, one, mine, middles in zip(models, prepared, samples, medians):
+            start = len(mine)
+            for _ in range(per_round):
+                t0 = clock()
+                model.invoke(one)
+                mine.append(clock() - t0)
+            middles.append(float(np.median(mine[start:])) / 1e6)
+    return [_bench_record(model, found, mine, middles, warmup, e2e_images)
+            for model, found, mine, middles in zip(models, loaded, samples, medians)]
+
+
+def _end_to_end(model, kept, e2e_images):
+    clock = time.perf_counter_ns
     pre, total = [], []
     step = max(1, len(kept) // max(1, e2e_images)) if e2e_images else 0
     for name in (kept[::step][:e2e_images] if step else []):
@@ -447,6 +465,12 @@ def bench(model, files, runs, rounds, warmup, e2e_images):
         int(model.finish(model.invoke(prep)).argmax())
         pre.append(t1 - t0)
         total.append(clock() - t0)
+    return pre, total
+
+
+def _bench_record(model, loaded, samples, medians, warmup, e2e_images):
+    arrays, kept, bad = loaded
+    pre, total = _end_to_end(model, kept, e2e_images)
     accuracy, top5 = _folder_accuracy(model, arrays, kept)
     middle = float(np.median(medians))
     source_run = (model.sidecar or {}).get("source_run")
@@ -475,7 +499,8 @@ def bench(model, files, runs, rounds, warmup, e2e_images):
         "peak_rss_mb": maxrss / (1024 * 1024) if sys.platform == "darwin" else maxrss / 1024,
         "rss_growth_mb": None,
         "latency_ms": _percentiles(samples),
-        "rounds": {"count": rounds, "runs_per_round": per_round, "warmup": warmup, "medians_ms": medians,
+        "rounds": {"count": len(medians), "runs_per_round": len(samples) // max(1, len(medians)), "warmup": warmup,
+                   "medians_ms": medians,
                    "spread_pct": (max(medians) - min(medians)) / middle * 100 if middle > 0 else 0.0},
         "throughput_ips": float(1e9 / np.mean(samples)),
         "preprocess_ms": _percentiles(pre),
@@ -562,7 +587,9 @@ def parse_args(argv):
     parser.add_argument("--warmup", type=int, default=10, help="--bench: untimed runs first")
     parser.add_argument("--e2e-images", type=int, default=50, help="--bench: files timed end to end")
     parser.add_argument("--bench-json", default="pi_bench.json",
-                        help="--bench output, read back with `edgecls bench --import FILE`")
+                        help="--bench output, read back with `edgecls bench --import FILE` (- : stdout)")
+    parser.add_argument("--compare", action="append", default=[], metavar="MODEL",
+                        help="--bench: another .tflite model timed interleaved with the first (repeatable)")
     args = parser.parse_args(argv)
     if args.model is None or _looks_like_input(args.model):
         # `python pi_infer.py photo.jpg` in a bundle: the first argument is an input, the model is ours.
@@ -573,6 +600,8 @@ def parse_args(argv):
         raise UserError("--top-k and --threads must be at least 1; --camera and --bench at least 0")
     if not args.inputs and not args.camera:
         raise UserError("give image files or folders, or --camera N")
+    if args.compare and not args.bench:
+        raise UserError("--compare needs --bench N")
     return args
 
 
@@ -581,15 +610,7 @@ def run(argv=None):
     files = expand_inputs(args.inputs) if args.inputs else []
     model = Model(args.model, threads=args.threads)
     if args.bench:
-        if not files:
-            raise UserError("--bench needs image files or folders to time")
-        record = bench(model, files, args.bench, args.rounds, args.warmup, args.e2e_images)
-        _write_json_atomically(args.bench_json, [record])
-        lat = record["latency_ms"]
-        print("%s: p50 %.3f ms, p90 %.3f ms, p99 %.3f ms (%d threads, %s) -> %s"
-              % (record["name"], lat["p50"], lat["p90"], lat["p99"], model.threads, record["backend"],
-                 args.bench_json), file=sys.stderr)
-        return 0
+        return _run_bench(args, model, files)
     records, bad = [], []
     for name in files:
         try:
@@ -613,6 +634,23 @@ def run(argv=None):
         raise UserError("no usable image: %s: %s" % bad[0] if bad else "nothing to classify")
     if args.json:
         print(json.dumps(records, indent=2))
+    return 0
+
+
+def _run_bench(args, model, files):
+    if not files:
+        raise UserError("--bench needs image files or folders to time")
+    models = [model] + [Model(path, threads=args.threads) for path in args.compare]
+    records = bench(models, files, args.bench, args.rounds, args.warmup, args.e2e_images)
+    if args.bench_json == "-":
+        print(json.dumps(records))
+    else:
+        _write_json_atomically(args.bench_json, records)
+    for record in records:
+        lat = record["latency_ms"]
+        print("%s: p50 %.3f ms, p90 %.3f ms, p99 %.3f ms (%d threads, %s) -> %s"
+              % (record["name"], lat["p50"], lat["p90"], lat["p99"], model.threads, record["backend"],
+                 "stdout" if args.bench_json == "-" else args.bench_json), file=sys.stderr)
     return 0
 
 
