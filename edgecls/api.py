@@ -282,8 +282,8 @@ def _record_on_disk(path: Path, notes: str = "") -> ExportRecord:
 
 def optimize(run, *, max_drop: float = 0.5, objective: str = "latency", runtime: str = "tflite",
              time_budget: float | str | None = None, threads: int = 1, resume: bool = False, model=None,
-             fine_tune_optimizer: str = DEFAULT_FINE_TUNE_OPTIMIZER, wait: bool = True,
-             verbose: int = 1) -> OptimizeResult:
+             fine_tune_optimizer: str = DEFAULT_FINE_TUNE_OPTIMIZER, device: str | None = None,
+             device_python: str = "python3", ssh_config=None, wait: bool = True, verbose: int = 1) -> OptimizeResult:
     """Search the run's variants (int8, QAT, pruning...) for the fastest (or smallest) within an accuracy budget.
 
     ``max_drop`` is the largest top-1 loss allowed against the float model, in percentage points,
@@ -293,7 +293,12 @@ def optimize(run, *, max_drop: float = 0.5, objective: str = "latency", runtime:
     the search's ``OptimizeResult``: the leaderboard and the chosen candidate, copied to
     ``RUN/exports/best.tflite`` (or ``best.onnx``). Nothing within budget is not an error:
     ``within_budget`` is then False and ``chosen`` None. ``fine_tune_optimizer`` is the QAT and
-    pruning candidates' (as in :func:`quantize`). ``wait``: see *One writer per run* above.
+    pruning candidates' (as in :func:`quantize`). ``device``: time every candidate on this device
+    (``ssh://[user@]host[:port]`` or an ssh alias; see :func:`check_device`) instead of here,
+    with ``device_python`` there and ``ssh_config`` (``ssh -F``) here; accuracy is measured
+    here on the same bytes, and the leaderboard and ``best.json`` say where the latencies were
+    taken. A device lost mid-search raises :class:`edgecls.errors.DeviceError` once the leaderboard so far is
+    written; ``resume=True`` goes on. ``wait``: see *One writer per run* above.
 
     Example::
 
@@ -306,7 +311,7 @@ def optimize(run, *, max_drop: float = 0.5, objective: str = "latency", runtime:
     with _writing(run, wait=wait):
         result = optimize_run(run, max_drop=max_drop, objective=objective, runtime=runtime, time_budget=time_budget,
                               threads=threads, resume=resume, model=model, fine_tune_optimizer=fine_tune_optimizer,
-                              verbose=verbose)
+                              device=device, device_python=device_python, ssh_config=ssh_config, verbose=verbose)
         _refresh_report(run)
     return result
 

@@ -10,6 +10,7 @@ import pytest
 from components import missing
 from deploy_helpers import import_pi_infer, write_deploy_run
 from PIL import Image
+from ssh_device import sshd_unavailable, start_sshd
 
 
 @pytest.fixture
@@ -130,6 +131,17 @@ def deploy_run(tmp_path_factory) -> Path:
     (tests/deploy_helpers.py: write_deploy_run), for predict, bench, bundle and pi_infer.py. Built
     once per session; never write into it."""
     return write_deploy_run(tmp_path_factory.mktemp("deploy") / "tinyrun")
+
+
+@pytest.fixture(scope="session")
+def ssh_device(tmp_path_factory):
+    """A real OpenSSH server on 127.0.0.1 as a device (tests/ssh_device.py), started once per session."""
+    reason = sshd_unavailable()
+    if reason:
+        missing(reason)
+    server = start_sshd(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -17,9 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-from components import missing
 from deploy_helpers import assert_one_error_line, cli
-from ssh_device import device_python, sshd_unavailable, start_sshd
+from ssh_device import device_python
 
 import edgecls
 from edgecls.devices.address import parse_device
@@ -29,16 +28,6 @@ from edgecls.devices.session import Device
 from edgecls.errors import DeviceError
 
 HOSTILE = "it's $HOME; \"a b\" `x` $(touch PWNED)"
-
-
-@pytest.fixture(scope="module")
-def ssh_device(tmp_path_factory):
-    reason = sshd_unavailable()
-    if reason:
-        missing(reason)
-    server = start_sshd(tmp_path_factory.mktemp("sshd"))
-    yield server
-    server.stop()
 
 
 def _session(server, **kwargs) -> Device:

@@ -108,6 +108,9 @@ def test_search_writes_leaderboard_plot_and_best_within_budget(searched, colour_
     with open(out / "leaderboard.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["variant"] for row in rows] == [r["variant"] for r in searched.leaderboard]
+    assert data["where"]["on"] == "host" and data["where"]["cpu_flags"] is not None  # where the latencies were taken
+    assert all(r["where"] == data["where"] for r in data["candidates"])
+    assert all(row["where"].startswith("host: ") for row in rows)
     assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert searched.best_path == colour_run / "exports" / "best.tflite"
     if searched.best_path.suffix == ".tflite":  # the same model; the embedded sidecar says why it is the best
@@ -121,6 +124,7 @@ def test_search_writes_leaderboard_plot_and_best_within_budget(searched, colour_
     assert sidecar["model_file"] == "best.tflite" and sidecar["labels"] == ["class0", "class1", "class2"]
     assert sidecar["optimize"]["chosen"] == searched.chosen["variant"]
     assert sidecar["optimize"]["max_drop_pt"] == 0.5 and "validation" in sidecar["optimize"]["why"]
+    assert sidecar["optimize"]["latency_where"]["on"] == "host"
     assert searched.chosen["variant"] in searched.summary_line()
     assert searched.to_dict() == searched.leaderboard  # what --json prints: the list of records
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from edgecls import api, formats
-from edgecls.cli.options import Data, DevicePython, Force, Json, Model, NoProgress, Quiet, SshConfig, Threads, verbosity
+from edgecls.cli.options import Data, DeviceOption, DevicePython, Force, Json, Model, NoProgress, Quiet, SshConfig, Threads, verbosity
 from edgecls.cli.output import emit_json, notes, stdout_to_stderr, wide_console
 
 
@@ -55,8 +55,7 @@ def bench(
     png_path: Path | None = typer.Option(None, "--png",
                                             help="Accuracy-vs-latency plot (default: beside --json-out/--csv)."),
     imports: list[Path] | None = typer.Option(None, "--import", help="Device rows from pi_infer.py --bench."),
-    device: str | None = typer.Option(None, "--device", help="Time the .tflite models on this device instead: "
-                                                             "ssh://[user@]host[:port] or an ssh alias."),
+    device: DeviceOption = None,
     device_python: DevicePython = "python3",
     device_images: int = typer.Option(500, "--device-images", help="--device with --data: test images copied "
                                                                    "there (once) to measure top-1 on."),

@@ -8,6 +8,8 @@ from edgecls import api, formats
 from edgecls.cli.options import (
     BatchSize,
     Calibration,
+    DeviceOption,
+    DevicePython,
     Epochs,
     FineTuneOptimizer,
     Json,
@@ -19,6 +21,7 @@ from edgecls.cli.options import (
     Quiet,
     Resume,
     RunArg,
+    SshConfig,
     Threads,
     tensorboard_choice,
     verbosity,
@@ -114,6 +117,9 @@ def optimize(
     resume: Resume = False,
     model: Model = None,
     fine_tune_optimizer: FineTuneOptimizer = api.DEFAULT_FINE_TUNE_OPTIMIZER,
+    device: DeviceOption = None,
+    device_python: DevicePython = "python3",
+    ssh_config: SshConfig = None,
     json_out: Json = False,
     quiet: Quiet = False,
     no_progress: NoProgress = False,
@@ -124,7 +130,8 @@ def optimize(
     with stdout_to_stderr(json_out):
         result = api.optimize(run, max_drop=max_drop, objective=objective, runtime=runtime,
                               time_budget=time_budget, threads=threads, resume=resume, model=model,
-                              fine_tune_optimizer=fine_tune_optimizer, wait=not no_wait, verbose=verbose)
+                              fine_tune_optimizer=fine_tune_optimizer, device=device, device_python=device_python,
+                              ssh_config=ssh_config, wait=not no_wait, verbose=verbose)
     if json_out:
         emit_json(result)
     if not verbose:  # a verbose search ends with its leaderboard and this line already

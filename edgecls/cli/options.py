@@ -45,6 +45,8 @@ DeviceArg = Annotated[str, typer.Argument(metavar="DEVICE", help="ssh://[user@]h
                                                                   "~/.ssh/config (reached with your ssh and keys).")]
 DevicePython = Annotated[str, typer.Option("--device-python", help="The Python to run on the device (e.g. a venv's "
                                                                    "bin/python).")]
+DeviceOption = Annotated[str | None, typer.Option("--device", help="Time on this device instead of here: "
+                                                                  "ssh://[user@]host[:port] or an ssh alias.")]
 SshConfig = Annotated[Path | None, typer.Option("--ssh-config", help="An ssh config file to use instead of "
                                                                       "~/.ssh/config (ssh -F).")]
 NoProgress = Annotated[bool, typer.Option("--no-progress", hidden=True, help="Same as --quiet (older spelling).")]

@@ -55,6 +55,20 @@ def where(description, on):
     return dict([("on", on)] + [(key, description.get(key)) for key in keys])
 
 
+def where_text(where):
+    """One line for a ``where``: "device: Cortex-A72 (aarch64, 4 cores; asimd)", the deciding features named."""
+    if not where:
+        return "unknown"
+    flags = set(where.get("cpu_flags") or [])
+    deciding = [f for f in X86_FEATURES + ARM_FEATURES if f in flags and f not in ("fma", "avx512bw")]
+    cores = "%s cores" % where["cores"] if where.get("cores") else None
+    detail = ", ".join(part for part in (where.get("machine"), cores) if part)
+    text = "%s: %s" % (where.get("on") or "?", where.get("cpu") or "unknown CPU")
+    if detail or deciding:
+        text += " (%s%s)" % (detail, "; " + " ".join(deciding) if deciding else "")
+    return text
+
+
 _HOST = []
 
 

@@ -11,6 +11,7 @@ import io
 import sys
 from pathlib import Path
 
+from edgecls.devices.machine_probe import where_text
 from edgecls.fsutil import write_json, write_text
 
 OBJECTIVES = ("latency", "size")
@@ -18,7 +19,7 @@ OBJECTIVES = ("latency", "size")
 LATENCY_TIE = 0.03
 CSV_COLUMNS = ("variant", "format", "family", "val_accuracy", "val_drop_pt", "test_accuracy", "test_drop_pt",
                "latency_ms", "latency_vs_float32", "size_bytes", "gzip_bytes", "partitions", "float_ops",
-               "within_budget", "slower_than_float32", "chosen", "build_seconds", "notes", "path")
+               "within_budget", "slower_than_float32", "chosen", "build_seconds", "where", "notes", "path")
 
 
 def score(record: dict, objective: str) -> float:
@@ -77,7 +78,9 @@ def write_leaderboard(out_dir: Path, records: list[dict], meta: dict) -> None:
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for record in records:
-        writer.writerow({k: _csv_value(record.get(k)) for k in CSV_COLUMNS})
+        row = {k: _csv_value(record.get(k)) for k in CSV_COLUMNS}
+        row["where"] = where_text(record["where"]) if record.get("where") else ""
+        writer.writerow(row)
     write_text(out_dir / "leaderboard.csv", buffer.getvalue())
 
 
@@ -92,7 +95,7 @@ def _join(*parts: str) -> str:
 
 
 def print_leaderboard(records: list[dict], *, float_val: float, max_drop: float, objective: str,
-                      title: str) -> None:
+                      title: str, where: dict | None = None) -> None:
     """The leaderboard as a rich table on stderr (stdout stays clean for --json)."""
     from rich.console import Console
     from rich.table import Table
@@ -100,7 +103,8 @@ def print_leaderboard(records: list[dict], *, float_val: float, max_drop: float,
     table = Table("", "variant", "val top-1", "val drop", "test top-1", "latency", "vs fp32", "size", "gzip",
                   "partitions", "notes", title=title,
                   caption=f"float val top-1 {float_val:.4f}; budget: at most {max_drop:g} pt (absolute) below it "
-                          f"on the validation split; objective: {objective}; test split reported only")
+                          f"on the validation split; objective: {objective}; test split reported only"
+                          + (f"; latency timed on {where_text(where)}" if where else ""))
     for r in records:
         mark = "★" if r.get("chosen") else ("" if r.get("within_budget") else "✗")
         table.add_row(mark, r["variant"], f"{r['val_accuracy']:.4f}", f"{0.0 - r['val_drop_pt']:+.2f} pt",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -22,15 +23,19 @@ from edgecls.searching import leaderboard as board
 
 
 class Timer:
-    """Interleaved latency: a quick pass per new candidate beside float32, one over all at the end."""
+    """Interleaved latency on this machine: a quick pass per new candidate beside float32, one over
+    all at the end. ``where`` says where the latencies are taken (:mod:`edgecls.devices.machine_probe`)."""
 
     def __init__(self, *, threads: int, rounds: int, runs: int, warmup: int, images: np.ndarray):
         if rounds < 1 or runs < 1 or warmup < 0:
             raise EdgeclsError("latency rounds and runs must be at least 1, warm-up at least 0")
+        from edgecls.devices.machine_probe import host_where
+
         self.threads, self.rounds, self.runs, self.warmup = threads, rounds, runs, warmup
         self.image = np.asarray(images[:1])
         self.calls: dict[str, object] = {}
         self.reference: str | None = None
+        self.where = host_where()
 
     def add(self, variant: str, path: Path) -> None:
         from edgecls.deploy.runtimes import open_model
@@ -43,26 +48,33 @@ class Timer:
 
     def quick(self, variant: str) -> tuple[float, float | None]:
         """(this candidate's latency, its ratio to the reference's), timed side by side; provisional."""
-        from edgecls.timing import interleaved_latency
-
         names = list(dict.fromkeys(n for n in (self.reference, variant) if n is not None))
-        timed = interleaved_latency({n: self.calls[n] for n in names}, rounds=max(2, self.rounds // 2),
-                                    runs=self.runs, warmup=self.warmup)
+        timed = self.time(names, rounds=max(2, self.rounds // 2))
         mine = timed[variant]["median_ms"]
         return mine, mine / timed[self.reference]["median_ms"] if timed[self.reference]["median_ms"] else None
 
-    def final(self, records: list[dict], *, enabled: bool) -> None:
-        """Time every candidate again, all in one interleaved loop: the latencies the choice uses."""
-        from edgecls.progress import progress_bar
+    def time(self, names: list[str], *, rounds: int, advance=None) -> dict[str, dict]:
+        """``names`` timed interleaved: per name ``median_ms``, ``p90_ms`` and ``spread_pct``."""
         from edgecls.timing import interleaved_latency
 
+        timed = interleaved_latency({n: self.calls[n] for n in names}, rounds=rounds, runs=self.runs,
+                                    warmup=self.warmup, advance=advance)
+        return {name: {"median_ms": entry["median_ms"], "p90_ms": entry["latency_ms"]["p90"],
+                       "spread_pct": entry["spread_pct"]} for name, entry in timed.items()}
+
+    def timed_all(self, names: list[str], *, enabled: bool) -> dict[str, dict]:
+        from edgecls.progress import progress_bar
+
+        total = len(names) * (self.warmup + self.rounds * self.runs)
+        with progress_bar(f"timing {len(names)} candidates, interleaved", total, enabled=enabled) as advance:
+            return self.time(names, rounds=self.rounds, advance=advance)
+
+    def final(self, records: list[dict], *, enabled: bool) -> None:
+        """Time every candidate again, all in one interleaved loop: the latencies the choice uses."""
         names = [r["variant"] for r in records if r["variant"] in self.calls]
         if not names:
             return
-        total = len(names) * (self.warmup + self.rounds * self.runs)
-        with progress_bar(f"timing {len(names)} candidates, interleaved", total, enabled=enabled) as advance:
-            timed = interleaved_latency({n: self.calls[n] for n in names}, rounds=self.rounds, runs=self.runs,
-                                        warmup=self.warmup, advance=advance)
+        timed = self.timed_all(names, enabled=enabled)
         reference = {r["format"]: timed[r["variant"]]["median_ms"] for r in records
                      if r["family"] in ("float32", "onnx_float32") and r["variant"] in timed}
         for record in records:
@@ -70,11 +82,45 @@ class Timer:
                 continue
             entry = timed[record["variant"]]
             record["latency_ms"] = entry["median_ms"]
-            record["latency_p90_ms"] = entry["latency_ms"]["p90"]
+            record["latency_p90_ms"] = entry["p90_ms"]
             record["latency_spread_pct"] = entry["spread_pct"]
             float_ms = reference.get(record["format"])
             record["latency_vs_float32"] = entry["median_ms"] / float_ms if float_ms else None
-            record["latency_measured"] = f"interleaved over {len(names)} candidates, {self.rounds}×{self.runs} runs"
+            record["latency_measured"] = (f"interleaved over {len(names)} candidates, {self.rounds}×{self.runs} runs, "
+                                          f"on {self.where['on']}")
+            record["where"] = dict(self.where)
+
+
+class DeviceTimer(Timer):
+    """The same measurement on a device (``optimize --device``): every pass is one interleaved
+    ``pi_infer.py --bench`` there, through the command's one connection (:class:`edgecls.devices.session.Device`);
+    the files are the candidates' own bytes, copied once each to the device's cache."""
+
+    def __init__(self, device, *, threads: int, rounds: int, runs: int, warmup: int, images: np.ndarray):
+        super().__init__(threads=threads, rounds=rounds, runs=runs, warmup=warmup, images=images)
+        self.device = device
+        self.where = device.where()
+
+    def add(self, variant: str, path: Path) -> None:
+        if Path(path).suffix.lower() != ".tflite":
+            raise EdgeclsError(f"only .tflite models run on the device (pi_infer.py): {path}")
+        self.calls[variant] = Path(path)
+        if self.reference is None:
+            self.reference = variant
+
+    def time(self, names: list[str], *, rounds: int, advance=None) -> dict[str, dict]:
+        records = self.device.time_models([self.calls[n] for n in names], threads=self.threads, runs=self.runs,
+                                          rounds=rounds, warmup=self.warmup, e2e_images=0)
+        if advance is not None:
+            advance(len(names) * (self.warmup + rounds * self.runs))
+        return {name: {"median_ms": float(np.median(r["rounds"]["medians_ms"])), "p90_ms": r["latency_ms"]["p90"],
+                       "spread_pct": r["rounds"]["spread_pct"]} for name, r in zip(names, records)}
+
+    def timed_all(self, names: list[str], *, enabled: bool) -> dict[str, dict]:
+        if enabled:
+            print(f"timing {len(names)} candidates on {self.device.name}, interleaved "
+                  f"({self.rounds}×{self.runs} runs each)", file=sys.stderr)
+        return self.time(names, rounds=self.rounds)
 
 
 class Measurer:
@@ -94,6 +140,8 @@ class Measurer:
             runtime = open_model(path, quiet=True)
             state.val_probs[candidate.variant] = runtime.predict(self.ctx.val_images)
             self.timer.add(candidate.variant, path)
+            if record.get("latency_ms") is None or not same_place(record.get("where"), self.timer.where):
+                self._time(record)  # never timed (the device was lost), or timed elsewhere
             return record
         from edgecls.publish import publish
 
@@ -119,19 +167,38 @@ class Measurer:
         val, test, described, size = built["val"], built["test"], built["described"], sidecar["size"]
         build_seconds = built["seconds"]
         self.timer.add(candidate.variant, path)
-        latency, ratio = self.timer.quick(candidate.variant)
-        return {
+        record = {
             "variant": candidate.variant, "format": candidate.fmt, "family": candidate.family, "path": str(path),
             "val_accuracy": val, "test_accuracy": test,
             "val_drop_pt": board.val_drop_pt(val, self.float_val),
             "test_drop_pt": board.val_drop_pt(test, self.float_test),
-            "latency_ms": latency, "latency_vs_float32": ratio,
+            "latency_ms": None, "latency_vs_float32": None, "where": None,
             "size_bytes": size["bytes"], "gzip_bytes": size["gzip_bytes"],
             "partitions": described["partitions"], "float_ops": described["float_ops"],
             "integer": described["integer"], "within_budget": False, "chosen": False,
             "build_seconds": round(build_seconds, 2), "settings": plain(candidate.settings),
             "notes": described["notes"], "source_sha256": self.sha,
         }
+        self._time(record)
+        return record
+
+    def _time(self, record: dict) -> None:
+        """The quick latency beside float32. A device lost meanwhile leaves the record untimed, carried on the
+        error so the leaderboard keeps the built file and ``--resume`` only times it."""
+        from edgecls.errors import DeviceError
+
+        try:
+            latency, ratio = self.timer.quick(record["variant"])
+        except DeviceError as err:
+            err.untimed_record = record
+            raise
+        record.update(latency_ms=latency, latency_vs_float32=ratio, where=dict(self.timer.where))
+
+
+def same_place(a: dict | None, b: dict | None) -> bool:
+    """Whether two ``where`` records name one machine (the same target and CPU), so a latency of one stands for the other."""
+    keys = ("on", "cpu", "cpu_flags", "machine")
+    return bool(a) and bool(b) and all(a.get(k) == b.get(k) for k in keys)
 
 
 def plain(settings: dict) -> dict:
@@ -154,7 +221,7 @@ def _describe(ctx, candidate, path: Path, accuracy: dict, extra: dict) -> tuple[
 
 
 def publish_best(folder: RunFolder, chosen: dict | None, runtime: str, *, objective: str, max_drop: float,
-                  float_val: float, threads: int) -> Path | None:
+                  float_val: float, threads: int, where: dict | None = None) -> Path | None:
     """Copy the chosen file to exports/best.<ext> with best.json saying why; None when nothing fits."""
     from edgecls import formats
     from edgecls.publish import publish
@@ -176,6 +243,7 @@ def publish_best(folder: RunFolder, chosen: dict | None, runtime: str, *, object
         **sidecar.get("optimize", {}), "chosen": chosen["variant"], "why": why, "objective": objective,
         "max_drop_pt": max_drop, "val_drop_pt": chosen["val_drop_pt"], "val_accuracy": chosen["val_accuracy"],
         "test_accuracy": chosen["test_accuracy"], "latency_ms": chosen["latency_ms"], "threads": threads,
+        "latency_where": chosen.get("where") or where,
         "gzip_bytes": chosen["gzip_bytes"], "leaderboard": str(folder.optimize / "leaderboard.json")})
     publish(target, lambda tmp: shutil.copyfile(source, tmp), lambda tmp: sidecar)  # the why goes inside best.* too
     return target

@@ -18,6 +18,7 @@ to ``RUN/exports/best.tflite`` (or ``best.onnx``) with ``best.json`` saying why 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -31,12 +32,13 @@ import numpy as np
 
 from edgecls import formats
 from edgecls.converters.calibration import DEFAULT_CALIBRATION
-from edgecls.errors import EdgeclsError
+from edgecls.devices.machine_probe import where_text
+from edgecls.errors import DeviceError, EdgeclsError
 from edgecls.metrics import top1_accuracy
 from edgecls.results import OptimizeResult, latency_text
 from edgecls.run_folder import RunFolder
 from edgecls.searching import leaderboard as board
-from edgecls.searching.measurement import Measurer, Timer, publish_best
+from edgecls.searching.measurement import DeviceTimer, Measurer, Timer, publish_best
 from edgecls.training.fine_tune import DEFAULT_OPTIMIZER as DEFAULT_FINE_TUNE_OPTIMIZER
 from edgecls.training.fine_tune import check_optimizer as check_fine_tune_optimizer
 
@@ -117,16 +119,24 @@ def optimize_run(run, *, max_drop: float = 0.5, objective: str = "latency", runt
                  time_budget=None, threads: int = 1, resume: bool = False, model=None, verbose: int = 1,
                  calibration: int = DEFAULT_CALIBRATION, qat_epochs: int = 1, prune_epochs: int = 1,
                  rounds: int = DEFAULT_ROUNDS, runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP,
-                 fine_tune_optimizer: str = DEFAULT_FINE_TUNE_OPTIMIZER) -> OptimizeResult:
+                 fine_tune_optimizer: str = DEFAULT_FINE_TUNE_OPTIMIZER, device=None, device_python: str = "python3",
+                 ssh_config=None) -> OptimizeResult:
     """Search ``run``'s variants for the fastest (``objective="latency"``) or smallest (gzip,
     ``"size"``) model whose validation top-1 is at most ``max_drop`` percentage points (absolute)
     below the float model's. ``time_budget``: seconds or "30m"/"90s"/"1h"; ``resume``: reuse the
     candidates an earlier search of the same source model measured; ``model``: search from
     another Keras model of the run (e.g. exports/pruned.keras), still judged against the run's
     float model. ``rounds``/``runs``/``warmup`` set the interleaved latency measurement;
-    ``fine_tune_optimizer`` is QAT's and pruning's (edgecls.training.fine_tune).
+    ``fine_tune_optimizer`` is QAT's and pruning's (edgecls.training.fine_tune). ``device``
+    (``ssh://[user@]host[:port]`` or an ssh alias): time every candidate there instead, through
+    one connection, with ``device_python``; accuracy is still measured here, on the same bytes.
+    A device lost mid-search raises :class:`edgecls.errors.DeviceError` after writing the
+    leaderboard so far; ``resume=True`` goes on from it.
     """
     check_arguments(max_drop, objective, runtime, threads)
+    if device is not None and runtime != "tflite":
+        raise EdgeclsError(f"--device times .tflite candidates (pi_infer.py on the device); --runtime {runtime} "
+                           "cannot run there")
     fine_tune_optimizer = check_fine_tune_optimizer(fine_tune_optimizer)
     clock = _Clock(parse_duration(time_budget))
     if calibration < 1:
@@ -145,16 +155,41 @@ def optimize_run(run, *, max_drop: float = 0.5, objective: str = "latency", runt
             "float_val_accuracy": float_val, "float_test_accuracy": float_test,
             "val_images": int(len(ctx.val_labels)), "test_images": int(len(ctx.test_labels)),
             "threads": threads, "status": "searching"}
+    with contextlib.ExitStack() as stack:
+        timer = _timer(stack, device, device_python, ssh_config, threads=threads, rounds=rounds, runs=runs,
+                       warmup=warmup, images=ctx.val_images)
+        meta["where"] = timer.where
+        return _search(folder, ctx, timer, meta, reference, runtime=runtime, objective=objective, max_drop=max_drop,
+                       threads=threads, clock=clock, verbose=verbose, resume=resume, calibration=calibration,
+                       qat_epochs=qat_epochs, prune_epochs=prune_epochs, fine_tune_optimizer=fine_tune_optimizer)
+
+
+def _timer(stack: contextlib.ExitStack, device, python: str, ssh_config, **settings) -> Timer:
+    """Where the candidates are timed: here, or on ``device`` through one connection held for the whole search."""
+    if device is None:
+        return Timer(**settings)
+    from edgecls.devices.readiness import require_tflite
+    from edgecls.devices.session import Device
+
+    session = stack.enter_context(Device(device, python=python, ssh_config=ssh_config))
+    require_tflite(session.describe(), session.name, python)
+    return DeviceTimer(session, **settings)
+
+
+def _search(folder: RunFolder, ctx, timer: Timer, meta: dict, reference: dict, *, runtime: str, objective: str,
+            max_drop: float, threads: int, clock: _Clock, verbose: int, resume: bool, calibration: int,
+            qat_epochs: int, prune_epochs: int, fine_tune_optimizer: str) -> OptimizeResult:
+    out_dir, source = folder.optimize, meta["source"]
+    float_val, float_test = meta["float_val_accuracy"], meta["float_test_accuracy"]
     state = SearchState(ctx, max_drop=max_drop, objective=objective, float_val_probs=reference["val_probs"],
                         forbid_slow_int8=runtime == "onnx" or objective == "latency")
     say = _say if verbose else (lambda text: None)
     say(f"optimize {folder.path}: {runtime}, objective {objective}, budget −{max_drop:g} pt of validation top-1 "
-        f"(float {float_val:.4f} on {len(ctx.val_labels)} images), {threads} thread(s)")
+        f"(float {float_val:.4f} on {len(ctx.val_labels)} images), {threads} thread(s), timed on {where_text(timer.where)}")
 
     steps = formats.load(formats.FORMATS[runtime].search_steps)(
         ctx, objective=objective, calibration=calibration, qat_epochs=qat_epochs, prune_epochs=prune_epochs,
         fine_tune_optimizer=fine_tune_optimizer)
-    timer = Timer(threads=threads, rounds=rounds, runs=runs, warmup=warmup, images=ctx.val_images)
     loop = _SearchLoop(state, Measurer(ctx, out_dir, timer, float_val=float_val, float_test=float_test, sha=source["sha256"]),
                        out_dir, meta, clock, say, previous=_previous_records(out_dir, source) if resume else {},
                        epoch_seconds=_epoch_seconds(folder))
@@ -167,10 +202,19 @@ def optimize_run(run, *, max_drop: float = 0.5, objective: str = "latency", runt
         print(f"\ninterrupted: {len(state.records)} candidate(s) kept in {out_dir / 'leaderboard.json'}; "
               "run again with --resume to continue", file=sys.stderr)
         raise
-    title = f"{folder.path.name}: {runtime}, objective {objective}"
+    except DeviceError as err:
+        untimed = getattr(err, "untimed_record", None)
+        if untimed is not None:
+            state.records.append(untimed)
+        meta["status"] = "device lost"
+        board.write_leaderboard(out_dir, state.records, meta)
+        raise type(err)(f"{err}; {len(state.records)} candidate(s) kept in {out_dir / 'leaderboard.json'}: "
+                        "run again with --resume to go on") from None
+    title = f"{folder.path.name}: {runtime}, objective {objective}, timed on {timer.where['on']}"
     result = _conclude(folder, state, meta, stop_reason, clock, runtime=runtime, threads=threads, title=title)
     if verbose:
-        board.print_leaderboard(state.records, float_val=float_val, max_drop=max_drop, objective=objective, title=title)
+        board.print_leaderboard(state.records, float_val=float_val, max_drop=max_drop, objective=objective, title=title,
+                                where=timer.where)
         say(f"stopped: {stop_reason}")
         say(result.summary_line())
     return result
@@ -297,7 +341,7 @@ def _conclude(folder: RunFolder, state: SearchState, meta: dict, stop_reason: st
     board.plot_pareto(folder.optimize / "pareto.png", records, float_val=float_val, max_drop=max_drop,
                       title=title)
     best_path = publish_best(folder, chosen, runtime, objective=objective, max_drop=max_drop, float_val=float_val,
-                              threads=threads)
+                              threads=threads, where=meta.get("where"))
     return OptimizeResult(folder.optimize, records, chosen, best_path, chosen is not None, stop_reason,
                           round(clock.elapsed(), 1), float(max_drop), objective, float_val, board.closest(records))
 
