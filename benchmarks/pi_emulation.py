@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -153,6 +154,30 @@ def site_packages(work: Path, key: str) -> Path:
         timeout=900)
     (target / ".complete").touch()
     return target
+
+
+# Cores qemu-user can present, with /proc/cpuinfo and feature bits to match: what the Pi 4 and Pi 5 have.
+EMULATED_CPUS = {"pi4": "cortex-a72", "pi5": "cortex-a76"}
+
+
+def emulated_device_python(work: Path, key: str, folder: Path, *, home: Path, cpu: str = EMULATED_CPUS["pi4"]) -> Path:
+    """A ``python3`` for an emulated aarch64 device: stack ``key`` under ``qemu-aarch64 -cpu CPU``.
+
+    Give it as ``--device-python`` to a device reached over ssh (the loopback test server): every
+    command edgecls sends to the device (the probe, ``pi_infer.py``) then runs on an emulated
+    Cortex-A72 (or ``cpu``), with ``HOME`` at ``home`` so the device cache lands there. Fetches
+    what it needs on first use (see the module's docstring).
+    """
+    root, qemu_bin, site = sysroot(work), qemu(work), site_packages(work, key)
+    folder.mkdir(parents=True, exist_ok=True)
+    wrapper = folder / f"python3-aarch64-{key}"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "PYTHONPATH": str(site), "PYTHONNOUSERSITE": "1",
+           "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
+    assignments = " ".join(f"{name}={shlex.quote(value)}" for name, value in env.items())
+    wrapper.write_text(f"#!/bin/sh\nexec env -i {assignments} {shlex.quote(str(qemu_bin))} -cpu {shlex.quote(cpu)} "
+                       f"-L {shlex.quote(str(root))} {shlex.quote(str(root / 'usr' / 'bin' / 'python3.11'))} \"$@\"\n")
+    wrapper.chmod(0o755)
+    return wrapper
 
 
 # ----------------------------------------------------------------------------- the bundle

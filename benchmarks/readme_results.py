@@ -24,6 +24,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 README = ROOT / "README.md"
 BEGIN = "<!-- measured-results: written by python benchmarks/readme_results.py, do not edit by hand -->"
 END = "<!-- /measured-results -->"
+BEGIN_CPU = "<!-- int8-by-cpu: written by python benchmarks/readme_results.py, do not edit by hand -->"
+END_CPU = "<!-- /int8-by-cpu -->"
 # Pieces of another result (optimize_cifar10.json names its leaderboards), not results of their own.
 PARTS = ("optimize_cifar10/*/leaderboard.json",)
 # The trials tables cifar10_trials.py writes for a recipe, linked beside its results.md.
@@ -192,6 +194,20 @@ def pi_emulation(r: dict) -> Iterator[tuple[str, str]]:
     yield ("the bundle's `pi_infer.py` under aarch64 emulation (correctness, not Pi latency)", "; ".join(parts))
 
 
+def device_loop(r: dict) -> Iterator[tuple[str, str]]:
+    where = "an emulated Pi 4 (kernel choice, not Pi speed)" if r.get("emulated") else r["device_check"]["device"]
+    parts = []
+    for run in r["runs"]:
+        int8 = next((c for c in run["candidates"] if c["variant"] == "int8"), None)
+        ratios = (f"; int8 {int8['host_vs_float32']:.2f}× fp32 on the host, {int8['device_vs_float32']:.2f}× there"
+                  if int8 and int8["host_vs_float32"] and int8["device_vs_float32"] else "")
+        parts.append(f"{run['run']}: {run['host_choice'] or 'nothing'} with host timings, "
+                     f"{run['device_choice'] or 'nothing'} with the device's{ratios}")
+    differ = sum(run["host_choice"] != run["device_choice"] for run in r["runs"])
+    yield (f"`edgecls optimize` timed on the host vs `--device` on {where}",
+           f"the choice differs on {differ} of {len(r['runs'])} runs; " + "; ".join(parts))
+
+
 @dataclass(frozen=True)
 class Source:
     """One results file: the script that writes it and how its rows read."""
@@ -215,9 +231,21 @@ SOURCES = (
     Source("runtime_overhead.json", "runtime_overhead.py", runtime_overhead),
     Source("soak.json", "soak.py", soak),
     Source("pi_emulation.json", "pi_emulation.py", pi_emulation),
+    Source("device_loop.json", "device_loop.py", device_loop),
     Source("demo.json", "demo.py", demo),
     Source("cifar10_mini/cifar10_mini.json", "cifar10_mini.py", cifar10_mini),
 )
+
+
+def int8_kernels(m: dict) -> str:
+    """The instruction sets that decide int8 speed, as the file's machine record names them."""
+    features = m.get("features")
+    if not isinstance(features, dict):
+        return "ISA flags not recorded"
+    fast = [name for name in ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm") if features.get(name)]
+    if fast:
+        return " ".join(fast)
+    return "AVX2, no VNNI" if features.get("avx2") else ("NEON, no dot product" if features.get("asimd") else "no SIMD found")
 
 
 def machine_and_date(r: dict) -> str:
@@ -226,6 +254,7 @@ def machine_and_date(r: dict) -> str:
     if isinstance(m, dict) and m.get("cpu"):
         cores = m.get("cpus") or m.get("cores")
         machine = f"{m['cpu']}, {cores} cores" if cores else m["cpu"]
+        machine += f", {int8_kernels(m)}"
     else:
         cpus = sorted({row["cpu"] for row in r.get("rows", []) if row.get("cpu")})
         machine = ", ".join(cpus) if cpus else "machine not recorded"
@@ -272,12 +301,44 @@ def block(results: Path = RESULTS) -> str:
     return "\n".join(lines)
 
 
-def rewritten(readme: str, table: str) -> str:
+def int8_by_cpu(results: Path = RESULTS) -> str:
+    """int8's latency over float32's on each CPU a results file timed both on: the figures behind "it depends"."""
+    lines = ["| CPU (int8 kernels) | model | int8 / fp32 latency | from |", "|---|---|---|---|"]
+    profile = results / "int8_profile.json"
+    if profile.is_file():
+        r = json.loads(profile.read_text())
+        m, ms = r["machine"], r["headline"]["median_ms"]
+        lines.append(f"| {m['cpu']} ({int8_kernels(m)}) | MobileNetV3-Small-224, edgecls int8 vs stock fp32 | "
+                     f"{ms['edgecls_int8'] / ms['stock_fp32']:.2f}× | [int8_profile.md](benchmarks/results/int8_profile.md) |")
+    loop = results / "device_loop.json"
+    if loop.is_file():
+        r = json.loads(loop.read_text())
+        for side in ("host", "device"):
+            for run in r["runs"]:
+                int8 = next((c for c in run["candidates"] if c["variant"] == "int8"), None)
+                if not int8 or int8[f"{side}_vs_float32"] is None:
+                    continue
+                where = run[f"{side}_where"]
+                cpu = f"{where.get('cpu')} ({where_kernels(where)})"
+                if side == "device" and r.get("emulated"):
+                    cpu = f"emulated {cpu}: kernel choice, not speed"
+                lines.append(f"| {cpu} | {run['run']}, int8 vs its fp32 | {int8[f'{side}_vs_float32']:.2f}× | "
+                             "[device_loop.md](benchmarks/results/device_loop.md) |")
+    return "\n".join(lines)
+
+
+def where_kernels(where: dict) -> str:
+    flags = set(where.get("cpu_flags") or [])
+    return int8_kernels({"features": {name: name in flags for name in
+                                      ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm", "avx2", "asimd")}})
+
+
+def rewritten(readme: str, table: str, begin: str = BEGIN, end_marker: str = END) -> str:
     """``readme`` with the text between the markers replaced by ``table``."""
-    start, end = readme.find(BEGIN), readme.find(END)
+    start, end = readme.find(begin), readme.find(end_marker)
     if start < 0 or end < start:
-        raise ResultsError(f"README.md lacks the markers {BEGIN!r} … {END!r}")
-    return readme[:start + len(BEGIN)] + "\n" + table + "\n" + readme[end:]
+        raise ResultsError(f"README.md lacks the markers {begin!r} … {end_marker!r}")
+    return readme[:start + len(begin)] + "\n" + table + "\n" + readme[end:]
 
 
 def main(argv=None) -> int:
@@ -288,7 +349,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         text = args.readme.read_text()
-        new = rewritten(text, block(args.results))
+        new = rewritten(rewritten(text, block(args.results)), int8_by_cpu(args.results), BEGIN_CPU, END_CPU)
     except ResultsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -26,6 +26,9 @@ def test_readme_block_is_what_the_script_writes(readme_results):
     readme = (ROOT / "README.md").read_text()
     assert readme_results.rewritten(readme, readme_results.block()) == readme, (
         "README.md's measured results differ from benchmarks/results: run python benchmarks/readme_results.py")
+    assert readme_results.rewritten(readme, readme_results.int8_by_cpu(), readme_results.BEGIN_CPU,
+                                    readme_results.END_CPU) == readme, (
+        "README.md's int8-by-CPU table differs from benchmarks/results: run python benchmarks/readme_results.py")
 
 
 def test_every_results_file_has_a_row_and_a_md(readme_results):

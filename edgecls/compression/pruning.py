@@ -14,6 +14,7 @@ from edgecls.tf import keras, tf  # first: sets TF_USE_LEGACY_KERAS before tfmot
 import tensorflow_model_optimization as tfmot  # noqa: E402  # isort: skip
 
 from edgecls.converters.publishing import ExportRecord, keras_accuracy, print_table, write_tflite
+from edgecls.devices.machine_probe import host_where
 from edgecls.errors import EdgeclsError
 from edgecls.fsutil import write_json
 from edgecls.publish import publish
@@ -168,7 +169,7 @@ def _pruned_tflite(ctx: RunContext, stripped, float_top1, for_xnnpack: bool, rep
         record = write_tflite(ctx, "pruned_float32", sparse_blob, reference_top1=float_top1, extra=made)
         dense_ms, sparse_ms = _latency_pair(dense_blob, sparse_blob)
         report["latency_ms"] = {"dense_float32": dense_ms, "pruned_sparse_float32": sparse_ms,
-                                "speedup": dense_ms / sparse_ms if sparse_ms else None}
+                                "speedup": dense_ms / sparse_ms if sparse_ms else None, "where": host_where()}
         record.notes = f"dense {dense_ms:.2f} ms → sparse {sparse_ms:.2f} ms (1 thread, p50)"
     else:
         record = write_tflite(ctx, "pruned_float32", convert(stripped, "float32"), reference_top1=float_top1,

@@ -100,12 +100,11 @@ def _cpuinfo_fields(path):
 
 
 def _cpu_model(fields):
-    if fields.get("model name"):
-        return fields["model name"]
+    # Arm's "model name", where there is one, is a generic "ARMv8 Processor rev 3": the part number names the core.
     core = ARM_CORES.get(fields.get("CPU part", "").lower())
     if core and fields.get("CPU implementer", "").lower() == "0x41":
         return core
-    return platform.processor() or fields.get("Hardware") or None
+    return fields.get("model name") or platform.processor() or fields.get("Hardware") or None
 
 
 def _board():

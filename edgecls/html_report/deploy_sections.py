@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgecls.devices.machine_probe import where_text
 from edgecls.errors import EdgeclsError, ModelFileError
 from edgecls.html_report.reading import Notes, as_float, image_data_uri, mapping, read_json
 from edgecls.models.model_files import read_labels
@@ -118,7 +119,7 @@ def leaderboard_section(run: RunFolder, notes: Notes) -> dict | None:
     records = payload
     if isinstance(payload, dict):
         records = next((payload[k] for k in ("leaderboard", "records", "candidates") if isinstance(payload.get(k), list)), [])
-        summary = {k: v for k, v in payload.items() if not isinstance(v, (list, dict))}
+        summary = {k: v for k, v in payload.items() if not isinstance(v, (list, dict)) or k == "where"}
     rows = [r for r in (records or []) if isinstance(r, dict)] if isinstance(records, list) else []
     chosen = next((r for r in rows if r.get("chosen")), None)
     return {"rows": rows, "chosen": chosen, "summary": summary, "facts": _search_facts(summary), "plot": plot,
@@ -136,6 +137,8 @@ def _search_facts(summary: dict) -> list[tuple[str, str]]:
     setting = ", ".join(f"{key} {summary[key]}" for key in ("objective", "runtime", "threads") if summary.get(key))
     if setting:
         facts.append(("search", setting))
+    if isinstance(summary.get("where"), dict):
+        facts.append(("latency timed on", where_text(summary["where"])))
     if as_float(summary.get("float_val_accuracy")) is not None:
         images = f" on {summary['val_images']} images" if summary.get("val_images") else ""
         facts.append(("float validation top-1", f"{100 * as_float(summary['float_val_accuracy']):.2f} %{images}"))
@@ -184,9 +187,12 @@ def _bench_row(record: dict, run_name: str) -> dict:
     latency = mapping(record, "latency_ms")
     rounds = mapping(record, "rounds")
     e2e = mapping(record, "end_to_end_ms")
-    where = record.get("machine") or ""
-    if record.get("source") == "device":
-        where = f"{record.get('host') or 'device'} ({where})" if where else (record.get("host") or "device")
+    if isinstance(record.get("where"), dict):
+        where = where_text(record["where"])
+    else:  # rows written before bench recorded where
+        where = record.get("machine") or ""
+        if record.get("source") == "device":
+            where = f"{record.get('host') or 'device'} ({where})" if where else (record.get("host") or "device")
     name = str(record.get("name") or Path(str(record.get("model", ""))).name)
     return {
         "name": name.removeprefix(f"{run_name}/"),
