@@ -41,9 +41,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine_record import machine  # noqa: E402
 
 import edgecls  # noqa: E402
-from edgecls.benchmarking.harness import machine_info  # noqa: E402
 from edgecls.sidecar import tool_versions  # noqa: E402
 from edgecls.timing import interleaved_latency  # noqa: E402
 
@@ -249,7 +251,7 @@ def write_results(out: Path, rows: list[dict]) -> dict:
         "benchmark": "cifar10",
         **{key: reference[key] for key in keys},
         "reference_recipe": reference["recipe"],
-        "machine": {**machine_info(), "cpus": os.cpu_count(), "load_at_end": os.getloadavg()},
+        "machine": {**machine(), "load_at_end": os.getloadavg()},
         "versions": tool_versions(),
         "date": time.strftime("%Y-%m-%d"),
         "runs": runs,

@@ -166,8 +166,8 @@ def markdown(result: dict) -> str:
              "`--device DEVICE --resume` (the host's candidates are the same bytes: only timed again there). "
              "Accuracy is the host's in both (validation chooses; the CIFAR-10 test split is reported only). "
              "Written by `benchmarks/device_loop.py`.", "",
-             f"- host: {where_text(host_where)}",
-             f"- device: {where_text(device_where)}; Python {device['python']}, "
+             f"- {where_text(host_where)}",
+             f"- {where_text(device_where)}; Python {device['python']}, "
              + ", ".join(f"{k} {v}" for k, v in device["runtimes"].items() if v and k != "pillow")]
     if emulated:
         lines += ["", f"**The device is emulated** ({emulated['qemu']}, `-cpu {emulated['cpu']}`, "

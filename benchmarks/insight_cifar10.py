@@ -28,9 +28,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine_record import machine  # noqa: E402
 
 import edgecls  # noqa: E402
-from edgecls.benchmarking.harness import machine_info  # noqa: E402
 from edgecls.insight.tta import DEFAULT_COUNT  # noqa: E402
 from edgecls.run_folder import RunFolder  # noqa: E402
 from edgecls.sidecar import tool_versions  # noqa: E402
@@ -103,7 +105,7 @@ def main(argv=None) -> int:
         "seconds": seconds,
         "load_average_before_after": [list(load_before), list(os.getloadavg())],
         "date": time.strftime("%Y-%m-%d"),
-        "machine": machine_info() | {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": machine() | {"platform": platform.platform()},
         "versions": tool_versions(),
     }
     args.out.mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from int8_speed import calibrate_batchnorm, machine, smooth_images, stock_model  # noqa: E402
 from litert_op_profile import OpProfiler  # noqa: E402
+from machine_record import text as machine_text  # noqa: E402
 
 from edgecls.converters.tflite_convert import convert  # noqa: E402
 from edgecls.converters.tflite_inspect import inspect_tflite  # noqa: E402
@@ -212,7 +213,7 @@ def where_the_time_goes(profiles: dict[str, dict]) -> str:
 def markdown(result: dict) -> str:
     h, profiles, m = result["headline"], result["profiles"], result["machine"]
     lines = [f"# MobileNetV3-Small-{result['size']}: where the time goes (1 thread, batch 1)", "",
-             f"Machine: {m['cpu']}, {m['cores']} cores; TensorFlow {m['tensorflow']}, ai-edge-litert "
+             f"Machine: {machine_text(m)}; TensorFlow {m['tensorflow']}, ai-edge-litert "
              f"{m['ai_edge_litert']} (XNNPACK). Command: `{result['command']}` ({result['date']}).", "",
              result["method"], "",
              "## Headline (Interpreter.invoke, interleaved rounds, median of round medians)", "",

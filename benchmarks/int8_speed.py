@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine_record import machine as machine_record  # noqa: E402
+from machine_record import text as machine_text  # noqa: E402
 
 import edgecls  # noqa: E402
 from edgecls.converters.tflite_convert import convert  # noqa: E402
@@ -83,13 +86,11 @@ def latencies(blobs: dict[str, bytes], runs: int, rounds: int) -> dict[str, dict
 
 
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
     import ai_edge_litert
 
-    return {"cpu": cpu, "cores": __import__("os").cpu_count(), "python": platform.python_version(),
-            "tensorflow": tf.__version__, "ai_edge_litert": getattr(ai_edge_litert, "__version__", "?"),
-            "threads": 1, "batch": 1}
+    record = machine_record()
+    return {**record, "cores": record["cpus"], "tensorflow": tf.__version__,
+            "ai_edge_litert": getattr(ai_edge_litert, "__version__", "?"), "threads": 1, "batch": 1}
 
 
 def main(argv=None) -> int:
@@ -154,7 +155,7 @@ def merged(previous: dict, rows: list[dict], command: str) -> dict:
 def markdown(result: dict) -> str:
     m = result["machine"]
     lines = [f"# int8 vs float latency, {result['rows'][0]['size']}x{result['rows'][0]['size']}, 1 thread, batch 1", "",
-             f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, TensorFlow {m['tensorflow']}, "
+             f"Machine: {machine_text(m)}; Python {m['python']}, TensorFlow {m['tensorflow']}, "
              f"ai-edge-litert {m['ai_edge_litert']} (XNNPACK). Command: `{result['command']}`.", "",
              result["method"], "",
              "p50 latency in ms, all models timed side by side in one process (interleaved rounds).", "",

@@ -8,7 +8,7 @@ runs on a device (:mod:`edgecls.devices.machine_probe`), so host and device reco
 from __future__ import annotations
 
 from edgecls.benchmarking.harness import machine_info
-from edgecls.devices.machine_probe import host_description
+from edgecls.devices.machine_probe import host_description, where_text
 
 
 def machine() -> dict:
@@ -16,3 +16,11 @@ def machine() -> dict:
     described = host_description()
     return {**machine_info(), "cpus": described["cores"], "isa_flags": described["cpu_flags"],
             "features": described["features"]}
+
+
+def text(m: dict) -> str:
+    """A machine record in words: "Intel(R) Xeon(R) Processor (x86_64, 2 cores; avx2 avx512f avx512_vnni)"."""
+    if not m.get("isa_flags"):
+        return f"{m.get('cpu') or 'CPU not recorded'} (ISA flags not recorded)"
+    where = {"on": "", "cpu": m.get("cpu"), "machine": m.get("machine"), "cores": m.get("cpus"), "cpu_flags": m["isa_flags"]}
+    return where_text(where).removeprefix(": ")

@@ -30,9 +30,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine_record import machine  # noqa: E402
 
 import edgecls  # noqa: E402
-from edgecls.benchmarking.harness import machine_info  # noqa: E402
 from edgecls.deploy.litert import ready_invoke  # noqa: E402
 from edgecls.progress import progress_bar  # noqa: E402
 from edgecls.run_folder import RunFolder  # noqa: E402
@@ -136,7 +138,7 @@ def write_results(out: Path, rows: list[dict], args) -> dict:
     by_run = {r["run"]: r for r in previous.get("runs", [])}
     by_run.update({r["run"]: r for r in rows})
     result = {"benchmark": "optimize_cifar10", "max_drop_pt": args.max_drop, "time_budget": args.time_budget,
-              "machine": {**machine_info(), "cpus": os.cpu_count(), "load_at_end": os.getloadavg()},
+              "machine": {**machine(), "load_at_end": os.getloadavg()},
               "versions": tool_versions(), "date": time.strftime("%Y-%m-%d"), "runs": list(by_run.values())}
     write_json(path, result)
     write_text(out / "optimize_cifar10.md", markdown(result))

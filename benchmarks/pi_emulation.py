@@ -35,6 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from machine_record import machine  # noqa: E402
+from machine_record import text as machine_text  # noqa: E402
 
 from edgecls.fsutil import write_json, write_text  # noqa: E402
 
@@ -293,7 +294,7 @@ def markdown(summary: dict) -> str:
     """The summary as the .md beside --out; older summaries record neither machine nor date, and say so."""
     m = summary.get("machine") or {}
     lines = ["# The Pi bundle's pi_infer.py on aarch64, under emulation", "",
-             f"Host: {m.get('cpu', 'CPU not recorded')} ({summary.get('host')}); "
+             f"Host: {machine_text(m) if m else 'CPU not recorded'}; "
              f"{summary.get('date') or 'date not recorded'}; {summary.get('qemu', 'qemu not recorded')}. "
              "Written by `benchmarks/pi_emulation.py`.", "",
              "A correctness check: the bundle's own `pi_infer.py` runs on the Pi's architecture (Raspberry Pi OS "

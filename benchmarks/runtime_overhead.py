@@ -31,9 +31,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine_record import machine  # noqa: E402
+from machine_record import text as machine_text  # noqa: E402
 
 import edgecls  # noqa: E402
-from edgecls.benchmarking.harness import machine_info  # noqa: E402
 from edgecls.benchmarking.timing import bare_invoke_times, latency_fields  # noqa: E402
 from edgecls.sidecar import tool_versions  # noqa: E402
 from edgecls.timing import interleaved_latency, percentiles_ms  # noqa: E402
@@ -156,7 +159,7 @@ def main(argv=None) -> int:
         "load_average_before_after": [list(load_before), list(os.getloadavg())],
         "seconds": time.time() - started,
         "date": time.strftime("%Y-%m-%d"),
-        "machine": machine_info() | {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": machine() | {"platform": platform.platform()},
         "versions": tool_versions(),
     }
     args.out_dir.mkdir(parents=True, exist_ok=True)
@@ -171,7 +174,7 @@ def markdown(result: dict) -> str:
         f"# Runtime overhead: {result['arch']} {result['img_size']}×{result['img_size']}, batch 1, "
         f"{result['threads']} thread(s){' (QUICK smoke run: not a measurement)' if result['quick'] else ''}",
         "",
-        f"Machine: {result['machine'].get('cpu')} ({result['machine']['machine']}, {result['machine']['cpus']} CPUs), "
+        f"Machine: {machine_text(result['machine'])}, "
         f"load average before/after {result['load_average_before_after'][0][0]:.2f}/"
         f"{result['load_average_before_after'][1][0]:.2f}; {result['rounds']} interleaved rounds of "
         f"{result['runs_per_round']} runs; medians of round p50s.",

@@ -30,6 +30,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine_record import machine  # noqa: E402
+from machine_record import text as machine_text  # noqa: E402
 
 from edgecls.benchmarking.timing import current_rss_mb  # noqa: E402
 
@@ -158,7 +162,6 @@ def main(argv=None) -> int:
         print(json.dumps(soak(args.measure, predictions=args.predictions, warmup=args.warmup, samples=args.samples,
                               threads=args.threads, files=args.files)))
         return 0
-    from edgecls.benchmarking.harness import machine_info
     from edgecls.fsutil import write_json, write_text
     from edgecls.sidecar import tool_versions
 
@@ -179,7 +182,7 @@ def main(argv=None) -> int:
         "seconds": round(time.time() - started, 1),
         "load_average_after": list(os.getloadavg()),
         "date": time.strftime("%Y-%m-%d"),
-        "machine": {**machine_info(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": {**machine(), "platform": platform.platform()},
         "versions": tool_versions(),
     }
     report = markdown(result)
@@ -195,7 +198,7 @@ def markdown(result: dict) -> str:
         f"{result['img_size']}×{result['img_size']}, batch 1, {result['threads']} thread(s)"
         f"{' (QUICK smoke run: not a measurement)' if result['quick'] else ''}",
         "",
-        f"Machine: {result['machine'].get('cpu')} ({result['machine']['machine']}, {result['machine']['cpus']} CPUs). "
+        f"Machine: {machine_text(result['machine'])}. "
         f"Each row is a fresh process without TensorFlow: `open_model`, {result['warmup']} warm-up predictions, "
         f"then `Runtime.predict` on one image per call. Growth = resident set at the end against after warm-up.",
         "",

@@ -27,8 +27,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from edgecls.benchmarking.harness import machine_info  # noqa: E402
+from machine_record import machine  # noqa: E402
+
 from edgecls.sidecar import tool_versions  # noqa: E402
 
 # A close slower than this waited for the autotuning thread (an idle close takes a few ms).
@@ -117,7 +119,7 @@ def measure(args) -> dict:
                       "median_batches_per_s": float(np.median(rates[name]))}
     return {"benchmark": "tfdata_autotune", "batch_size": args.batch_size, "step_seconds": args.step_seconds,
             "repeats": args.repeats, "waited_threshold_s": WAITED_S, "modes": rows,
-            "machine": machine_info(), "versions": tool_versions(), "date": time.strftime("%Y-%m-%d")}
+            "machine": machine(), "versions": tool_versions(), "date": time.strftime("%Y-%m-%d")}
 
 
 def markdown(result: dict) -> str:
