@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from deploy_helpers import assert_one_error_line, cli
 
+import edgecls
 from edgecls.devices.session import Device
 from edgecls.errors import DeviceError
 from edgecls.searching.variant_search import optimize_run
@@ -54,6 +55,8 @@ def test_optimize_times_every_candidate_on_the_device_and_says_so(ssh_device, ru
     best = json.loads((run_copy / "exports" / "best.json").read_text())
     assert best["optimize"]["latency_where"]["on"] == "device"
     assert best["optimize"]["chosen"] == result.chosen["variant"]
+    page = edgecls.report(run_copy).read_text()  # the report says where the search timed
+    assert "latency timed on" in page and f"device: {data['where']['cpu']}" in page
     # the same bytes were timed there: the device cache holds the candidates' files by content
     cache = ssh_device.home / ".cache" / "edgecls" / "device"
     there = {p.name for p in cache.rglob("*.tflite")}
