@@ -29,7 +29,7 @@ FAST = dict(calibration=16, rounds=2, runs=5, warmup=1, qat_epochs=0, verbose=0)
 
 
 @pytest.fixture
-def run_copy(colour_run, tmp_path):
+def device_run_copy(colour_run, tmp_path):
     target = tmp_path / "run"
     shutil.copytree(colour_run, target, ignore=shutil.ignore_patterns("exports"))
     return target
@@ -39,9 +39,9 @@ def _device(server) -> dict:
     return {"device": "device", "ssh_config": server.config, "device_python": str(server.python)}
 
 
-def test_optimize_times_every_candidate_on_the_device_and_says_so(ssh_device, run_copy):
-    result = optimize_run(run_copy, max_drop=0.5, **FAST, **_device(ssh_device))
-    out = run_copy / "exports" / "optimize"
+def test_optimize_times_every_candidate_on_the_device_and_says_so(ssh_device, device_run_copy):
+    result = optimize_run(device_run_copy, max_drop=0.5, **FAST, **_device(ssh_device))
+    out = device_run_copy / "exports" / "optimize"
     data = json.loads((out / "leaderboard.json").read_text())
     assert data["where"]["on"] == "device" and data["status"] == "done"
     assert data["where"]["cpu"] and data["where"]["machine"]
@@ -51,11 +51,11 @@ def test_optimize_times_every_candidate_on_the_device_and_says_so(ssh_device, ru
         assert record["latency_measured"].endswith("on device")
     with open(out / "leaderboard.csv", newline="") as handle:
         assert all(row["where"].startswith("device: ") for row in csv.DictReader(handle))
-    assert result.within_budget and result.best_path == run_copy / "exports" / "best.tflite"
-    best = json.loads((run_copy / "exports" / "best.json").read_text())
+    assert result.within_budget and result.best_path == device_run_copy / "exports" / "best.tflite"
+    best = json.loads((device_run_copy / "exports" / "best.json").read_text())
     assert best["optimize"]["latency_where"]["on"] == "device"
     assert best["optimize"]["chosen"] == result.chosen["variant"]
-    page = edgecls.report(run_copy).read_text()  # the report says where the search timed
+    page = edgecls.report(device_run_copy).read_text()  # the report says where the search timed
     assert "latency timed on" in page and f"device: {data['where']['cpu']}" in page
     # the same bytes were timed there: the device cache holds the candidates' files by content
     cache = ssh_device.home / ".cache" / "edgecls" / "device"
@@ -63,18 +63,24 @@ def test_optimize_times_every_candidate_on_the_device_and_says_so(ssh_device, ru
     assert {f"{r['variant']}.tflite" for r in data["candidates"]} <= there
 
 
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def _sshd_sessions(server) -> list[int]:
     """The per-connection sshd processes under the test server's listener."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == server.process.pid:
-                pids.append(int(entry.name))
-    return pids
+    return [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit() and _parent(int(e.name)) == server.process.pid]
+
+
+def _under(pid: int, ancestor: int) -> bool:
+    while pid > 1:
+        pid = _parent(pid)
+        if pid == ancestor:
+            return True
+    return False
 
 
 def _drop_when_pi_infer_runs(server, stop: threading.Event) -> None:
@@ -82,17 +88,21 @@ def _drop_when_pi_infer_runs(server, stop: threading.Event) -> None:
     while not stop.is_set():
         for entry in Path("/proc").iterdir():
             try:
-                cmdline = (entry / "cmdline").read_bytes() if entry.name.isdigit() else b""
+                argv = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
             except OSError:
                 continue
-            if b"pi_infer.py" in cmdline and b"--bench" in cmdline:
+            # The device's Python itself, not the local ssh client whose argv holds the same words: killing the
+            # sessions before the client reached the shared connection would let ssh connect afresh.
+            if argv and Path(argv[0].decode(errors="replace")).name.startswith("python") and \
+                    any(a.endswith(b"pi_infer.py") for a in argv) and b"--bench" in argv and \
+                    _under(int(entry.name), server.process.pid):
                 for pid in _sshd_sessions(server):
                     os.kill(pid, signal.SIGKILL)
                 return
         time.sleep(0.005)
 
 
-def test_a_device_lost_mid_search_keeps_the_leaderboard_and_resume_goes_on(ssh_device, run_copy, monkeypatch,
+def test_a_device_lost_mid_search_keeps_the_leaderboard_and_resume_goes_on(ssh_device, device_run_copy, monkeypatch,
                                                                             capsys):
     real = Device.time_models
     calls = []
@@ -111,12 +121,12 @@ def test_a_device_lost_mid_search_keeps_the_leaderboard_and_resume_goes_on(ssh_d
             watcher.join(5)
 
     monkeypatch.setattr(Device, "time_models", dropped_on_the_third_timing)
-    args = ["optimize", run_copy, "--max-drop", "0.5", "--device", "device", "--ssh-config", ssh_device.config,
+    args = ["optimize", device_run_copy, "--max-drop", "0.5", "--device", "device", "--ssh-config", ssh_device.config,
             "--device-python", ssh_device.python, "--quiet"]
     code, out, err = cli(args, capsys)
     assert_one_error_line(code, out, err, "was lost while running pi_infer.py --bench")
     assert "run again with --resume" in err
-    board = run_copy / "exports" / "optimize" / "leaderboard.json"
+    board = device_run_copy / "exports" / "optimize" / "leaderboard.json"
     data = json.loads(board.read_text())
     assert data["status"] == "device lost"
     # float32, float16 timed; dynamic built and measured on the host but its timing was cut off
@@ -134,12 +144,12 @@ def test_a_device_lost_mid_search_keeps_the_leaderboard_and_resume_goes_on(ssh_d
     assert json.loads(board.read_text())["status"] == "done"
 
 
-def test_device_problems_before_the_search_are_one_line(ssh_device, run_copy, capsys):
-    base = ["optimize", run_copy, "--ssh-config", ssh_device.config, "--device-python", ssh_device.python]
+def test_device_problems_before_the_search_are_one_line(ssh_device, device_run_copy, capsys):
+    base = ["optimize", device_run_copy, "--ssh-config", ssh_device.config, "--device-python", ssh_device.python]
     code, out, err = cli([*base, "--device", "unknown-host"], capsys)
     assert_one_error_line(code, out, err, "run `ssh unknown-host` once")
     code, out, err = cli([*base, "--device", "device", "--runtime", "onnx"], capsys)
     assert_one_error_line(code, out, err, "--runtime onnx cannot run there")
     with pytest.raises(DeviceError, match="refused the login"):
-        optimize_run(run_copy, device="stranger", ssh_config=ssh_device.config, **FAST)
-    assert not (run_copy / "exports" / "optimize" / "leaderboard.json").exists()
+        optimize_run(device_run_copy, device="stranger", ssh_config=ssh_device.config, **FAST)
+    assert not (device_run_copy / "exports" / "optimize" / "leaderboard.json").exists()
