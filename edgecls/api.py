@@ -333,7 +333,7 @@ def search(data, out, *, max_latency_ms: float, max_size_kb: float | None = None
     target, and the choice is the highest validation top-1 among their variants that meet every
     limit, copied to ``OUT/exports/best.tflite`` with ``best.json`` saying why; the test split is
     reported, never used. ``OUT/search.json`` holds every trial and candidate, ``OUT/pareto.png``
-    the front, and ``by_latency_limit`` the best under half the limit, the limit and each of
+    the front, ``OUT/report.html`` all of it on one page, and ``by_latency_limit`` the best under half the limit, the limit and each of
     ``also_latency_ms``. The study lives in ``OUT/study.db`` (``storage``: another database URL);
     ``resume=True`` continues an interrupted search, training an interrupted trial again.
     Nothing meeting the limits is not an error: ``within_limits`` is then False and ``closest``
@@ -348,10 +348,19 @@ def search(data, out, *, max_latency_ms: float, max_size_kb: float | None = None
     """
     from edgecls.architecture_search.stages import run_search
 
-    return run_search(data, out, max_latency_ms=max_latency_ms, max_size_kb=max_size_kb, device=device,
-                      threads=threads, time_budget=time_budget, space=None if space is None else os.fspath(space),
-                      storage=storage, resume=resume, also_latency_ms=tuple(also_latency_ms),
-                      device_python=device_python, ssh_config=ssh_config, verbose=verbose)
+    result = run_search(data, out, max_latency_ms=max_latency_ms, max_size_kb=max_size_kb, device=device,
+                        threads=threads, time_budget=time_budget, space=None if space is None else os.fspath(space),
+                        storage=storage, resume=resume, also_latency_ms=tuple(also_latency_ms),
+                        device_python=device_python, ssh_config=ssh_config, verbose=verbose)
+    try:  # a view of the files written: a failure to draw it is a note, as for a run's report
+        from edgecls.html_report.search_page import build_search_report
+
+        build_search_report(result.out_dir)
+    except (EdgeclsError, OSError) as err:
+        from edgecls.errors import first_line
+
+        print(f"note: {Path(result.out_dir) / 'report.html'} not written: {first_line(err)}", file=sys.stderr)
+    return result
 
 
 def predict(model, images, *, top_k: int = 5, threads: int = 1) -> Records:

@@ -255,3 +255,52 @@ def test_resume_after_kill_9_trains_the_interrupted_trial_again(colours, tmp_pat
     assert trials[0]["state"] == "fail" and trials[0]["why"] == "interrupted: queued again"
     assert trials[1]["retry_of"] == 0 and trials[1]["state"] == "complete" and trials[1]["epochs"] == 40
     assert trials[1]["config"]["key"] == "tiny_cnn-a1-32px" and result.within_limits
+
+
+def test_a_pruned_trial_ends_its_run_which_is_finished_like_an_early_stopped_one(colours, tmp_path):
+    from edgecls.architecture_search.space import Config
+    from edgecls.architecture_search.trials import epoch_reporter, trial_config
+    from edgecls.searching.variant_search import Clock
+    from edgecls.training.run_state import RunState
+    from edgecls.training.trainer import train
+
+    class Trial:  # what the reporter uses of an optuna.Trial: the pruner says stop after the second epoch
+        reports = []
+
+        def report(self, value, step):
+            self.reports.append((step, value))
+
+        def should_prune(self):
+            return len(self.reports) >= 2
+
+    space = build_space(write_space(tmp_path / "space.yaml", architectures=["tiny_cnn"], epochs=10), image_side=24)
+    reporter = epoch_reporter(Trial(), Clock(None))
+    result = train(trial_config(colours, Config("tiny_cnn", 1.0, 32, "none"), space, 1.0), tmp_path / "run", verbose=0,
+                   callbacks=[reporter])
+    assert [step for step, _ in Trial.reports] == [1, 2] and reporter.stopped.startswith("pruned at epoch 2")
+    state = RunState.load(tmp_path / "run")
+    assert state.finished and state.epoch == 2 and result.metrics["epochs_run"] == 2
+    assert (tmp_path / "run" / "model.keras").is_file() and "accuracy" in result.metrics
+
+
+def test_search_with_a_device_times_feasibility_and_finalists_there(ssh_device, colours, tmp_path):
+    space = write_space(tmp_path / "space.yaml", architectures={"tiny_cnn": {"img_sizes": [32]}}, epochs=2, finalists=1)
+    result = run_search(colours, tmp_path / "out", max_latency_ms=500, space=space, device="device",
+                        ssh_config=ssh_device.config, device_python=str(ssh_device.python), timing=FAST_TIMING,
+                        optimize_options=FAST_OPTIMIZE, verbose=0)
+    data = json.loads((tmp_path / "out" / "search.json").read_text())
+    assert data["where"]["on"] == "device" and data["trials"][0]["where"]["on"] == "device"
+    assert result.within_limits and result.chosen["where"]["on"] == "device"
+    assert all(row["where"]["on"] == "device" for row in data["latency_check"])
+    best = json.loads((tmp_path / "out" / "exports" / "best.json").read_text())
+    assert best["search"]["latency_where"]["on"] == "device"
+
+
+def test_the_search_report_shows_the_choice_the_trials_and_the_check(searched):
+    from edgecls.html_report.search_page import build_search_report
+
+    result, out = searched
+    html = build_search_report(out).read_text()
+    assert result.chosen["config"]["key"] in html and "data:image/png;base64," in html
+    assert html.count("<tr") >= len(result.trials) + 3 and "simple_cnn-a0.25-32px" in html  # dropped, with its figures
+    assert "Untrained against trained latency" in html and "src=\"http" not in html

@@ -71,8 +71,9 @@ def check_space(space: SearchSpace, limits: Limits, *, images_at: Callable[[int]
             record = _skipped(config, missed_at[family])
         else:
             record = _measure(config, limits, images_at(config.img_size), num_classes, make_timer, folder)
-            if not any(f["latency_ms"] is not None and f["latency_ms"] <= limits.max_latency_ms
-                       for f in record["formats"].values()) or record.get("error"):
+            # A larger input is slower, so it cannot meet a latency limit this size missed (an error says nothing of it).
+            if not record.get("error") and not any(f["latency_ms"] <= limits.max_latency_ms
+                                                   for f in record["formats"].values()):
                 missed_at[family] = record
         records.append(record)
         if verbose:

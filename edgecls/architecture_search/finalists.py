@@ -35,7 +35,8 @@ def compress(trial: dict, *, threads: int, device, device_python: str, ssh_confi
     from edgecls.searching.variant_search import optimize_run
 
     with run_lock.writing(Path(trial["run"])):
-        result = optimize_run(trial["run"], max_drop=FINALIST_MAX_DROP, objective="latency", threads=threads,
+        # resume: a search resumed after its finalists began keeps the candidates already measured (same model bytes).
+        result = optimize_run(trial["run"], max_drop=FINALIST_MAX_DROP, objective="latency", threads=threads, resume=True,
                               device=device, device_python=device_python, ssh_config=ssh_config,
                               verbose=max(0, verbose - 1), **optimize_options)
     return [{**{k: record.get(k) for k in CANDIDATE_KEYS}, "trial": trial["number"], "config": trial["config"],

@@ -60,6 +60,8 @@ def run_search(data, out, *, max_latency_ms: float, max_size_kb: float | None = 
     with run_lock.writing(out), contextlib.ExitStack() as stack:
         make_timer, where = _timers(stack, device, device_python, ssh_config, timing)
         state = _State(out, limits, where, clock, searched)
+        if not resume:  # from here on the folder holds a search, which --resume continues whenever it stops
+            state.write([], [], [], status="checking feasibility", stop_reason="")
         images_at = _calibration_images(files, base)
         say(f"search {files.root} → {out}: {len(searched.configs)} configurations ({searched.source} space), "
             f"{limits.text()}, {threads} thread(s), timed on {_where_text(where)}")
@@ -78,7 +80,25 @@ def run_search(data, out, *, max_latency_ms: float, max_size_kb: float | None = 
         chosen_from, candidates = final.compress_finalists(trials, searched.finalists, limits, say=say, **opts)
         check = final.latency_check(chosen_from, candidates, {r["config"]["key"]: r for r in state.feasibility},
                                     make_timer=make_timer, images_at=images_at)
-        return state.conclude(trials, candidates, check, stop_reason=stop, closest=None, extra=extra)
+        result = state.conclude(trials, candidates, check, stop_reason=stop, closest=None, extra=extra)
+        if verbose:
+            _print_outcome(result, check, say)
+        return result
+
+
+def _print_outcome(result: SearchResult, check: list[dict], say) -> None:
+    from edgecls.architecture_search.trials import print_trials
+
+    print_trials(result.trials, result.chosen)
+    say(f"training stopped: {result.stop_reason}")
+    for row in check:
+        say(f"untrained vs trained latency, {row['config']} {row['format']}: {row['untrained_ms']:.3f} → "
+            f"{row['trained_ms']:.3f} ms ({row['trained_vs_untrained']:.2f}×, "
+            f"{'within' if row['within_10pct'] else 'NOT within'} 10 %)")
+    for row in result.by_latency_limit:
+        best = row["best"]
+        say(f"best under {row['max_latency_ms']:g} ms: " + ("nothing" if best is None else
+            f"{best['config']} {best['variant']} (val top-1 {best['val_accuracy']:.4f}, {best['latency_ms']:.3f} ms)"))
 
 
 class _State:

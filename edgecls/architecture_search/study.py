@@ -90,6 +90,9 @@ def open_study(storage, space: SearchSpace, feasible: list[str], *, resume: bool
             raise EdgeclsError("the study to resume was made for another space, limits or target; run it again with "
                                "the same --space and limits, or start a new search in another --out")
         return study
+    if existing_study(storage):  # another database than OUT/study.db (--storage) may hold one already
+        raise EdgeclsError(f"the study storage already holds a study '{STUDY_NAME}'; use --resume to continue it, "
+                           "or another --storage")
     study = optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=sampler, pruner=pruner,
                                 direction="maximize")
     study.set_user_attr("fingerprint", fingerprint)
@@ -122,10 +125,11 @@ def requeue_interrupted(study) -> list[int]:
     return queued
 
 
-def trained_pairs(study) -> set[tuple[str, float]]:
-    """(config, lr_scale) of every trial that trained to an end (complete, or pruned after training)."""
+def tried_pairs(study) -> set[tuple[str, float]]:
+    """(config, lr_scale) of every trial that trained to an end (complete, or pruned after training) or failed
+    with a user error: what is never trained again."""
     from optuna.trial import TrialState
 
     return {(t.params["config"], float(t.params["lr_scale"])) for t in study.get_trials(deepcopy=False)
-            if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and "duplicate_of" not in t.user_attrs
-            and "config" in t.params}
+            if "config" in t.params and "duplicate_of" not in t.user_attrs
+            and (t.state in (TrialState.COMPLETE, TrialState.PRUNED) or ERROR_ATTR in t.user_attrs)}

@@ -95,9 +95,9 @@ class Objective:
 
         key = trial.suggest_categorical("config", self.feasible)
         scale = float(trial.suggest_categorical("lr_scale", studies.LR_SCALES))
-        if (key, scale) in studies.trained_pairs(self.study):
+        if (key, scale) in studies.tried_pairs(self.study):
             self.duplicates += 1
-            trial.set_user_attr("duplicate_of", f"{key} at lr ×{scale:g}, trained already")
+            trial.set_user_attr("duplicate_of", f"{key} at lr ×{scale:g}, tried already")
             raise optuna.TrialPruned()
         self.duplicates = 0
         config = self.space.by_key()[key]
@@ -113,7 +113,8 @@ class Objective:
             trial.set_user_attr(studies.ERROR_ATTR, str(err))
             self._say(f"trial {trial.number}: failed: {err}")
             raise
-        self.shortest_epoch = min(filter(None, [self.shortest_epoch, reporter.longest])) if reporter.longest else None
+        if reporter.longest:  # the cheapest trial's longest epoch: less time than this left cannot hold another
+            self.shortest_epoch = min(s for s in (self.shortest_epoch, reporter.longest) if s)
         from edgecls.training.run_state import RunState
 
         state = RunState.load(folder)
@@ -143,8 +144,8 @@ class Objective:
                                 f"({self.shortest_epoch:.0f} s)")
         elif self.queued_only and not waiting:
             self.stop_reason = "every feasible configuration was trained once (give --time-budget to search further)"
-        elif len(studies.trained_pairs(study)) >= len(self.feasible) * len(studies.LR_SCALES):
-            self.stop_reason = "every feasible configuration was trained at every learning rate"
+        elif len(studies.tried_pairs(study)) >= len(self.feasible) * len(studies.LR_SCALES):
+            self.stop_reason = "every feasible configuration was tried at every learning rate"
         elif self.duplicates >= DUPLICATES_IN_A_ROW:
             self.stop_reason = f"the sampler proposed {self.duplicates} trained configurations in a row"
         if self.stop_reason:
@@ -163,12 +164,15 @@ def trial_records(study, feasibility: dict[str, dict]) -> list[dict]:
     records = []
     for t in study.get_trials(deepcopy=False):
         attrs = t.user_attrs
-        key = t.params.get("config")
+        params = t.params or t.system_attrs.get("fixed_params", {})  # a queued trial holds its parameters there
+        key = params.get("config")
         measured = feasibility.get(key, {})
         pruned = t.state.name == "PRUNED"
         records.append({
-            "number": t.number, "state": t.state.name.lower(), "config": measured.get("config", {"key": key}),
-            "lr_scale": t.params.get("lr_scale"), "run": attrs.get("run"), "epochs": attrs.get("epochs"),
+            # a proposal of what was tried already is told to Optuna as pruned, untrained: shown as what it is
+            "number": t.number, "state": "duplicate" if "duplicate_of" in attrs else t.state.name.lower(),
+            "config": measured.get("config", {"key": key}),
+            "lr_scale": params.get("lr_scale"), "run": attrs.get("run"), "epochs": attrs.get("epochs"),
             "best_epoch": attrs.get("best_epoch"),
             "val_accuracy": attrs.get("val_accuracy"),
             "test_accuracy": attrs.get("test_accuracy"), "train_seconds": attrs.get("train_seconds"),
@@ -181,3 +185,21 @@ def trial_records(study, feasibility: dict[str, dict]) -> list[dict]:
             "where": measured.get("where"),
         })
     return records
+
+
+def print_trials(trials: list[dict], chosen: dict | None) -> None:
+    """Every trial as a rich table on stderr (stdout stays clean for --json), the chosen one starred."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("", "trial", "configuration", "lr", "state", "epochs", "val top-1", "test top-1", "int8 untrained",
+                  "why", title="edgecls search: trials", caption="chosen on validation; test top-1 reported only")
+    for t in trials:
+        mark = "★" if chosen is not None and chosen["trial"] == t["number"] else ""
+        int8 = (t.get("untrained") or {}).get("int8", {}).get("latency_ms")
+        table.add_row(mark, str(t["number"]), t["config"].get("key") or "", f"×{t['lr_scale']:g}" if t["lr_scale"] else "",
+                      t["state"], "" if t["epochs"] is None else str(t["epochs"]),
+                      "" if t["val_accuracy"] is None else f"{t['val_accuracy']:.4f}",
+                      "" if t["test_accuracy"] is None else f"{t['test_accuracy']:.4f}",
+                      "" if int8 is None else f"{int8:.3f} ms", t["why"] or "")
+    Console(stderr=True, width=None if sys.stderr.isatty() else 160).print(table)
