@@ -128,7 +128,7 @@ def test_choice_is_the_best_validation_within_every_limit_and_never_reads_test()
 
 
 @pytest.fixture(scope="module")
-def searched(colours, tmp_path_factory):
+def colour_search(colours, tmp_path_factory):
     folder = tmp_path_factory.mktemp("search")
     space = write_space(folder / "space.yaml", architectures={"tiny_cnn": {"img_sizes": [32, 40]},
                                                               "simple_cnn": {"alphas": [0.25], "img_sizes": [32]}},
@@ -140,8 +140,8 @@ def searched(colours, tmp_path_factory):
     return result, folder / "out"
 
 
-def test_feasibility_drops_what_cannot_meet_the_limits_with_its_figures(searched):
-    _, out = searched
+def test_feasibility_drops_what_cannot_meet_the_limits_with_its_figures(colour_search):
+    _, out = colour_search
     data = json.loads((out / "feasibility.json").read_text())
     records = {r["config"]["key"]: r for r in data["configurations"]}
     assert set(records) == {"tiny_cnn-a1-32px", "tiny_cnn-a1-40px", "simple_cnn-a0.25-32px"}
@@ -156,8 +156,8 @@ def test_feasibility_drops_what_cannot_meet_the_limits_with_its_figures(searched
     assert data["feasible"] == 2 and data["dropped"] == 1
 
 
-def test_trials_are_run_folders_and_search_json_says_everything(searched):
-    result, out = searched
+def test_trials_are_run_folders_and_search_json_says_everything(colour_search):
+    result, out = colour_search
     data = json.loads((out / "search.json").read_text())
     trained = [t for t in data["trials"] if t["state"] in ("complete", "pruned") and t["run"]]
     assert {t["config"]["key"] for t in trained} == {"tiny_cnn-a1-32px", "tiny_cnn-a1-40px"}
@@ -174,8 +174,8 @@ def test_trials_are_run_folders_and_search_json_says_everything(searched):
     assert (out / "pareto.png").stat().st_size > 1000 and (out / "study.db").is_file()
 
 
-def test_the_chosen_model_is_the_best_validation_meeting_the_limits(searched):
-    result, out = searched
+def test_the_chosen_model_is_the_best_validation_meeting_the_limits(colour_search):
+    result, out = colour_search
     assert result.within_limits and result.best_path == out / "exports" / "best.tflite"
     meeting = [c for c in result.candidates if c["latency_ms"] <= 200 and c["size_bytes"] <= 25 * 1024]
     assert result.chosen["val_accuracy"] == max(c["val_accuracy"] for c in meeting)
@@ -188,8 +188,8 @@ def test_the_chosen_model_is_the_best_validation_meeting_the_limits(searched):
     assert open_model(result.best_path).predict(np.zeros((1, size, size, 3), np.uint8)).shape == (1, 3)  # its sidecar travels
 
 
-def test_the_time_budget_holds_to_within_one_epoch(searched):
-    result, out = searched
+def test_the_time_budget_holds_to_within_one_epoch(colour_search):
+    result, out = colour_search
     data = json.loads((out / "search.json").read_text())
     longest = 0.0
     for trial in data["trials"]:
@@ -296,10 +296,10 @@ def test_search_with_a_device_times_feasibility_and_finalists_there(ssh_device, 
     assert best["search"]["latency_where"]["on"] == "device"
 
 
-def test_the_search_report_shows_the_choice_the_trials_and_the_check(searched):
+def test_the_search_report_shows_the_choice_the_trials_and_the_check(colour_search):
     from edgecls.html_report.search_page import build_search_report
 
-    result, out = searched
+    result, out = colour_search
     html = build_search_report(out).read_text()
     assert result.chosen["config"]["key"] in html and "data:image/png;base64," in html
     assert html.count("<tr") >= len(result.trials) + 3 and "simple_cnn-a0.25-32px" in html  # dropped, with its figures
