@@ -14,8 +14,8 @@ Example::
 
 __version__ = "0.1.0"
 
-__all__ = ["train", "evaluate", "quantize", "prune", "export", "optimize", "predict", "bench", "bundle", "gradcam",
-           "report", "list_models", "check_device"]
+__all__ = ["train", "evaluate", "quantize", "prune", "export", "optimize", "search", "predict", "bench", "bundle",
+           "gradcam", "report", "list_models", "check_device"]
 
 
 def __getattr__(name: str):

@@ -41,12 +41,13 @@ from edgecls.results import (
     OptimizeResult,
     PruneResult,
     Records,
+    SearchResult,
     TrainResult,
 )
 from edgecls.training.fine_tune import DEFAULT_OPTIMIZER as DEFAULT_FINE_TUNE_OPTIMIZER
 
-__all__ = ["train", "evaluate", "quantize", "prune", "export", "optimize", "predict", "bench", "bundle", "gradcam",
-           "report", "list_models", "check_device"]
+__all__ = ["train", "evaluate", "quantize", "prune", "export", "optimize", "search", "predict", "bench", "bundle",
+           "gradcam", "report", "list_models", "check_device"]
 
 
 
@@ -313,6 +314,52 @@ def optimize(run, *, max_drop: float = 0.5, objective: str = "latency", runtime:
                               threads=threads, resume=resume, model=model, fine_tune_optimizer=fine_tune_optimizer,
                               device=device, device_python=device_python, ssh_config=ssh_config, verbose=verbose)
         _refresh_report(run)
+    return result
+
+
+def search(data, out, *, max_latency_ms: float, max_size_kb: float | None = None, device=None, threads: int = 1,
+           time_budget=None, space=None, storage: str | None = None, resume: bool = False, also_latency_ms=(),
+           device_python: str = "python3", ssh_config=None, verbose: int = 1) -> SearchResult:
+    """The most accurate model from ``data`` that runs within ``max_latency_ms`` (and fits ``max_size_kb``) on the target.
+
+    Searches architecture × width multiplier × input size (the registry's, or ``space``: a YAML
+    file that narrows or widens it). Every configuration is first built untrained (BatchNorm
+    statistics from training images), converted to int8 and float32 TFLite and timed where it
+    will run (here, or on ``device``: ``ssh://[user@]host[:port]`` or an ssh alias), and those that
+    cannot meet the limits are dropped (``OUT/feasibility.json``). The rest are trained as an
+    Optuna study on the validation split, each trial an ordinary run folder in ``OUT/trials/``,
+    with a Hyperband pruner over epochs; ``time_budget`` (seconds, or "30m", "2h") stops training
+    within one epoch of it. The best trials by validation go through :func:`optimize` on the same
+    target, and the choice is the highest validation top-1 among their variants that meet every
+    limit, copied to ``OUT/exports/best.tflite`` with ``best.json`` saying why; the test split is
+    reported, never used. ``OUT/search.json`` holds every trial and candidate, ``OUT/pareto.png``
+    the front, ``OUT/report.html`` all of it on one page, and ``by_latency_limit`` the best under half the limit, the limit and each of
+    ``also_latency_ms``. The study lives in ``OUT/study.db`` (``storage``: another database URL);
+    ``resume=True`` continues an interrupted search, training an interrupted trial again.
+    Nothing meeting the limits is not an error: ``within_limits`` is then False and ``closest``
+    names what comes nearest (the command exits with 3).
+
+    Example::
+
+        >>> result = edgecls.search("data/flowers", "runs/search", max_latency_ms=5, max_size_kb=1024,
+        ...                         time_budget="2h")  # doctest: +SKIP
+        >>> result.chosen["config"]["key"], result.best_path  # doctest: +SKIP
+        ('mobilenet_v3_small-a0.75-128px', PosixPath('runs/search/exports/best.tflite'))
+    """
+    from edgecls.architecture_search.stages import run_search
+
+    result = run_search(data, out, max_latency_ms=max_latency_ms, max_size_kb=max_size_kb, device=device,
+                        threads=threads, time_budget=time_budget, space=None if space is None else os.fspath(space),
+                        storage=storage, resume=resume, also_latency_ms=tuple(also_latency_ms),
+                        device_python=device_python, ssh_config=ssh_config, verbose=verbose)
+    try:  # a view of the files written: a failure to draw it is a note, as for a run's report
+        from edgecls.html_report.search_page import build_search_report
+
+        build_search_report(result.out_dir)
+    except (EdgeclsError, OSError) as err:
+        from edgecls.errors import first_line
+
+        print(f"note: {Path(result.out_dir) / 'report.html'} not written: {first_line(err)}", file=sys.stderr)
     return result
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["BundleResult", "DemoResult", "DeviceCheckResult", "EvaluateResult", "ExportRecord", "ExtractResult", "GradcamResult", "OptimizeResult",
-           "PruneResult", "Records", "TrainResult", "jsonable"]
+           "PruneResult", "Records", "SearchResult", "TrainResult", "jsonable"]
 
 
 def jsonable(value: Any) -> Any:
@@ -331,6 +331,62 @@ class OptimizeResult:
         contract). The search's own facts (stop reason, budget, float accuracy) are the fields of
         this result and the top of ``leaderboard.json``."""
         return [dict(record) for record in self.leaderboard]
+
+
+@dataclasses.dataclass
+class SearchResult:
+    """What an architecture search found (``edgecls.search``). ``chosen``: the candidate handed back
+    (a finalist's variant: ``config``, ``variant``, ``val_accuracy``, ``test_accuracy``, ``latency_ms``,
+    ``size_bytes``, ``path``...), None when nothing meets the limits; ``best_path``: its copy,
+    OUT/exports/best.tflite; ``closest``: what misses the limits by the least when nothing meets them;
+    ``trials``: every trial as search.json holds it; ``by_latency_limit``: the best under each latency
+    limit; ``stop_reason``: why training stopped.
+
+    Example::
+
+        >>> result = edgecls.search("data/flowers", "runs/search", max_latency_ms=5, max_size_kb=1024)  # doctest: +SKIP
+        >>> result.chosen["config"]["key"], result.chosen["variant"], result.best_path  # doctest: +SKIP
+        ('mobilenet_v3_small-a0.75-128px', 'int8', PosixPath('runs/search/exports/best.tflite'))
+    """
+
+    out_dir: Path
+    chosen: dict | None
+    best_path: Path | None
+    within_limits: bool
+    limits: dict
+    closest: dict | None
+    trials: list[dict]
+    candidates: list[dict]
+    by_latency_limit: list[dict]
+    stop_reason: str
+    search_seconds: float
+    feasible: int = 0
+    dropped: int = 0
+
+    def summary_line(self) -> str:
+        """One line: the choice and its figures, or what comes closest when nothing meets the limits."""
+        limits = _limits_text(self.limits)
+        if self.chosen is not None:
+            c = self.chosen
+            return (f"chosen {c['config']['key']} {c['variant']} (trial {c['trial']}): val top-1 {c['val_accuracy']:.4f}, "
+                    f"{latency_text(c['latency_ms'])}, {c['size_bytes'] / 1024:,.0f} KB ({limits}); test top-1 "
+                    f"{c['test_accuracy']:.4f} → {self.best_path}")
+        near = self.closest
+        if near is None:
+            return f"nothing meets {limits}, and nothing was measured ({self.stop_reason})"
+        what = f"{near['config']['key']} {near.get('variant') or near.get('format')}"
+        trained = "" if near.get("val_accuracy") is None else f"val top-1 {near['val_accuracy']:.4f}, "
+        return (f"nothing meets {limits}; closest: {what} ({trained}{latency_text(near.get('latency_ms'))}, "
+                f"{near['size_bytes'] / 1024:,.0f} KB)")
+
+    def to_dict(self) -> dict:
+        """What ``edgecls search --json`` prints: the choice, the limits, every trial and candidate."""
+        return jsonable({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+
+
+def _limits_text(limits: dict) -> str:
+    size = f" and {limits['max_size_kb']:g} KB" if limits.get("max_size_kb") is not None else ""
+    return f"{limits['max_latency_ms']:g} ms{size}"
 
 
 def latency_text(value) -> str:

@@ -38,8 +38,8 @@ def test_import_edgecls_and_help_import_no_tensorflow():
 
 def test_every_public_name_is_documented_with_an_example():
     assert sorted(edgecls.__all__) == sorted(api.__all__) == sorted(
-        ["train", "evaluate", "quantize", "prune", "export", "optimize", "predict", "bench", "bundle", "gradcam",
-         "report", "list_models", "check_device"])
+        ["train", "evaluate", "quantize", "prune", "export", "optimize", "search", "predict", "bench", "bundle",
+         "gradcam", "report", "list_models", "check_device"])
     for name in edgecls.__all__:
         function = getattr(edgecls, name)
         assert function is getattr(api, name)

@@ -24,7 +24,8 @@ CORE_MODULES = {"errors", "faults", "fsutil", "publish", "tf", "sidecar", "model
 API_MODULES = {"__init__", "api", "demo"}
 # devices sits on deploy (it runs deploy's pi_infer.py on the device) and below searching, so optimize can time
 # candidates there; like deploy it needs no TensorFlow.
-LAYERS = ["core", "data", "models", "deploy", "devices", "training", "converters", "compression", "searching", "insight|benchmarking",
+LAYERS = ["core", "data", "models", "deploy", "devices", "training", "converters", "compression", "searching", "architecture_search",
+          "insight|benchmarking",
           "html_report", "api", "cli"]
 SIBLINGS_THAT_NEVER_MEET = {"insight", "benchmarking"}
 TENSORFLOW_ROOTS = {"tensorflow", "tf_keras", "keras"}

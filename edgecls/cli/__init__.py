@@ -1,6 +1,7 @@
 """The ``edgecls`` command line: a thin layer over :mod:`edgecls.api`.
 
-Each command (in ``edgecls.cli.training``, ``optimizing``, ``deploying``, ``insight``) parses its flags, calls one API function and prints the
+Each command (in ``edgecls.cli.training``, ``optimizing``, ``searching``, ``deploying``, ``insight``) parses its
+flags, calls one API function and prints the
 result; ``main`` turns user mistakes (:class:`~edgecls.errors.EdgeclsError`) into one line
 ``error: ...`` and their exit code. TensorFlow loads inside the API calls, so ``edgecls --help``
 stays instant.
@@ -14,7 +15,7 @@ import traceback
 
 import typer
 
-from edgecls.cli import deploying, devices, insight, optimizing, training
+from edgecls.cli import deploying, devices, insight, optimizing, searching, training
 from edgecls.errors import EdgeclsError, is_user_os_error, unwritable
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ COMMANDS = (
     ("train", training.train), ("evaluate", training.evaluate), ("models", training.models),
     ("recipes", training.recipes), ("demo", training.demo), ("prune", optimizing.prune),
     ("quantize", optimizing.quantize), ("export", optimizing.export), ("optimize", optimizing.optimize),
+    ("search", searching.search),
     ("predict", deploying.predict), ("bench", deploying.bench), ("bundle", deploying.bundle),
     ("gradcam", insight.gradcam), ("report", insight.report),
 )

@@ -31,7 +31,7 @@ def build_report(run_dir: str | os.PathLike) -> Path:
     return write_text(run.report_html, html)
 
 
-def render(context: dict) -> str:
+def render(context: dict, template: str = TEMPLATE) -> str:
     # jinja2 is imported here so that merely importing edgecls.report stays cheap.
     import jinja2
 
@@ -43,4 +43,4 @@ def render(context: dict) -> str:
         lstrip_blocks=True,
     )
     env.filters.update(FILTERS)
-    return env.get_template(TEMPLATE).render(**context)
+    return env.get_template(template).render(**context)

@@ -35,7 +35,7 @@ def collect(run: RunFolder) -> dict:
         "title": run.path.resolve().name,
         "run_path": str(run.path.resolve()),
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "version": _version(),
+        "version": edgecls_version(),
         "facts": _facts(model_cfg, data_cfg, metrics, image_size),
         "data": run_sections.data_section(run, data_root, notes),
         "training": run_sections.training_section(run, metrics, notes),
@@ -53,7 +53,7 @@ def collect(run: RunFolder) -> dict:
     return context
 
 
-def _version() -> str:
+def edgecls_version() -> str:
     # From the installed distribution, as the sidecars do: edgecls/__init__.py is the API layer,
     # above this one.
     try:

@@ -81,6 +81,7 @@ def _mobilenet_v3(variant, name, input_shape, num_classes, weights, alpha, dropo
     "mobilenet_v3_small",
     description="MobileNetV3-Small: the default edge model (alpha = width multiplier)",
     pretrained=True,
+    pretrained_alphas=(0.75, 1.0),
     fine_tune_layers=60,
     width_multiplier=True,
     test_kwargs={"alpha": 0.35},
@@ -110,6 +111,7 @@ def mobilenet_v3_small_minimalistic(input_shape, num_classes, *, weights=None, a
     "mobilenet_v3_large",
     description="MobileNetV3-Large: more accurate, ~4x the MACs of Small",
     pretrained=True,
+    pretrained_alphas=(0.75, 1.0),
     fine_tune_layers=80,
     width_multiplier=True,
     test_kwargs={"alpha": 0.35},
@@ -128,6 +130,7 @@ def _register_efficientnet(variant: str, app_fn, default_size: int):
         pretrained=True,
         default_size=default_size,
         fine_tune_layers=60,
+        searched=variant == "b0",  # b1-b3: larger native sizes and several times b0's MACs
         test_slow=variant != "b0",  # b1-b3 scale b0's graph up; b0 is checked in the default run
         # Its conversions take minutes here; mobilenet_v3_small takes squeeze-excite and the same
         # converters through the default run, b0 its build, train step, save and Grad-CAM.
@@ -155,6 +158,7 @@ for _variant, _fn, _size in (
     description="ResNet50: large and slow on edge devices; a transfer-learning baseline",
     pretrained=True,
     fine_tune_layers=40,
+    searched=False,  # 25 M parameters: no edge search candidate
     test_slow=True,  # 25 M parameters: each conversion takes tens of seconds
 )
 def resnet50(input_shape, num_classes, *, weights=None, alpha=1.0, dropout=0.2):

@@ -38,7 +38,11 @@ class ModelSpec:
     test_kwargs: dict = dataclasses.field(default_factory=dict)
     test_slow: bool = False
     test_slow_checks: tuple[str, ...] = ()
-
+    # The widths Keras publishes ImageNet weights for (MobileNetV3: 0.75 and 1.0, minimalistic 1.0 only);
+    # ``edgecls search`` offers pretrained architectures at these widths when the weights are auto.
+    pretrained_alphas: tuple[float, ...] = (1.0,)
+    # In ``edgecls search``'s default space; False for models too large for an edge CPU (name them in --space).
+    searched: bool = True
 
     def check_alpha(self, alpha: float | None) -> None:
         """One-line error when ``alpha`` asks for a width this architecture cannot scale to."""

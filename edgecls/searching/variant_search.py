@@ -138,7 +138,7 @@ def optimize_run(run, *, max_drop: float = 0.5, objective: str = "latency", runt
         raise EdgeclsError(f"--device times .tflite candidates (pi_infer.py on the device); --runtime {runtime} "
                            "cannot run there")
     fine_tune_optimizer = check_fine_tune_optimizer(fine_tune_optimizer)
-    clock = _Clock(parse_duration(time_budget))
+    clock = Clock(parse_duration(time_budget))
     if calibration < 1:
         raise EdgeclsError(f"calibration must be at least 1 image, got {calibration}")
     folder, ctx = _open_run(run, model)
@@ -177,7 +177,7 @@ def _timer(stack: contextlib.ExitStack, device, python: str, ssh_config, **setti
 
 
 def _search(folder: RunFolder, ctx, timer: Timer, meta: dict, reference: dict, *, runtime: str, objective: str,
-            max_drop: float, threads: int, clock: _Clock, verbose: int, resume: bool, calibration: int,
+            max_drop: float, threads: int, clock: Clock, verbose: int, resume: bool, calibration: int,
             qat_epochs: int, prune_epochs: int, fine_tune_optimizer: str) -> OptimizeResult:
     out_dir, source = folder.optimize, meta["source"]
     float_val, float_test = meta["float_val_accuracy"], meta["float_test_accuracy"]
@@ -235,8 +235,8 @@ def _open_run(run, model):
 
 
 @dataclasses.dataclass
-class _Clock:
-    """The search's time budget (None: no limit), counted from the start of the search."""
+class Clock:
+    """A search's time budget (None: no limit), counted from its start (``edgecls search``'s trials use it too)."""
 
     budget_seconds: float | None
     started: float = dataclasses.field(default_factory=time.monotonic)
@@ -246,6 +246,10 @@ class _Clock:
 
     def ran_out(self) -> bool:
         return self.budget_seconds is not None and self.elapsed() >= self.budget_seconds
+
+    def left(self) -> float:
+        """Seconds left of the budget (infinite without one; negative once overrun)."""
+        return float("inf") if self.budget_seconds is None else self.budget_seconds - self.elapsed()
 
 
 @dataclasses.dataclass
@@ -257,7 +261,7 @@ class _SearchLoop:
     measure: Measurer
     out_dir: Path
     meta: dict
-    clock: _Clock
+    clock: Clock
     say: Callable[[str], None]
     previous: dict
     epoch_seconds: float | None
@@ -326,7 +330,7 @@ class _SearchLoop:
                 break
 
 
-def _conclude(folder: RunFolder, state: SearchState, meta: dict, stop_reason: str, clock: _Clock, *, runtime: str,
+def _conclude(folder: RunFolder, state: SearchState, meta: dict, stop_reason: str, clock: Clock, *, runtime: str,
               threads: int, title: str) -> OptimizeResult:
     """Choose among the measured candidates, write the final leaderboard and the Pareto plot, publish the choice."""
     records, objective, max_drop = state.records, state.objective, state.max_drop

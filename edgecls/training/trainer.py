@@ -112,10 +112,15 @@ def seed_everything(seed: int) -> None:
 
 
 def train(config: RunConfig, out_dir, *, resume: bool = False, force: bool = False, verbose: int = 1,
-          strategy: str | None = None, wait: bool = True) -> TrainResult:
+          strategy: str | None = None, wait: bool = True, callbacks=()) -> TrainResult:
     """Train into ``out_dir``. ``strategy`` overrides ``config.train.strategy``, also on --resume:
     it describes the hardware, not the recipe, and a run may resume on other hardware. The process
-    that writes the run folder (the chief of a cluster) holds its lock (edgecls.run_lock; ``wait``)."""
+    that writes the run folder (the chief of a cluster) holds its lock (edgecls.run_lock; ``wait``).
+
+    ``callbacks``: more Keras callbacks for every phase, called after the epoch is saved (an
+    architecture search's pruner reads ``val_accuracy`` there). One that sets ``model.stop_training``
+    and has a true ``ends_run`` attribute ends the whole run, not only its phase: the run is then
+    finished as after early stopping (best weights, model.keras, metrics on the test split)."""
     out = Path(out_dir)
     if resume and _never_started(out, config, strategy):
         # Killed before its first write (while decoding images, say): nothing to continue, so
@@ -139,11 +144,12 @@ def train(config: RunConfig, out_dir, *, resume: bool = False, force: bool = Fal
             prepare_run_dir(out, resume=False, force=force)
         dist = make_distribution(config.train.strategy)
         with writable_run_dir(out, dist) as run_dir:
-            return _train(config, out, run_dir, dist, precision, resume=resume, verbose=verbose)
+            return _train(config, out, run_dir, dist, precision, resume=resume, verbose=verbose,
+                          callbacks=tuple(callbacks))
 
 
 def _train(config: RunConfig, out: Path, run_dir: Path, dist: Distribution, precision: str, *, resume: bool,
-           verbose: int) -> TrainResult:
+           verbose: int, callbacks: tuple = ()) -> TrainResult:
     # ``out`` is the run folder; ``run_dir`` is where this process writes: ``out`` itself for the
     # chief, a scratch folder for the other workers of a cluster.
     state = RunState.load(out) if resume else None
@@ -189,7 +195,7 @@ def _train(config: RunConfig, out: Path, run_dir: Path, dist: Distribution, prec
         if val_ds is not None:
             val_ds = dist.validation_pipeline(val_ds, len(data.val.labels), batch_size)
         _fit_phases(model, phases, config, spec, state, run_dir, train_ds, val_ds, dist,
-                    steps_per_epoch(len(data.train.labels), batch_size), verbose)
+                    steps_per_epoch(len(data.train.labels), batch_size), verbose, callbacks)
 
     # Every worker loads and saves: reading the weights is an all-reduce in a cluster.
     _load_best_weights(model, run_dir, dist)
@@ -223,7 +229,7 @@ def _train(config: RunConfig, out: Path, run_dir: Path, dist: Distribution, prec
 
 
 def _fit_phases(model, phases: list[Phase], config: RunConfig, spec, state: RunState, run_dir: Path, train_ds,
-                val_ds, dist: Distribution, steps: int, verbose: int) -> None:
+                val_ds, dist: Distribution, steps: int, verbose: int, extra_callbacks: tuple = ()) -> None:
     monitor = config.train.monitor if val_ds is not None else config.train.monitor.replace("val_", "")
     for index, phase in enumerate(phases):
         if phase.name in state.phases_done:
@@ -261,10 +267,15 @@ def _fit_phases(model, phases: list[Phase], config: RunConfig, spec, state: RunS
         if config.train.reduce_lr_on_plateau:
             callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.3, patience=2,
                                                                mode="max" if "acc" in monitor else "min"))
+        callbacks.extend(extra_callbacks)
         fine_tune(model, train_ds, val=val_ds, epochs=phase.end_epoch, initial_epoch=state.epoch,
                   callbacks=callbacks, verbose=verbose)
         state.phases_done.append(phase.name)
         state.save(run_dir)
+        if any(getattr(callback, "ends_run", False) for callback in extra_callbacks):
+            state.phases_done.extend(p.name for p in phases[index + 1:])
+            state.save(run_dir)
+            break
 
 
 def _schedule_steps(model, fallback: int) -> int:
