@@ -282,7 +282,11 @@ def main(argv=None) -> int:
     parser.add_argument("--baseline", default="edgecls_int8_as_built", choices=sorted(set(MODELS) - {"edgecls_int8"}),
                         help="the same run's model without the attempt's change, listed beside it")
     parser.add_argument("--out", type=Path, default=RESULTS / "int8_profile")
+    parser.add_argument("--render-only", action="store_true", help="rewrite the .md from the JSON, measure nothing")
     args = parser.parse_args(argv)
+    if args.render_only:
+        args.out.with_suffix(".md").write_text(markdown(json.loads(args.out.with_suffix(".json").read_text())))
+        return 0
     blobs = build_blobs(args.size)
     profiles = profile_models(blobs, args.runs)
     head = headline(blobs, args.rounds, args.round_runs)

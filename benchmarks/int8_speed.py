@@ -102,7 +102,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "int8_speed")
     parser.add_argument("--add", action="store_true",
                         help="replace only these architectures' rows in an existing result (a new architecture)")
+    parser.add_argument("--render-only", action="store_true", help="rewrite the .md from the JSON, measure nothing")
     args = parser.parse_args(argv)
+    if args.render_only:
+        args.out.with_suffix(".md").write_text(markdown(json.loads(args.out.with_suffix(".json").read_text())))
+        return 0
     images = smooth_images(48, args.size)
     rows = []
     for arch in args.archs.split(","):

@@ -23,4 +23,4 @@ def text(m: dict) -> str:
     if not m.get("isa_flags"):
         return f"{m.get('cpu') or 'CPU not recorded'} (ISA flags not recorded)"
     where = {"on": "", "cpu": m.get("cpu"), "machine": m.get("machine"), "cores": m.get("cpus"), "cpu_flags": m["isa_flags"]}
-    return where_text(where).removeprefix(": ")
+    return where_text(where).removeprefix("?: ")

@@ -56,6 +56,7 @@ def parse_args(argv=None):
                         help="Model.predict (and compiled-call) runs per round")
     parser.add_argument("--quick", action="store_true", help="small model and few runs: checks the script works")
     parser.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--render-only", action="store_true", help="rewrite the .md from the JSON, measure nothing")
     args = parser.parse_args(argv)
     if args.quick:
         args.size, args.runs, args.rounds, args.keras_runs = 96, 30, 2, 10
@@ -125,6 +126,10 @@ def measure_keras(model, image, args) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.render_only:
+        result = json.loads((args.out_dir / "runtime_overhead.json").read_text())
+        (args.out_dir / "runtime_overhead.md").write_text(markdown(result))
+        return 0
     from edgecls.tf import tf
 
     try:

@@ -51,6 +51,7 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="tiny model, 1,000 predictions: checks the script works")
     parser.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--render-only", action="store_true", help="rewrite the .md from the JSON, measure nothing")
     parser.add_argument("--measure", type=Path, help="soak this model file in this process; print JSON")
     parser.add_argument("--files", type=Path, help="with --measure: decode images from this folder each call")
     args = parser.parse_args(argv)
@@ -165,6 +166,9 @@ def main(argv=None) -> int:
     from edgecls.fsutil import write_json, write_text
     from edgecls.sidecar import tool_versions
 
+    if args.render_only:
+        write_text(args.out_dir / "soak.md", markdown(json.loads((args.out_dir / "soak.json").read_text())))
+        return 0
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
