@@ -208,6 +208,25 @@ def device_loop(r: dict) -> Iterator[tuple[str, str]]:
            f"the choice differs on {differ} of {len(r['runs'])} runs; " + "; ".join(parts))
 
 
+def search_cifar10(r: dict) -> Iterator[tuple]:
+    recipe, timed = r["recipe"], r["side_by_side"]
+    base = timed["recipe int8"]["median_ms"]
+    parts = []
+    for name, best in r["picks"].items():
+        row = timed.get(f"pick under {name}")
+        if best is None or row is None:
+            parts.append(f"under {name} the limit: nothing")
+            continue
+        gain = 100 * (best["test_accuracy"] - recipe["test_accuracy"])
+        parts.append(f"under {name}: {best['config']['key']} {best['variant']} test {pct(best['test_accuracy'])} "
+                     f"({gain:+.2f} pt) at {row['median_ms'] / base:.2f}× its latency")
+    s = r["search"]
+    yield (f"`edgecls search` on CIFAR-10 against the `{recipe['name']}` recipe's int8 "
+           f"({pct(recipe['test_accuracy'])} test, {base:.3f} ms, the limit)",
+           "; ".join(parts) + f"; {len(s['trials'])} trials in {r['budget']['budget_seconds'] / 60:.0f} min of search "
+           f"budget (chosen on validation, test reported)", ["pareto.png"])
+
+
 @dataclass(frozen=True)
 class Source:
     """One results file: the script that writes it and how its rows read."""
@@ -232,6 +251,7 @@ SOURCES = (
     Source("soak.json", "soak.py", soak),
     Source("pi_emulation.json", "pi_emulation.py", pi_emulation),
     Source("device_loop.json", "device_loop.py", device_loop),
+    Source("search_cifar10/search_cifar10.json", "search_cifar10.py", search_cifar10),
     Source("demo.json", "demo.py", demo),
     Source("cifar10_mini/cifar10_mini.json", "cifar10_mini.py", cifar10_mini),
 )

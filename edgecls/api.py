@@ -42,6 +42,7 @@ from edgecls.results import (
     PruneResult,
     Records,
     SearchResult,
+    SearchWorkerResult,
     TrainResult,
 )
 from edgecls.training.fine_tune import DEFAULT_OPTIMIZER as DEFAULT_FINE_TUNE_OPTIMIZER
@@ -317,9 +318,10 @@ def optimize(run, *, max_drop: float = 0.5, objective: str = "latency", runtime:
     return result
 
 
-def search(data, out, *, max_latency_ms: float, max_size_kb: float | None = None, device=None, threads: int = 1,
-           time_budget=None, space=None, storage: str | None = None, resume: bool = False, also_latency_ms=(),
-           device_python: str = "python3", ssh_config=None, verbose: int = 1) -> SearchResult:
+def search(data, out, *, max_latency_ms: float | None = None, max_size_kb: float | None = None, device=None,
+           threads: int = 1, as_fast_as=None, time_budget=None, space=None, storage: str | None = None, join: str | None = None,
+           resume: bool = False, also_latency_ms=(), device_python: str = "python3", ssh_config=None,
+           verbose: int = 1) -> SearchResult | SearchWorkerResult:
     """The most accurate model from ``data`` that runs within ``max_latency_ms`` (and fits ``max_size_kb``) on the target.
 
     Searches architecture × width multiplier × input size (the registry's, or ``space``: a YAML
@@ -336,6 +338,16 @@ def search(data, out, *, max_latency_ms: float, max_size_kb: float | None = None
     the front, ``OUT/report.html`` all of it on one page, and ``by_latency_limit`` the best under half the limit, the limit and each of
     ``also_latency_ms``. The study lives in ``OUT/study.db`` (``storage``: another database URL);
     ``resume=True`` continues an interrupted search, training an interrupted trial again.
+
+    Several machines: start the search with ``storage="postgresql://user@host/db"``, and on each
+    other machine call ``search(data, out, join=URL)`` (its own copy of the data, its own ``out``):
+    it trains trials of that study until the study's time budget ends, and returns a
+    :class:`SearchWorkerResult`; a worker that dies mid-trial has its
+    trial trained again by another. The search that started the study waits for the workers'
+    trials and chooses among every trial whose run folder it can read (a shared ``out`` disk).
+    ``as_fast_as``: a model file (the one you have) whose latency on the target is the limit, or
+    part of it beside ``max_latency_ms``: timed before feasibility, and again in one interleaved loop
+    with every finalist variant, so the choice is "at least as fast", measured side by side.
     Nothing meeting the limits is not an error: ``within_limits`` is then False and ``closest``
     names what comes nearest (the command exits with 3).
 
@@ -346,10 +358,16 @@ def search(data, out, *, max_latency_ms: float, max_size_kb: float | None = None
         >>> result.chosen["config"]["key"], result.best_path  # doctest: +SKIP
         ('mobilenet_v3_small-a0.75-128px', PosixPath('runs/search/exports/best.tflite'))
     """
+    if join is not None:
+        from edgecls.architecture_search.workers import join_search
+
+        if storage is not None:
+            raise EdgeclsError("give --storage to start a study, or --join to work on one, not both")
+        return join_search(data, out, join, time_budget=time_budget, verbose=verbose)
     from edgecls.architecture_search.stages import run_search
 
     result = run_search(data, out, max_latency_ms=max_latency_ms, max_size_kb=max_size_kb, device=device,
-                        threads=threads, time_budget=time_budget, space=None if space is None else os.fspath(space),
+                        threads=threads, as_fast_as=as_fast_as, time_budget=time_budget, space=None if space is None else os.fspath(space),
                         storage=storage, resume=resume, also_latency_ms=tuple(also_latency_ms),
                         device_python=device_python, ssh_config=ssh_config, verbose=verbose)
     try:  # a view of the files written: a failure to draw it is a note, as for a run's report

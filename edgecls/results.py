@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["BundleResult", "DemoResult", "DeviceCheckResult", "EvaluateResult", "ExportRecord", "ExtractResult", "GradcamResult", "OptimizeResult",
-           "PruneResult", "Records", "SearchResult", "TrainResult", "jsonable"]
+           "PruneResult", "Records", "SearchResult", "SearchWorkerResult", "TrainResult", "jsonable"]
 
 
 def jsonable(value: Any) -> Any:
@@ -381,6 +381,29 @@ class SearchResult:
 
     def to_dict(self) -> dict:
         """What ``edgecls search --json`` prints: the choice, the limits, every trial and candidate."""
+        return jsonable({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+
+
+@dataclasses.dataclass
+class SearchWorkerResult:
+    """What one ``edgecls search --join`` worker did: ``trials`` is the whole study as search.json holds it;
+    this worker's are those whose ``run`` is under ``out_dir/trials``. ``storage``: the URL, password hidden."""
+
+    out_dir: Path
+    storage: str
+    trials: list[dict]
+    stop_reason: str
+    seconds: float
+
+    def mine(self) -> list[dict]:
+        return [t for t in self.trials if t.get("run") and Path(t["run"]).parent == Path(self.out_dir) / "trials"]
+
+    def summary_line(self) -> str:
+        return (f"trained {len(self.mine())} trial(s) of the study at {self.storage} into {Path(self.out_dir) / 'trials'} "
+                f"({self.stop_reason}); the search that started the study chooses the model")
+
+    def to_dict(self) -> dict:
+        """What ``edgecls search --join --json`` prints."""
         return jsonable({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
 
 

@@ -10,6 +10,7 @@ import pytest
 from components import missing
 from deploy_helpers import import_pi_infer, write_deploy_run
 from PIL import Image
+from postgres_server import postgres_unavailable, start_postgres
 from ssh_device import sshd_unavailable, start_sshd
 
 
@@ -140,6 +141,17 @@ def ssh_device(tmp_path_factory):
     if reason:
         missing(reason)
     server = start_sshd(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server on 127.0.0.1 in a temporary folder (tests/postgres_server.py), once per session."""
+    reason = postgres_unavailable()
+    if reason:
+        missing(reason)
+    server = start_postgres()
     yield server
     server.stop()
 

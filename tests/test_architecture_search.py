@@ -188,6 +188,25 @@ def test_the_chosen_model_is_the_best_validation_meeting_the_limits(colour_searc
     assert open_model(result.best_path).predict(np.zeros((1, size, size, 3), np.uint8)).shape == (1, 3)  # its sidecar travels
 
 
+def test_as_fast_as_a_model_times_the_limit_with_the_finalists_side_by_side(colour_search, colours, tmp_path):
+    _, first = colour_search
+    reference = first / "feasibility" / "simple_cnn-a0.25-32px" / "float32.tflite"  # ~10x tiny_cnn's latency here
+    space = write_space(tmp_path / "space.yaml", architectures={"tiny_cnn": {"img_sizes": [32]}}, epochs=2, finalists=1)
+    with pytest.raises(EdgeclsError, match="--as-fast-as: no model file at"):
+        run_search(colours, tmp_path / "none", as_fast_as=tmp_path / "missing.tflite", space=space, verbose=0)
+    result = run_search(colours, tmp_path / "out", as_fast_as=reference, space=space, timing=FAST_TIMING,
+                        optimize_options=FAST_OPTIMIZE, verbose=0)
+    data = json.loads((tmp_path / "out" / "search.json").read_text())
+    timed = data["reference"]
+    assert timed["path"] == str(reference) and timed["latency_ms_start"] > 0 and timed["latency_ms_final"] > 0
+    assert data["limits"]["max_latency_ms"] == timed["latency_ms_final"]  # the limit as timed beside the candidates
+    assert result.within_limits and result.chosen["latency_ms"] <= timed["latency_ms_final"]
+    assert all(c["latency_measured"].startswith("interleaved over") and c["finalist_latency_ms"] > 0
+               for c in data["candidates"] if c["latency_ms"] is not None)
+    best = json.loads((tmp_path / "out" / "exports" / "best.json").read_text())
+    assert "the latency limit is float32.tflite's, timed in the same loop" in best["search"]["why"]
+
+
 def test_the_time_budget_holds_to_within_one_epoch(colour_search):
     result, out = colour_search
     data = json.loads((out / "search.json").read_text())
@@ -304,3 +323,144 @@ def test_the_search_report_shows_the_choice_the_trials_and_the_check(colour_sear
     assert result.chosen["config"]["key"] in html and "data:image/png;base64," in html
     assert html.count("<tr") >= len(result.trials) + 3 and "simple_cnn-a0.25-32px" in html  # dropped, with its figures
     assert "Untrained against trained latency" in html and "src=\"http" not in html
+
+
+# ------------------------------------------------------------------ several machines: one PostgreSQL study
+
+
+def _joined(url: str) -> bool:
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name="edgecls-search", storage=url)
+    except KeyError:
+        return False
+    return "search" in study.user_attrs
+
+
+def test_workers_share_a_postgresql_study_and_a_killed_workers_trial_is_trained_again(postgres, colours, tmp_path,
+                                                                                      monkeypatch):
+    import threading
+
+    import optuna
+
+    monkeypatch.setenv("EDGECLS_SEARCH_HEARTBEAT_SECONDS", "1")  # a silent trial is a dead worker's after 3 s
+    space = write_space(tmp_path / "space.yaml", architectures={"tiny_cnn": {"img_sizes": [32, 40, 48, 56]}},
+                        epochs=8, min_epochs=8, finalists=1)
+    url = postgres.url
+    worker = [sys.executable, "-m", "edgecls", "search", str(colours), "--join", url, "--quiet", "--out"]
+    started, killed = {}, {}
+
+    def workers():  # the two other machines: join once the study is made; kill one mid-trial
+        deadline = time.monotonic() + 120
+        while not _joined(url):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        for name in ("b", "c"):
+            started[name] = subprocess.Popen(worker + [str(tmp_path / name)], cwd=REPO, env=dict(os.environ),
+                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        while time.monotonic() < deadline:
+            states = list((tmp_path / "b" / "trials").glob("*/state.json"))
+            if states and json.loads(states[0].read_text()).get("epoch", 0) >= 1:
+                killed["folder"] = states[0].parent
+                os.killpg(started["b"].pid, signal.SIGKILL)  # the worker and all it started, mid-trial
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=workers)
+    thread.start()
+    try:
+        result = run_search(colours, tmp_path / "a", max_latency_ms=500, space=space, storage=url, time_budget=45,
+                            timing=FAST_TIMING, optimize_options=FAST_OPTIMIZE, verbose=0)
+    finally:
+        thread.join(150)
+        for process in started.values():
+            if process.poll() is None:
+                process.wait(120)
+    assert killed, "worker b never got to train a trial"
+    c_out, c_err = started["c"].communicate()
+    assert started["c"].returncode == 0, c_err.decode()
+    assert "trial(s) of the study at postgresql+psycopg2://…@127.0.0.1" in c_out.decode()  # the password never shown
+
+    trials = optuna.load_study(study_name="edgecls-search", storage=url).get_trials()
+    by_run = {t.user_attrs.get("run"): t for t in trials}
+    dead = by_run[str(killed["folder"])]
+    assert dead.state.name == "FAIL"  # failed as stale by the next worker to start a trial, and queued again
+    pair = (dead.params["config"], dead.params["lr_scale"])
+    ended = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED") and "duplicate_of" not in t.user_attrs]
+    pairs = [(t.params["config"], t.params["lr_scale"]) for t in ended]
+    assert len(pairs) == len(set(pairs))  # every configuration and rate trained once, over three workers
+    again = [t for t in ended if (t.params["config"], t.params["lr_scale"]) == pair]
+    assert len(again) == 1 and Path(again[0].user_attrs["run"]).parent.parent in (tmp_path / "a", tmp_path / "c")
+    assert {Path(t.user_attrs["run"]).parent.parent.name for t in ended} == {"a", "c"}  # both survivors trained
+    worker_c = json.loads((tmp_path / "c" / "worker.json").read_text())
+    assert worker_c["trials"] and "password" not in json.dumps(worker_c)
+    # the search that made the study chose among every trial it can read: here all of them
+    assert result.within_limits and len(result.trials) == len(trials)
+    assert json.loads((tmp_path / "a" / "search.json").read_text())["chosen"]["trial"] == result.chosen["trial"]
+
+
+def test_join_needs_a_server_and_a_started_study(postgres, colours, tmp_path, capsys):
+    import psycopg2
+
+    from edgecls.cli import main
+
+    connection = psycopg2.connect(host="127.0.0.1", port=postgres.port, user="edgecls", dbname="postgres")
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE DATABASE nothing_started")
+    connection.close()
+    for url, message in ((f"sqlite:///{tmp_path / 'x.db'}", "--join needs a database server"),
+                         (postgres.url.replace("/postgres", "/nothing_started"), "no search study at postgresql+psycopg2://…@")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["search", str(colours), "--out", str(tmp_path / "w"), "--join", url])
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert exit_info.value.code == 2 and len(lines) == 1 and message in lines[0], lines
+
+
+def test_the_hyperband_pruner_stops_a_trial_below_its_rungs_cut(tmp_path):
+    """A real study, pruner and training run: earlier trials that scored 0.99 at every epoch (told to the study
+    through its own ask/report/tell, so the pruner holds their rung values) make the real trial fall below its
+    bracket's cut, and Hyperband stops it at a rung before its last epoch."""
+    from edgecls.architecture_search import study as studies
+    from edgecls.architecture_search.trials import Objective
+    from edgecls.searching.variant_search import Clock
+    from edgecls.training.run_state import RunState
+
+    noise = tmp_path / "noise"  # nothing to learn: the real trial stays near chance, far below 0.99
+    rng = np.random.default_rng(1)
+    for index in range(3):
+        (noise / f"class{index}").mkdir(parents=True)
+        for i in range(20):
+            Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(noise / f"class{index}" / f"{i}.png")
+    space = build_space(write_space(tmp_path / "space.yaml", architectures={"tiny_cnn": {"img_sizes": [32]}}, epochs=9,
+                                    min_epochs=1), image_side=24)
+    key = space.configs[0].key
+    storage = studies.make_storage(f"sqlite:///{tmp_path / 'study.db'}")
+    study = studies.open_study(storage, space, [], resume=False, fingerprint="planted")
+    for n in range(PLANTED):  # at other rates than the real trial's, which would otherwise be a repeat of one
+        study.enqueue_trial({"config": key, "lr_scale": (0.5, 2.0)[n % 2]})
+        planted = study.ask()
+        planted.suggest_categorical("config", [key])
+        planted.suggest_categorical("lr_scale", list(studies.LR_SCALES))
+        for epoch in range(1, 10):
+            planted.report(0.99, epoch)
+            planted.should_prune()  # records the rung values the pruner compares later trials with
+        study.tell(planted, 0.99)
+    study.enqueue_trial({"config": key, "lr_scale": 1.0})
+    objective = Objective(study, noise, space, [key], tmp_path, Clock(None), verbose=0)
+    study.optimize(objective, n_trials=1, catch=(EdgeclsError,))
+    trial = study.trials[-1]
+    assert trial.state.name == "PRUNED", (trial.state, trial.user_attrs)
+    epochs = int(trial.user_attrs["stopped"].split("pruned at epoch ")[1].split(":")[0])
+    assert epochs < 9 and trial.user_attrs["epochs"] == epochs  # stopped early, at a rung
+    assert sorted(trial.intermediate_values) == list(range(1, epochs + 1))
+    run = Path(trial.user_attrs["run"])
+    state = RunState.load(run)
+    assert state.finished and state.epoch == epochs and (run / "model.keras").is_file()
+    assert trial.user_attrs["test_accuracy"] is not None  # finished like an early-stopped run, test reported
+
+
+# Hyperband assigns a trial to a bracket by its number (brackets with rungs from epoch 1, 3 or only 9); with
+# this many before it, the real trial lands in one with a rung before its last epoch.
+PLANTED = 12

@@ -107,6 +107,47 @@ def latency_check(finalists: list[dict], candidates: list[dict], feasibility: di
     return rows
 
 
+def retime(candidates: list[dict], *, make_timer, images_at, reference: Path | None = None) -> float | None:
+    """Every finalist's candidates timed again in one interleaved loop (with ``reference``, the model the limit is
+    set by), so the choice compares latencies taken side by side rather than finalist by finalist, minutes apart.
+    Updates each candidate's ``latency_ms`` (optimize's own figure kept as ``finalist_latency_ms``); returns the
+    reference's latency in the same loop (None without one)."""
+    from edgecls.errors import EdgeclsError
+
+    timed = [c for c in candidates if c.get("latency_ms") is not None and Path(c["path"]).is_file()]
+    if not timed:
+        return None
+    timer = make_timer(images_at(timed[0]["config"]["img_size"]))
+    names = {}
+    for c in timed:
+        name = f"trial {c['trial']} {c['variant']}"
+        try:
+            timer.add(name, Path(c["path"]))
+        except EdgeclsError:  # a format the target cannot run (ONNX on a device): it keeps optimize's figure
+            continue
+        names[name] = c
+    if reference is not None:
+        timer.add("reference", Path(reference))
+    order = list(names) + (["reference"] if reference is not None else [])
+    result = timer.time(order, rounds=timer.rounds)
+    for name, c in names.items():
+        c["finalist_latency_ms"] = c["latency_ms"]
+        c["latency_ms"] = result[name]["median_ms"]
+        c["latency_measured"] = f"interleaved over {len(order)} models of every finalist, on {timer.where['on']}"
+        c["where"] = dict(timer.where)
+    return result["reference"]["median_ms"] if reference is not None else None
+
+
+def time_reference(path: Path, *, make_timer, images_at) -> float:
+    """The latency of the model the limit is set by (``as_fast_as``), on the target, before any work."""
+    from edgecls.deploy.runtimes import open_model
+
+    size = open_model(Path(path), quiet=True).input_size[0]
+    timer = make_timer(images_at(size))
+    timer.add("reference", Path(path))
+    return timer.time(["reference"], rounds=timer.rounds)["reference"]["median_ms"]
+
+
 def publish_best(out: Path, chosen: dict, limits: Limits, why: str) -> Path:
     """Copy the chosen file to ``OUT/exports/best.<ext>`` with ``best.json``: its sidecar plus why it was chosen."""
     from edgecls.publish import publish

@@ -32,15 +32,16 @@ SCHEMA = "edgecls.search/1"
 SEARCH_JSON = "search.json"
 
 
-def run_search(data, out, *, max_latency_ms: float, max_size_kb: float | None = None, device=None, threads: int = 1,
-               time_budget=None, space=None, storage: str | None = None, resume: bool = False,
+def run_search(data, out, *, max_latency_ms: float | None = None, max_size_kb: float | None = None, device=None,
+               threads: int = 1, as_fast_as=None, time_budget=None, space=None, storage: str | None = None,
+               resume: bool = False,
                also_latency_ms=(), device_python: str = "python3", ssh_config=None, verbose: int = 1,
                timing: feas.TimingSettings | None = None, optimize_options: dict | None = None,
                seed: int = 0) -> SearchResult:
     """Search ``space`` (a YAML file, or None for the default) on ``data`` into ``out``; see :func:`edgecls.search`."""
     from edgecls.searching.variant_search import parse_duration
 
-    limits = _limits(max_latency_ms, max_size_kb)
+    given = _given_limits(max_latency_ms, max_size_kb, as_fast_as)
     extra = [_positive(v, "--also-latency-ms") for v in also_latency_ms]
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise EdgeclsError(f"--threads must be a whole number of at least 1, got {threads!r}")
@@ -59,10 +60,13 @@ def run_search(data, out, *, max_latency_ms: float, max_size_kb: float | None = 
 
     with run_lock.writing(out), contextlib.ExitStack() as stack:
         make_timer, where = _timers(stack, device, device_python, ssh_config, timing)
+        images_at = _calibration_images(files, base)
+        reference = _reference(out, as_fast_as, resume, make_timer, images_at)
+        limits = given.at_most(reference and reference["latency_ms_start"])
         state = _State(out, limits, where, clock, searched)
+        state.reference = reference
         if not resume:  # from here on the folder holds a search, which --resume continues whenever it stops
             state.write([], [], [], status="checking feasibility", stop_reason="")
-        images_at = _calibration_images(files, base)
         say(f"search {files.root} → {out}: {len(searched.configs)} configurations ({searched.source} space), "
             f"{limits.text()}, {threads} thread(s), timed on {_where_text(where)}")
         largest = feas.Limits(max([limits.max_latency_ms, *extra]), limits.max_size_kb)
@@ -71,13 +75,22 @@ def run_search(data, out, *, max_latency_ms: float, max_size_kb: float | None = 
         if not feasible:
             return state.conclude([], [], [], stop_reason="no configuration can meet the limits, untrained",
                                   closest=feas.closest(state.feasibility), extra=extra)
-        study = _study(state, url, feasible, resume, seed, say)
+        study = _study(state, url, feasible, resume, seed, say, classes=files.classes)
         stop = _train(state, study, data, feasible, verbose, queued_only=clock.budget_seconds is None)
+        if not studies.is_sqlite(url):  # other machines may still be training trials of this study
+            from edgecls.architecture_search.workers import wait_for_workers
+
+            wait_for_workers(study, say)
         trials = trial_records(study, {r["config"]["key"]: r for r in state.feasibility})
         state.write(trials, [], [], status="compressing finalists", stop_reason=stop)
         opts = dict(threads=threads, device=device, device_python=device_python, ssh_config=ssh_config,
                     verbose=verbose, optimize_options=optimize_options or {})
         chosen_from, candidates = final.compress_finalists(trials, searched.finalists, limits, say=say, **opts)
+        reference_now = final.retime(candidates, make_timer=make_timer, images_at=images_at,
+                                     reference=None if reference is None else Path(reference["path"]))
+        if reference is not None and reference_now is not None:  # the limit and the candidates, timed side by side
+            reference["latency_ms_final"] = reference_now
+            state.limits = given.at_most(reference_now)
         check = final.latency_check(chosen_from, candidates, {r["config"]["key"]: r for r in state.feasibility},
                                     make_timer=make_timer, images_at=images_at)
         result = state.conclude(trials, candidates, check, stop_reason=stop, closest=None, extra=extra)
@@ -106,13 +119,15 @@ class _State:
 
     def __init__(self, out: Path, limits: feas.Limits, where: dict, clock: Clock, space: SearchSpace):
         self.out, self.limits, self.where, self.clock, self.space = out, limits, where, clock, space
+        self.reference: dict | None = None  # as_fast_as: the model whose latency is the limit
         self.feasibility: list[dict] = []
         self.seconds: dict[str, float] = {}
         self.started = time.monotonic()
 
     def write(self, trials, candidates, check, *, status: str, stop_reason: str, chosen=None, by_limit=()) -> None:
         write_json(self.out / SEARCH_JSON, {
-            "schema": SCHEMA, "status": status, "limits": self.limits.to_dict(), "where": self.where,
+            "schema": SCHEMA, "status": status, "limits": self.limits.to_dict(), "reference": self.reference,
+            "where": self.where,
             "space": {"source": self.space.source, "configurations": len(self.space.configs), "epochs": self.space.epochs,
                       "min_epochs": self.space.min_epochs, "finalists": self.space.finalists},
             "time_budget_seconds": self.clock.budget_seconds, "stop_reason": stop_reason,
@@ -135,6 +150,8 @@ class _State:
             why = (f"the highest validation top-1 ({chosen['val_accuracy']:.4f}) among the variants of the "
                    f"{len({c['trial'] for c in candidates})} finalist(s) that meet {self.limits.text()} "
                    f"(timed on {_where_text(chosen.get('where'))})")
+            if self.reference is not None:
+                why += f"; the latency limit is {Path(self.reference['path']).name}'s, timed in the same loop"
             best = final.publish_best(self.out, chosen, self.limits, why)
         latency_limits = sorted({self.limits.max_latency_ms / 2, self.limits.max_latency_ms, *extra})
         by_limit = final.by_latency_limit(candidates, latency_limits, self.limits.max_size_kb)
@@ -146,9 +163,45 @@ class _State:
                             len(self.feasibility) - feasible)
 
 
-def _limits(max_latency_ms, max_size_kb) -> feas.Limits:
-    return feas.Limits(_positive(max_latency_ms, "--max-latency-ms"),
-                       None if max_size_kb is None else _positive(max_size_kb, "--max-size-kb"))
+class _Given:
+    """The limits as the user gave them: a latency in ms, a model to be as fast as (or both), a size."""
+
+    def __init__(self, latency_ms: float | None, size_kb: float | None):
+        self.latency_ms, self.size_kb = latency_ms, size_kb
+
+    def at_most(self, reference_ms: float | None) -> feas.Limits:
+        return feas.Limits(min(v for v in (self.latency_ms, reference_ms) if v is not None), self.size_kb)
+
+
+def _given_limits(max_latency_ms, max_size_kb, as_fast_as) -> _Given:
+    if max_latency_ms is None and as_fast_as is None:
+        raise EdgeclsError("give --max-latency-ms (the latency limit on the target) or --as-fast-as MODEL (a model "
+                           "file to be at least as fast as)")
+    if as_fast_as is not None and not Path(as_fast_as).is_file():
+        raise EdgeclsError(f"--as-fast-as: no model file at {as_fast_as}")
+    return _Given(None if max_latency_ms is None else _positive(max_latency_ms, "--max-latency-ms"),
+                  None if max_size_kb is None else _positive(max_size_kb, "--max-size-kb"))
+
+
+def _reference(out: Path, as_fast_as, resume: bool, make_timer, images_at) -> dict | None:
+    """The as_fast_as model and its latency on the target now (resuming: as the first session timed it, so the
+    study's limits stay the ones it was made for)."""
+    import json
+
+    if as_fast_as is None:
+        return None
+    path = Path(as_fast_as).resolve()
+    if resume and (out / SEARCH_JSON).is_file():
+        earlier = (json.loads((out / SEARCH_JSON).read_text(encoding="utf-8")).get("reference") or {})
+        if earlier.get("path") == str(path) and earlier.get("latency_ms_start"):
+            return {"path": str(path), "latency_ms_start": earlier["latency_ms_start"]}
+    from edgecls.errors import ModelFileError
+
+    try:
+        latency = final.time_reference(path, make_timer=make_timer, images_at=images_at)
+    except ModelFileError as err:
+        raise EdgeclsError(f"--as-fast-as {as_fast_as}: {err}") from None
+    return {"path": str(path), "latency_ms_start": latency}
 
 
 def _positive(value, name: str) -> float:
@@ -234,7 +287,9 @@ def _feasibility(state: _State, limits: feas.Limits, timing, images_at, num_clas
     return records
 
 
-def _study(state: _State, url: str, feasible: list[str], resume: bool, seed: int, say):
+def _study(state: _State, url: str, feasible: list[str], resume: bool, seed: int, say, *, classes):
+    from edgecls.architecture_search import workers
+
     storage = studies.make_storage(url)
     fingerprint = f"{state.space.fingerprint()}:{state.limits.to_dict()}:{feasible}"
     if resume and not studies.existing_study(storage):
@@ -244,6 +299,10 @@ def _study(state: _State, url: str, feasible: list[str], resume: bool, seed: int
         again = studies.requeue_interrupted(study)
         if again:
             say(f"resuming: trial(s) {', '.join(map(str, again))} were interrupted and are queued again")
+    left = state.clock.left()
+    deadline = None if left == float("inf") else time.time() + left  # wall clock: workers on other machines share it
+    study.set_user_attr(workers.SPEC_ATTR, workers.describe(state.space, state.limits.to_dict(), feasible, classes,
+                                                            deadline))
     return study
 
 

@@ -15,6 +15,7 @@ trial that failed with a user error (a one-line ``EdgeclsError``) is not run aga
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from edgecls.architecture_search.space import SearchSpace
@@ -23,7 +24,9 @@ from edgecls.errors import EdgeclsError
 STUDY_NAME = "edgecls-search"
 DB_FILE = "study.db"
 LR_SCALES = (1.0, 0.5, 2.0)
-HEARTBEAT_SECONDS, GRACE_SECONDS = 60, 180
+# A running trial beats every HEARTBEAT seconds; one silent for GRACE is a dead worker's, retried.
+# EDGECLS_SEARCH_HEARTBEAT_SECONDS shortens both (GRACE = 3 beats), for tests and quick local studies.
+HEARTBEAT_SECONDS = 60
 ERROR_ATTR = "error"  # set on a trial that failed with a user error: never retried
 
 
@@ -50,21 +53,30 @@ def make_storage(url: str):
     optuna = _optuna()
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
-    engine = {"connect_args": {"timeout": 60}} if is_sqlite(url) else {}
+    engine = {"connect_args": {"timeout": 60}} if is_sqlite(url) else {"pool_pre_ping": True}
+    beat = heartbeat_seconds()
     try:
-        return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
+        return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=beat, grace_period=3 * beat,
                           heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3))
     except (optuna.exceptions.StorageInternalError, ImportError, ValueError) as err:
         from edgecls.errors import first_line
 
-        raise EdgeclsError(f"cannot open the study storage {_shown(url)}: {first_line(err)}") from None
+        raise EdgeclsError(f"cannot open the study storage {shown(url)}: {first_line(err)}") from None
     except Exception as err:  # noqa: BLE001 - SQLAlchemy's errors for a bad URL or an unreachable server
         from edgecls.errors import first_line
 
-        raise EdgeclsError(f"cannot open the study storage {_shown(url)}: {first_line(err)}") from None
+        raise EdgeclsError(f"cannot open the study storage {shown(url)}: {first_line(err)}") from None
 
 
-def _shown(url: str) -> str:
+def heartbeat_seconds() -> int:
+    text = os.environ.get("EDGECLS_SEARCH_HEARTBEAT_SECONDS", "")
+    try:
+        return max(1, int(text)) if text else HEARTBEAT_SECONDS
+    except ValueError:
+        raise EdgeclsError(f"EDGECLS_SEARCH_HEARTBEAT_SECONDS must be a whole number of seconds, got {text!r}") from None
+
+
+def shown(url: str) -> str:
     # Never print a password that sits in a database URL.
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)
@@ -76,13 +88,26 @@ def existing_study(storage) -> bool:
     return any(s.study_name == STUDY_NAME for s in storage.get_all_studies())
 
 
+def _sampler_and_pruner(space: SearchSpace, seed: int | None):
+    optuna = _optuna()
+    pruner = optuna.pruners.HyperbandPruner(min_resource=space.min_epochs, max_resource=space.epochs,
+                                            reduction_factor=3)
+    return optuna.samplers.TPESampler(seed=seed), pruner
+
+
+def load(storage, space: SearchSpace | None, *, seed: int | None = None):
+    """The existing study, with the sampler and pruner ``space`` implies (None: only to read its attributes).
+    Workers sample with their own seeds (None), so two never propose the same trial in step."""
+    optuna = _optuna()
+    sampler, pruner = _sampler_and_pruner(space, seed) if space is not None else (None, None)
+    return optuna.load_study(study_name=STUDY_NAME, storage=storage, sampler=sampler, pruner=pruner)
+
+
 def open_study(storage, space: SearchSpace, feasible: list[str], *, resume: bool, fingerprint: str, seed: int = 0):
     """The study: created (and every feasible configuration queued), or, with ``resume``, loaded
     after checking it was made for this space and these limits, its interrupted trials queued again."""
     optuna = _optuna()
-    sampler = optuna.samplers.TPESampler(seed=seed)
-    pruner = optuna.pruners.HyperbandPruner(min_resource=space.min_epochs, max_resource=space.epochs,
-                                            reduction_factor=3)
+    sampler, pruner = _sampler_and_pruner(space, seed)
     if resume:
         study = optuna.load_study(study_name=STUDY_NAME, storage=storage, sampler=sampler, pruner=pruner)
         made_for = study.user_attrs.get("fingerprint")
@@ -125,11 +150,13 @@ def requeue_interrupted(study) -> list[int]:
     return queued
 
 
-def tried_pairs(study) -> set[tuple[str, float]]:
-    """(config, lr_scale) of every trial that trained to an end (complete, or pruned after training) or failed
-    with a user error: what is never trained again."""
+def tried_pairs(study, *, besides: int | None = None) -> set[tuple[str, float]]:
+    """(config, lr_scale) of every trial that trained to an end (complete, or pruned after training), failed
+    with a user error, or is being trained now by another worker: what is never trained again. Of two workers that drew the same
+    pair at once, the earlier trial (below ``besides``, the one asking) trains it."""
     from optuna.trial import TrialState
 
+    ended = (TrialState.COMPLETE, TrialState.PRUNED)
     return {(t.params["config"], float(t.params["lr_scale"])) for t in study.get_trials(deepcopy=False)
-            if "config" in t.params and "duplicate_of" not in t.user_attrs
-            and (t.state in (TrialState.COMPLETE, TrialState.PRUNED) or ERROR_ATTR in t.user_attrs)}
+            if "config" in t.params and "lr_scale" in t.params and "duplicate_of" not in t.user_attrs
+            and (t.state in ended or ERROR_ATTR in t.user_attrs or (t.state == TrialState.RUNNING and (besides is None or t.number < besides)))}

@@ -95,7 +95,7 @@ class Objective:
 
         key = trial.suggest_categorical("config", self.feasible)
         scale = float(trial.suggest_categorical("lr_scale", studies.LR_SCALES))
-        if (key, scale) in studies.tried_pairs(self.study):
+        if (key, scale) in studies.tried_pairs(self.study, besides=trial.number):
             self.duplicates += 1
             trial.set_user_attr("duplicate_of", f"{key} at lr ×{scale:g}, tried already")
             raise optuna.TrialPruned()

@@ -41,7 +41,7 @@ class Timer:
         from edgecls.deploy.runtimes import open_model
 
         runtime = open_model(path, threads=self.threads, quiet=True)
-        prepared = runtime.prepare(self.image)
+        prepared = runtime.prepare(_sized(self.image, runtime.input_size))
         self.calls[variant] = lambda: runtime.invoke(prepared)
         if self.reference is None:
             self.reference = variant
@@ -89,6 +89,17 @@ class Timer:
             record["latency_measured"] = (f"interleaved over {len(names)} candidates, {self.rounds}×{self.runs} runs, "
                                           f"on {self.where['on']}")
             record["where"] = dict(self.where)
+
+
+def _sized(image: np.ndarray, size) -> np.ndarray:
+    """``image`` (1, H, W, 3) at the model's input size: models of several sizes are timed in one loop, and
+    latency does not depend on the pixels."""
+    if tuple(image.shape[1:3]) == tuple(size):
+        return image
+    from PIL import Image
+
+    resized = Image.fromarray(np.asarray(image[0], dtype=np.uint8)).resize((int(size[1]), int(size[0])))
+    return np.asarray(resized, dtype=np.uint8)[None]
 
 
 class DeviceTimer(Timer):
