@@ -344,6 +344,16 @@ def int8_by_cpu(results: Path = RESULTS) -> str:
                     cpu = f"emulated {cpu}: kernel choice, not speed"
                 lines.append(f"| {cpu} | {run['run']}, int8 vs its fp32 | {int8[f'{side}_vs_float32']:.2f}× | "
                              "[device_loop.md](benchmarks/results/device_loop.md) |")
+    lines.append("")
+    if not any("AVX2, no VNNI" in line for line in lines):
+        lines.append("No AVX2-only x86 CPU (int8 without dot products) was among the machines these benchmarks ran on.")
+    emulation = results / "pi_emulation.json"
+    if emulation.is_file():
+        stacks = json.loads(emulation.read_text())["stacks"].values()
+        lines.append("Top-1 on the emulated Cortex-A72, same int8 file and images as the host: " + "; ".join(
+            f"{s['stack']}: " + ("failed" if "error" in s else
+                                 f"{'the same' if s['same_top1_as_host'] else '**different**'} on {s['images']} images")
+            for s in stacks) + " ([pi_emulation.md](benchmarks/results/pi_emulation.md)).")
     return "\n".join(lines)
 
 

@@ -124,6 +124,18 @@ def test_choice_is_the_best_validation_within_every_limit_and_never_reads_test()
     assert [r["best"]["trial"] for r in rows] == [2, 1, 3]
 
 
+def test_the_queue_takes_one_of_each_architecture_in_turn_fastest_first():
+    from edgecls.architecture_search.feasibility import queue_order
+
+    def record(arch, alpha, ms, feasible=True):
+        return {"config": {"arch": arch, "key": f"{arch}-a{alpha}"}, "feasible": feasible,
+                "formats": {"int8": {"latency_ms": ms}}}
+
+    records = [record("mnv3", 1.0, 0.3), record("mnv3", 0.5, 0.1), record("mnv3", 0.75, 0.2),
+               record("resnet9", 0.5, 0.9, feasible=False), record("resnet9", 0.25, 0.4), record("cnn", 1, 0.05)]
+    assert queue_order(records) == ["mnv3-a0.5", "resnet9-a0.25", "cnn-a1", "mnv3-a0.75", "mnv3-a1.0"]
+
+
 # ------------------------------------------------------------------ a whole search
 
 

@@ -184,6 +184,23 @@ def read_feasibility(out: Path, key: str) -> list[dict] | None:
     return data.get("configurations") if data.get("fingerprint") == key else None
 
 
+def queue_order(records: list[dict]) -> list[str]:
+    """The feasible configurations in the order the study first trains them: one of each architecture in
+    turn, each architecture's from its fastest (untrained int8) up. Every family gets a trial early, before
+    the budget is spent on variations of the first, and the cheap ones first give the pruner early rungs
+    to compare the rest against."""
+    by_arch: dict[str, list[dict]] = {}
+    for record in records:
+        if record["feasible"]:
+            by_arch.setdefault(record["config"]["arch"], []).append(record)
+    lanes = [sorted(group, key=lambda r: (r["formats"].get("int8", {}).get("latency_ms") or float("inf"),
+                                          r["config"]["key"])) for group in by_arch.values()]
+    order = []
+    for rank in range(max((len(lane) for lane in lanes), default=0)):
+        order += [lane[rank]["config"]["key"] for lane in lanes if rank < len(lane)]
+    return order
+
+
 def closest(records: list[dict]) -> dict | None:
     """When nothing is feasible: the measured configuration and format nearest the latency limit."""
     measured = [(f["latency_ms"], r, fmt) for r in records for fmt, f in r["formats"].items() if f.get("latency_ms")]

@@ -71,12 +71,13 @@ def run_search(data, out, *, max_latency_ms: float | None = None, max_size_kb: f
             f"{limits.text()}, {threads} thread(s), timed on {_where_text(where)}")
         largest = feas.Limits(max([limits.max_latency_ms, *extra]), limits.max_size_kb)
         state.feasibility = _feasibility(state, largest, timing, images_at, len(files.classes), make_timer, resume, verbose)
-        feasible = [r["config"]["key"] for r in state.feasibility if r["feasible"]]
+        feasible = feas.queue_order(state.feasibility)
         if not feasible:
             return state.conclude([], [], [], stop_reason="no configuration can meet the limits, untrained",
                                   closest=feas.closest(state.feasibility), extra=extra)
         study = _study(state, url, feasible, resume, seed, say, classes=files.classes)
-        stop = _train(state, study, data, feasible, verbose, queued_only=clock.budget_seconds is None)
+        stop = _train(state, study, data, feasible, verbose, queued_only=clock.budget_seconds is None,
+                      shared=not studies.is_sqlite(url))
         if not studies.is_sqlite(url):  # other machines may still be training trials of this study
             from edgecls.architecture_search.workers import wait_for_workers
 
@@ -306,7 +307,7 @@ def _study(state: _State, url: str, feasible: list[str], resume: bool, seed: int
     return study
 
 
-def _train(state: _State, study, data, feasible: list[str], verbose: int, *, queued_only: bool) -> str:
+def _train(state: _State, study, data, feasible: list[str], verbose: int, *, queued_only: bool, shared: bool) -> str:
     from optuna.trial import TrialState
 
     started = time.monotonic()
@@ -322,6 +323,10 @@ def _train(state: _State, study, data, feasible: list[str], verbose: int, *, que
         try:
             study.optimize(objective, callbacks=[objective.after_trial], catch=(EdgeclsError,))
         except KeyboardInterrupt:
+            if shared:  # other workers go on: they get the interrupted trial now, not at this search's --resume
+                from edgecls.architecture_search.workers import requeue_own
+
+                requeue_own(study, state.out, lambda text: print(text, file=sys.stderr))
             trials = trial_records(study, {r["config"]["key"]: r for r in state.feasibility})
             state.write(trials, [], [], status="interrupted", stop_reason="interrupted (Ctrl-C)")
             print(f"\ninterrupted: the study is kept in {state.out}; run again with --resume to continue "

@@ -3,7 +3,8 @@
 The study lives in ``OUT/study.db`` (SQLite) unless ``--storage`` names another database. Its
 trials choose a feasible configuration (``config``) and a learning-rate multiplier of the
 recipe's rate (``lr_scale``); every feasible configuration is queued first at the recipe's own
-rate, so each is tried once before the TPE sampler proposes others. The Hyperband pruner stops
+rate (in :func:`~edgecls.architecture_search.feasibility.queue_order`: one architecture after another, each
+from its fastest up), so each is tried once before the TPE sampler proposes others. The Hyperband pruner stops
 a trial at an epoch rung where its validation top-1 is among the worse of its bracket
 (successive halving over epochs, from the space's ``min_epochs`` to its ``epochs``).
 
@@ -126,9 +127,10 @@ def open_study(storage, space: SearchSpace, feasible: list[str], *, resume: bool
     return study
 
 
-def requeue_interrupted(study) -> list[int]:
+def requeue_interrupted(study, *, only=None) -> list[int]:
     """Mark trials left running by a killed process failed, and queue every interrupted trial again;
-    returns their numbers. Only for a study no other process works on (SQLite under OUT's lock)."""
+    returns their numbers. Only for a study no other process works on (SQLite under OUT's lock), unless
+    ``only`` (a trial -> bool) picks this process's own trials, as after Ctrl-C in a shared study."""
     optuna = _optuna()
     from optuna.storages import RetryHeartbeatStaleTrialCallback
     from optuna.trial import TrialState
@@ -139,6 +141,8 @@ def requeue_interrupted(study) -> list[int]:
     retried |= {n for t in trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
     queued = []
     for trial in trials:
+        if only is not None and not only(trial):
+            continue
         if trial.state == TrialState.RUNNING:
             study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)  # noqa: SLF001
         elif trial.state != TrialState.FAIL or ERROR_ATTR in trial.user_attrs or trial.number in retried:

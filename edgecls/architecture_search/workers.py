@@ -106,12 +106,25 @@ def join_search(data, out, url: str, *, time_budget=None, verbose: int = 1) -> S
         if clock.left() <= 0:
             stop = "the study's time budget had ended"
         else:
-            study.optimize(objective, callbacks=[objective.after_trial], catch=(EdgeclsError,))
+            try:
+                study.optimize(objective, callbacks=[objective.after_trial], catch=(EdgeclsError,))
+            except KeyboardInterrupt:
+                requeue_own(study, out, say)
+                raise
             stop = objective.stop_reason or "the study ended"
         trials = trial_records(study, {})
         result = SearchWorkerResult(out, studies.shown(url), trials, stop, round(time.monotonic() - started, 1))
         write_json(out / "worker.json", {"schema": "edgecls.search-worker/1", **result.to_dict()})
     return result
+
+
+def requeue_own(study, out: Path, say) -> None:
+    """After Ctrl-C in a shared study: this process's interrupted trial goes back in the queue for any worker
+    (a killed process's is retried once its heartbeat is stale; an interrupted one does not wait for that)."""
+    trials = Path(out) / "trials"
+    again = studies.requeue_interrupted(study, only=lambda t: Path(t.user_attrs.get("run", "/")).parent == trials)
+    if again:
+        say(f"interrupted: trial(s) {', '.join(map(str, again))} queued again for the other workers")
 
 
 def _check_data(data, spec: dict) -> None:
