@@ -255,7 +255,7 @@ def markdown(r: dict) -> str:
     for name, best in r["picks"].items():
         row = final.get(f"pick under {name}")
         if best is None or row is None:
-            lines.append(f"| best under {name} the limit | nothing finalist met it | | | | | | | |")
+            lines.append(f"| best under {name} the limit | no finalist variant met it | | | | | | | |")
             continue
         gain = None if best.get("test_accuracy") is None else 100 * (best["test_accuracy"] - recipe["test_accuracy"])
         lines.append(f"| best under {name} the limit ({best['latency_ms']:.4f} ms in the search) | {best['config']['key']} | "
