@@ -22,7 +22,7 @@ from edgecls.architecture_search import feasibility as feas
 from edgecls.architecture_search import finalists as final
 from edgecls.architecture_search import study as studies
 from edgecls.architecture_search.space import SearchSpace, build_space, image_side
-from edgecls.architecture_search.trials import Objective, base_config, trial_records
+from edgecls.architecture_search.trials import Objective, dataset_files, trial_records
 from edgecls.errors import EdgeclsError
 from edgecls.fsutil import check_writable_folder, write_json
 from edgecls.results import SearchResult
@@ -52,7 +52,7 @@ def run_search(data, out, *, max_latency_ms: float | None = None, max_size_kb: f
     url = studies.storage_url(out, storage)
     _check_out(out, url, resume)
     # An impossible space fails here, before any work; the defaults that depend on the images come after.
-    files, base = _dataset(data, build_space(space, image_side=None))
+    files, base = dataset_files(data, build_space(space, image_side=None))
     searched = build_space(space, image_side=image_side(files))
     check_writable_folder(out, what="--out")
     say = (lambda text: print(text, file=sys.stderr)) if verbose else (lambda text: None)
@@ -217,23 +217,6 @@ def _check_out(out: Path, url: str, resume: bool) -> None:
         raise EdgeclsError(f"nothing to resume: {out} holds no search (no {SEARCH_JSON} or {studies.DB_FILE})")
     if not resume and held:
         raise EdgeclsError(f"{out} already holds a search; use --resume to continue it or another --out")
-
-
-def _dataset(data, space: SearchSpace):
-    """The dataset's files and the recipe the trials share (its data options: fractions, seed, cache)."""
-    from edgecls.data.layout import find_dataset
-    from edgecls.training.data_prep import cache_root
-
-    if data is None:
-        raise EdgeclsError("give the DATA folder or archive to search on")
-    base = base_config(data, space)
-    d = base.data
-    fractions = {"train": 1.0 - d.val_fraction - d.test_fraction, "val": d.val_fraction, "test": d.test_fraction}
-    files = find_dataset(d.path, fractions=fractions, seed=d.seed, cache_root=cache_root(base))
-    if not files.splits["val"][0]:
-        raise EdgeclsError(f"{data} has no validation split: the search chooses on validation data (data.val_fraction > 0, "
-                           "or a val/ folder)")
-    return files, base
 
 
 def _calibration_images(files, base):

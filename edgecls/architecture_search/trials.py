@@ -33,6 +33,23 @@ def base_config(data, space: SearchSpace):
     return run_config
 
 
+def dataset_files(data, space: SearchSpace):
+    """The dataset's files and the recipe the trials share (its data options: fractions, seed, cache)."""
+    from edgecls.data.layout import find_dataset
+    from edgecls.training.data_prep import cache_root
+
+    if data is None:
+        raise EdgeclsError("give the DATA folder or archive to search on")
+    base = base_config(data, space)
+    d = base.data
+    fractions = {"train": 1.0 - d.val_fraction - d.test_fraction, "val": d.val_fraction, "test": d.test_fraction}
+    files = find_dataset(d.path, fractions=fractions, seed=d.seed, cache_root=cache_root(base))
+    if not files.splits["val"][0]:
+        raise EdgeclsError(f"{data} has no validation split: the search chooses on validation data (data.val_fraction > 0, "
+                           "or a val/ folder)")
+    return files, base
+
+
 def trial_config(data, config: Config, space: SearchSpace, lr_scale: float):
     """The RunConfig a trial trains: :func:`base_config` with the configuration and the learning-rate multiplier."""
     run_config = base_config(data, space)

@@ -128,9 +128,9 @@ def requeue_own(study, out: Path, say) -> None:
 
 
 def _check_data(data, spec: dict) -> None:
-    from edgecls.architecture_search.stages import _dataset
+    from edgecls.architecture_search.trials import dataset_files
 
-    files, _ = _dataset(data, space_of(spec))
+    files, _ = dataset_files(data, space_of(spec))
     if list(files.classes) != list(spec["classes"]):
         raise EdgeclsError(f"{data} has classes {', '.join(files.classes)}, but the study searches "
                            f"{', '.join(spec['classes'])}: join with the same dataset")
