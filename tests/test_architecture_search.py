@@ -232,12 +232,9 @@ def test_the_time_budget_holds_to_within_one_epoch(colour_search):
     used = data["seconds"]["feasibility"] + data["seconds"]["training"]
     assert "time budget" in result.stop_reason
     cut = [t for t in data["trials"] if (t["why"] or "").startswith("time budget")]
-    # either a trial's next epoch would not have ended in time, or a trial ended all its epochs with less of the
-    # budget left than an epoch takes (which of the two depends on the machine's speed at that moment)
-    if cut:
-        assert len(cut) == 1 and cut[0]["epochs"] < 30 and cut[0]["state"] == "complete"
-    else:
-        assert "less than the shortest epoch" in result.stop_reason, result.stop_reason
+    # A trial is cut when its next epoch would not end in time; or a trial ends its epochs just as the budget runs
+    # out, or with less of it left than an epoch takes (which one depends on the machine's speed at that moment).
+    assert len(cut) <= 1 and all(t["epochs"] < 30 and t["state"] == "complete" for t in cut), cut
     # the budget counts from the start; a trial's end (best weights, test split) is a second or two here, a few
     # more when the rest of the suite shares the cores (one full run overran the 3 s allowed before)
     assert used <= 15 + longest + 6, (used, longest, data["seconds"], cut)
