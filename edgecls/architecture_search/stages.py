@@ -76,9 +76,9 @@ def run_search(data, out, *, max_latency_ms: float | None = None, max_size_kb: f
             return state.conclude([], [], [], stop_reason="no configuration can meet the limits, untrained",
                                   closest=feas.closest(state.feasibility), extra=extra)
         study = _study(state, url, feasible, resume, seed, say, classes=files.classes)
-        stop = _train(state, study, data, feasible, verbose, queued_only=clock.budget_seconds is None,
-                      shared=not studies.is_sqlite(url))
-        if not studies.is_sqlite(url):  # other machines may still be training trials of this study
+        shared = not studies.is_sqlite(url)
+        stop = _train(state, study, data, feasible, verbose, queued_only=clock.budget_seconds is None, shared=shared)
+        if shared:  # other machines may still be training trials of this study
             from edgecls.architecture_search.workers import wait_for_workers
 
             wait_for_workers(study, say)

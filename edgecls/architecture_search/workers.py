@@ -90,8 +90,9 @@ def join_search(data, out, url: str, *, time_budget=None, verbose: int = 1) -> S
     if not spec:
         raise EdgeclsError(f"the study at {studies.shown(url)} is not ready to join yet (its feasibility check is running); "
                            "try again in a minute")
-    study = studies.load(storage, space_of(spec))
-    _check_data(data, spec)
+    space = space_of(spec)
+    study = studies.load(storage, space)
+    _check_data(data, space, spec["classes"])
     out = Path(out)
     check_writable_folder(out, what="--out")
     say = (lambda text: print(text, file=sys.stderr)) if verbose else (lambda text: None)
@@ -101,7 +102,7 @@ def join_search(data, out, url: str, *, time_budget=None, verbose: int = 1) -> S
         say(f"joined the study at {studies.shown(url)} (started on {spec.get('started_by')}): "
             f"{len(spec['feasible'])} feasible configurations, "
             + ("no time budget: the queued trials" if queued_only else f"{clock.left():.0f} s of budget left"))
-        objective = Objective(study, data, space_of(spec), spec["feasible"], out, clock, verbose=verbose,
+        objective = Objective(study, data, space, spec["feasible"], out, clock, verbose=verbose,
                               queued_only=queued_only)
         if clock.left() <= 0:
             stop = "the study's time budget had ended"
@@ -127,10 +128,10 @@ def requeue_own(study, out: Path, say) -> None:
         say(f"interrupted: trial(s) {', '.join(map(str, again))} queued again for the other workers")
 
 
-def _check_data(data, spec: dict) -> None:
+def _check_data(data, space: SearchSpace, classes: list[str]) -> None:
     from edgecls.architecture_search.trials import dataset_files
 
-    files, _ = dataset_files(data, space_of(spec))
-    if list(files.classes) != list(spec["classes"]):
+    files, _ = dataset_files(data, space)
+    if list(files.classes) != list(classes):
         raise EdgeclsError(f"{data} has classes {', '.join(files.classes)}, but the study searches "
-                           f"{', '.join(spec['classes'])}: join with the same dataset")
+                           f"{', '.join(classes)}: join with the same dataset")

@@ -16,7 +16,7 @@ def search(
     data: str = typer.Argument(..., metavar="DATA", help="Class folders, a folder with train/ (val/) test/, or an archive of either."),
     out: Path = typer.Option(..., "--out", "-o", help="The search folder: study.db, feasibility.json, trials/, search.json, exports/best.*."),
     max_latency_ms: float | None = typer.Option(None, "--max-latency-ms", help="Latency limit per image on the target "
-                                                                            "(median, ms); required unless --join."),
+                                                                            "(median, ms); required unless --as-fast-as or --join."),
     max_size_kb: float | None = typer.Option(None, "--max-size-kb", help="Model file size limit (KB)."),
     as_fast_as: Path | None = typer.Option(None, "--as-fast-as", help="A model file to be at least as fast as on the "
                                                                       "target (timed with the finalists, side by side)."),
