@@ -145,6 +145,28 @@ def time_reference(args) -> dict:
                     f"{REFERENCE_EPOCH_SECONDS} s"}
 
 
+def search_budget(args) -> dict:
+    """The budget scaled by this machine's reference epochs, kept in WORK/budget.json: a --resume continues the search
+    it was set for (timing the reference again would give the resumed search another budget)."""
+    import json
+
+    from edgecls.fsutil import write_json
+
+    path = args.work / "budget.json"
+    if args.resume and path.is_file():
+        return json.loads(path.read_text())
+    if args.resume and args.out.with_suffix(".json").is_file():  # a search measured before budget.json was kept
+        earlier = json.loads(args.out.with_suffix(".json").read_text())
+        started = json.loads((args.work / "search" / "search.json").read_text())
+        if earlier["budget"]["budget_seconds"] == started["time_budget_seconds"]:
+            write_json(path, earlier["budget"])
+            return earlier["budget"]
+    budget = time_reference(args)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, budget)
+    return budget
+
+
 def effective_space(args) -> Path:
     """The committed space with this machine's image cache: what the search reads."""
     import yaml
@@ -171,7 +193,7 @@ def measure(args) -> dict:
     limit = side_by_side({"recipe int8": (recipe["path"], recipe_images)}, args.threads)["recipe int8"]
     say(f"{RECIPE} int8: {limit['median_ms']:.4f} ms on this host ({args.threads} thread): the latency limit; "
         f"test top-1 {recipe['test_accuracy']:.4f}")
-    budget = time_reference(args)
+    budget = search_budget(args)
     if args.budget_seconds is not None:
         budget = {**budget, "budget_seconds": args.budget_seconds, "rule": f"fixed by --budget-seconds {args.budget_seconds:g}"}
     say(f"search budget {budget['budget_seconds'] / 60:.1f} min ({budget['rule']})")
@@ -206,7 +228,7 @@ def measure(args) -> dict:
                                           "feasible", "dropped", "chosen", "by_latency_limit", "latency_check",
                                           "trials", "candidates")},
         "feasibility": json.loads((result.out_dir / "feasibility.json").read_text()).get("configurations"),
-        "picks": picks, "side_by_side": final, "seconds": round(time.monotonic() - started, 1),
+        "picks": picks, "side_by_side": final, "seconds": round(time.monotonic() - started, 1), "resumed": args.resume,
     }
 
 
@@ -243,7 +265,9 @@ def markdown(r: dict) -> str:
         f"{', '.join(f'{x:.1f}' for x in r['budget']['epoch_seconds'])} s); the search took "
         f"{s['seconds'].get('feasibility', 0) / 60:.1f} min of feasibility, {s['seconds'].get('training', 0) / 60:.1f} min "
         f"of training ({s['stop_reason']}) and {s['seconds'].get('finalists', 0) / 60:.1f} min compressing finalists. "
-        f"{s['feasible']} configurations feasible, {s['dropped']} dropped before training.",
+        f"{s['feasible']} configurations feasible, {s['dropped']} dropped before training."
+        + (" The search was continued with `--resume` (same budget, counted across sessions; the seconds are "
+           "both sessions' sums)." if r.get("resumed") else ""),
         "",
         "## The pick against the recipe, timed side by side",
         "",
@@ -255,7 +279,7 @@ def markdown(r: dict) -> str:
     for name, best in r["picks"].items():
         row = final.get(f"pick under {name}")
         if best is None or row is None:
-            lines.append(f"| best under {name} the limit | no finalist variant met it | | | | | | | |")
+            lines.append(f"| best under {name} the limit | no candidate met it | | | | | | | |")
             continue
         gain = None if best.get("test_accuracy") is None else 100 * (best["test_accuracy"] - recipe["test_accuracy"])
         lines.append(f"| best under {name} the limit ({best['latency_ms']:.4f} ms in the search) | {best['config']['key']} | "

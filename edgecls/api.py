@@ -336,8 +336,11 @@ def search(data, out, *, max_latency_ms: float | None = None, max_size_kb: float
     limit, copied to ``OUT/exports/best.tflite`` with ``best.json`` saying why; the test split is
     reported, never used. ``OUT/search.json`` holds every trial and candidate, ``OUT/pareto.png``
     the front, ``OUT/report.html`` all of it on one page, and ``by_latency_limit`` the best under half the limit, the limit and each of
-    ``also_latency_ms``. The study lives in ``OUT/study.db`` (``storage``: another database URL);
-    ``resume=True`` continues an interrupted search, training an interrupted trial again.
+    ``also_latency_ms`` (for a limit no finalist's variant meets, the best trial by validation whose untrained latency
+    meets it is compressed too). The study lives in ``OUT/study.db`` (``storage``: another database URL);
+    ``resume=True`` continues an interrupted search, training an interrupted trial again; the budget is the whole
+    search's, less what the earlier sessions recorded in ``search.json`` as spent of it (a session killed
+    mid-training recorded none of its training).
 
     Several machines: start the search with ``storage="postgresql://user@host/db"``, and on each
     other machine call ``search(data, out, join=URL)`` (its own copy of the data, its own ``out``):

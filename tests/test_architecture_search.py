@@ -124,6 +124,34 @@ def test_choice_is_the_best_validation_within_every_limit_and_never_reads_test()
     assert [r["best"]["trial"] for r in rows] == [2, 1, 3]
 
 
+def test_a_limit_no_finalist_meets_gets_the_best_trial_by_validation_whose_untrained_latency_meets_it(tmp_path, monkeypatch):
+    def trial(number, val, int8_ms, int8_bytes=50_000, test=0.5):
+        run = tmp_path / f"run{number}"
+        run.mkdir()
+        (run / "model.keras").write_bytes(b"")
+        return {"number": number, "state": "complete", "val_accuracy": val, "test_accuracy": test, "run": str(run),
+                "config": {"key": f"net{number}"},
+                "untrained": {"int8": {"latency_ms": int8_ms, "size_bytes": int8_bytes},
+                              "float32": {"latency_ms": 3 * int8_ms, "size_bytes": 4 * int8_bytes}}}
+
+    # trial 1 is the finalist (its variants 0.8 ms and more); under 0.5 ms trial 2 is too slow untrained, trial 3's
+    # int8 is too large for 100 KB, trial 4 fits (and its test top-1, the best, is never read)
+    trials = [trial(1, 0.90, 0.7), trial(2, 0.85, 0.6), trial(3, 0.84, 0.3, int8_bytes=200_000), trial(4, 0.80, 0.4),
+              trial(5, 0.70, 0.1, test=0.99)]
+    candidates = [_candidate(1, "int8", 0.90, 0.9, 0.8), _candidate(1, "float32", 0.91, 0.9, 1.6)]
+    picks = final.for_other_limits(trials, candidates, [0.5, 1.0, 0.45], 100)
+    assert [(limit, t["number"]) for limit, t in picks] == [(0.45, 4), (0.5, 5)]  # 1.0 is met by the finalist
+    assert final.for_other_limits(trials, candidates, [0.05], None) == []  # no trial's untrained latency meets it
+    # trial 4's variants, once trained (0.42 ms), meet 0.5 ms too: trial 5 is not compressed for it
+    compressed = []
+    monkeypatch.setattr(final, "compress", lambda t, **_: compressed.append(t["number"]) or
+                        [_candidate(t["number"], "int8", t["val_accuracy"], 0.5, 0.42)])
+    more, found = final.compress_for_limits(trials, candidates, [0.45, 0.5], 100, say=lambda _: None)
+    assert compressed == [4] and [t["number"] for t in more] == [4] and found[0]["trial"] == 4
+    rows = final.by_latency_limit(candidates + found, [0.45, 0.5, 1.0], 100)
+    assert [r["best"]["trial"] for r in rows] == [4, 4, 1]
+
+
 def test_the_queue_takes_one_of_each_architecture_in_turn_fastest_first():
     from edgecls.architecture_search.feasibility import queue_order
 
@@ -289,6 +317,23 @@ def test_resume_after_kill_9_trains_the_interrupted_trial_again(colours, tmp_pat
     assert trials[0]["state"] == "fail" and trials[0]["why"] == "interrupted: queued again"
     assert trials[1]["retry_of"] == 0 and trials[1]["state"] == "complete" and trials[1]["epochs"] == 40
     assert trials[1]["config"]["key"] == "tiny_cnn-a1-32px" and result.within_limits
+
+
+def test_a_resumed_search_counts_the_budget_the_earlier_sessions_spent(colours, tmp_path):
+    space = write_space(tmp_path / "space.yaml", architectures={"tiny_cnn": {"img_sizes": [32]}}, epochs=30,
+                        min_epochs=1, finalists=1)
+    out = tmp_path / "out"
+    first = run_search(colours, out, max_latency_ms=500, space=space, time_budget=8, timing=FAST_TIMING,
+                       optimize_options=FAST_OPTIMIZE, verbose=0)
+    spent = json.loads((out / "search.json").read_text())["seconds"]
+    assert "time budget" in first.stop_reason and spent["training"] > 0
+    again = run_search(colours, out, max_latency_ms=500, space=space, time_budget=8, resume=True, timing=FAST_TIMING,
+                       optimize_options=FAST_OPTIMIZE, verbose=0)
+    assert again.stop_reason == "the time budget of 8 s was spent by the sessions before this --resume"
+    assert [t["number"] for t in again.trials] == [t["number"] for t in first.trials]  # nothing more was trained
+    seconds = json.loads((out / "search.json").read_text())["seconds"]
+    assert seconds["training"] >= spent["training"] and seconds["total"] > spent["total"]
+    assert again.within_limits and again.chosen["trial"] == first.chosen["trial"]
 
 
 def test_a_pruned_trial_ends_its_run_which_is_finished_like_an_early_stopped_one(colours, tmp_path):

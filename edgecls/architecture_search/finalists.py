@@ -5,7 +5,8 @@ Each finalist's run folder goes through the optimize search on the same target (
 validation top-1 among the candidates that meet every limit where they were timed (ties: the
 faster); test top-1 is carried to be reported, never read to choose. When no finalist has a
 candidate within the limits, the next trials by validation are compressed too, up to twice the
-number of finalists. The same rule, at other latency limits, answers several budgets from one search.
+number of finalists. The same rule, at other latency limits, answers several budgets from one search: for each
+limit no finalist's variant meets, the best trial by validation whose untrained latency meets it is compressed too.
 """
 
 from __future__ import annotations
@@ -77,6 +78,47 @@ def compress_finalists(trials: list[dict], count: int, limits: Limits, *, say, *
         finalists.append(trial)
         candidates.extend(found)
     return finalists, candidates
+
+
+def untrained_latency(trial: dict, max_size_kb: float | None) -> float | None:
+    """The lowest latency the trial's configuration was timed at untrained, in a format within the size limit."""
+    formats = (trial.get("untrained") or {}).values()
+    times = [f["latency_ms"] for f in formats if f.get("latency_ms") is not None
+             and (max_size_kb is None or f["size_bytes"] / 1024 <= max_size_kb)]
+    return min(times, default=None)
+
+
+def for_other_limits(trials: list[dict], candidates: list[dict], latency_limits: list[float],
+                     max_size_kb: float | None) -> list[tuple[float, dict]]:
+    """(limit, trial) for each limit no candidate meets: the best trial by validation, not compressed yet, whose
+    untrained latency meets it (none when no trained trial's does). Validation only, as :func:`choose`."""
+    compressed = {c["trial"] for c in candidates}
+    picks = []
+    for limit in sorted(set(latency_limits)):
+        if choose(candidates, Limits(limit, max_size_kb)) is not None:
+            continue
+        for trial in ranked(trials):
+            ms = untrained_latency(trial, max_size_kb)
+            if trial["number"] not in compressed and ms is not None and ms <= limit:
+                picks.append((limit, trial))
+                compressed.add(trial["number"])
+                break
+    return picks
+
+
+def compress_for_limits(trials: list[dict], candidates: list[dict], latency_limits: list[float],
+                        max_size_kb: float | None, *, say, **options) -> tuple[list[dict], list[dict]]:
+    """(the trials compressed, their candidates) so that each of ``latency_limits`` is answered by a model trained
+    for it, not only by the finalists' variants; a limit met by the first such trial stops the ones above it."""
+    compressed, found = [], []
+    for limit, trial in for_other_limits(trials, candidates, latency_limits, max_size_kb):
+        if choose(candidates + found, Limits(limit, max_size_kb)) is not None:
+            continue
+        say(f"for {limit:g} ms: trial {trial['number']} ({trial['config']['key']}, val top-1 "
+            f"{trial['val_accuracy']:.4f}) through optimize")
+        compressed.append(trial)
+        found.extend(compress(trial, **options))
+    return compressed, found
 
 
 def latency_check(finalists: list[dict], candidates: list[dict], feasibility: dict[str, dict], *, make_timer,

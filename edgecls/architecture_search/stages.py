@@ -64,6 +64,9 @@ def run_search(data, out, *, max_latency_ms: float | None = None, max_size_kb: f
         reference = _reference(out, as_fast_as, resume, make_timer, images_at)
         limits = given.at_most(reference and reference["latency_ms_start"])
         state = _State(out, limits, where, clock, searched)
+        if resume:  # the budget is the whole search's: the sessions before this one spent part of it
+            state.before, state.budget_spent = _earlier_seconds(out)
+            clock.started -= state.budget_spent or 0.0
         state.reference = reference
         if not resume:  # from here on the folder holds a search, which --resume continues whenever it stops
             state.write([], [], [], status="checking feasibility", stop_reason="")
@@ -87,6 +90,9 @@ def run_search(data, out, *, max_latency_ms: float | None = None, max_size_kb: f
         opts = dict(threads=threads, device=device, device_python=device_python, ssh_config=ssh_config,
                     verbose=verbose, optimize_options=optimize_options or {})
         chosen_from, candidates = final.compress_finalists(trials, searched.finalists, limits, say=say, **opts)
+        other_limits = [limits.max_latency_ms / 2, *(v for v in extra if v < limits.max_latency_ms)]
+        more, found = final.compress_for_limits(trials, candidates, other_limits, limits.max_size_kb, say=say, **opts)
+        chosen_from, candidates = chosen_from + more, candidates + found
         reference_now = final.retime(candidates, make_timer=make_timer, images_at=images_at,
                                      reference=None if reference is None else Path(reference["path"]))
         if reference is not None and reference_now is not None:  # the limit and the candidates, timed side by side
@@ -122,7 +128,9 @@ class _State:
         self.out, self.limits, self.where, self.clock, self.space = out, limits, where, clock, space
         self.reference: dict | None = None  # as_fast_as: the model whose latency is the limit
         self.feasibility: list[dict] = []
-        self.seconds: dict[str, float] = {}
+        self.seconds: dict[str, float] = {}  # this session's
+        self.before: dict[str, float] = {}  # the sessions' before a --resume
+        self.budget_spent: float | None = None  # the clock when training ended: what --resume counts as used
         self.started = time.monotonic()
 
     def write(self, trials, candidates, check, *, status: str, stop_reason: str, chosen=None, by_limit=()) -> None:
@@ -131,14 +139,19 @@ class _State:
             "where": self.where,
             "space": {"source": self.space.source, "configurations": len(self.space.configs), "epochs": self.space.epochs,
                       "min_epochs": self.space.min_epochs, "finalists": self.space.finalists},
-            "time_budget_seconds": self.clock.budget_seconds, "stop_reason": stop_reason,
-            "seconds": {**self.seconds, "total": round(time.monotonic() - self.started, 1)},
+            "time_budget_seconds": self.clock.budget_seconds, "budget_spent_seconds": self.budget_spent,
+            "stop_reason": stop_reason,
+            "seconds": self._seconds(),
             "feasible": sum(1 for r in self.feasibility if r["feasible"]),
             "dropped": sum(1 for r in self.feasibility if not r["feasible"]),
             "chosen": chosen, "by_latency_limit": list(by_limit), "latency_check": check, "trials": trials,
             "candidates": candidates,
             "rule": "highest validation top-1 among the finalists' variants that meet every limit on the target; "
                     "test top-1 reported, never used"})
+
+    def _seconds(self) -> dict[str, float]:
+        now = {**self.seconds, "total": time.monotonic() - self.started}
+        return {k: round(self.before.get(k, 0.0) + now.get(k, 0.0), 1) for k in {**self.before, **now}}
 
     def conclude(self, trials, candidates, check, *, stop_reason: str, closest, extra) -> SearchResult:
         self.seconds["finalists"] = round(time.monotonic() - self.started - sum(self.seconds.values()), 1)
@@ -203,6 +216,22 @@ def _reference(out: Path, as_fast_as, resume: bool, make_timer, images_at) -> di
     except ModelFileError as err:
         raise EdgeclsError(f"--as-fast-as {as_fast_as}: {err}") from None
     return {"path": str(path), "latency_ms_start": latency}
+
+
+def _earlier_seconds(out: Path) -> tuple[dict[str, float], float | None]:
+    """What search.json says the sessions so far spent on each stage, and of the time budget (when training ended;
+    else their feasibility and training seconds): nothing if they left no record."""
+    import json
+
+    try:
+        earlier = json.loads((out / SEARCH_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}, None
+    seconds = {k: float(v) for k, v in (earlier.get("seconds") or {}).items() if isinstance(v, (int, float))}
+    spent = earlier.get("budget_spent_seconds")
+    if not isinstance(spent, (int, float)):
+        spent = seconds.get("feasibility", 0.0) + seconds.get("training", 0.0)
+    return seconds, float(spent)
 
 
 def _positive(value, name: str) -> float:
@@ -299,7 +328,8 @@ def _train(state: _State, study, data, feasible: list[str], verbose: int, *, que
     waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
     stop = None
     if state.clock.left() <= 0:
-        stop = "the time budget ran out before training"
+        stop = ("the time budget ran out before training" if not state.before else
+                f"the time budget of {state.clock.budget_seconds:g} s was spent by the sessions before this --resume")
     elif queued_only and not waiting:
         stop = "every feasible configuration was trained once (give --time-budget to search further)"
     if stop is None:
@@ -317,6 +347,7 @@ def _train(state: _State, study, data, feasible: list[str], verbose: int, *, que
             raise
         stop = objective.stop_reason or "the study ended"
     state.seconds["training"] = round(time.monotonic() - started, 1)
+    state.budget_spent = round(state.clock.elapsed(), 1)
     return stop
 
 
