@@ -145,26 +145,29 @@ def time_reference(args) -> dict:
                     f"{REFERENCE_EPOCH_SECONDS} s"}
 
 
-def search_budget(args) -> dict:
-    """The budget scaled by this machine's reference epochs, kept in WORK/budget.json: a --resume continues the search
-    it was set for (timing the reference again would give the resumed search another budget)."""
+def search_settings(args, recipe: dict, recipe_images) -> tuple[dict, dict]:
+    """(the budget scaled by this machine's reference epochs, the recipe int8 timed alone), kept in
+    WORK/settings.json: a --resume continues the search they were set for (timing them again would give the resumed
+    search another budget and another --also-latency-ms)."""
     import json
 
     from edgecls.fsutil import write_json
 
-    path = args.work / "budget.json"
+    path = args.work / "settings.json"
     if args.resume and path.is_file():
-        return json.loads(path.read_text())
-    if args.resume and args.out.with_suffix(".json").is_file():  # a search measured before budget.json was kept
+        kept = json.loads(path.read_text())
+        return kept["budget"], kept["limit"]
+    if args.resume and args.out.with_suffix(".json").is_file():  # a search measured before settings.json was kept
         earlier = json.loads(args.out.with_suffix(".json").read_text())
         started = json.loads((args.work / "search" / "search.json").read_text())
         if earlier["budget"]["budget_seconds"] == started["time_budget_seconds"]:
-            write_json(path, earlier["budget"])
-            return earlier["budget"]
+            write_json(path, {"budget": earlier["budget"], "limit": earlier["recipe"]["latency"]})
+            return earlier["budget"], earlier["recipe"]["latency"]
+    limit = side_by_side({"recipe int8": (recipe["path"], recipe_images)}, args.threads)["recipe int8"]
     budget = time_reference(args)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, budget)
-    return budget
+    write_json(path, {"budget": budget, "limit": limit})
+    return budget, limit
 
 
 def effective_space(args) -> Path:
@@ -190,10 +193,9 @@ def measure(args) -> dict:
     started = time.monotonic()
     recipe = recipe_model(args)
     recipe_images = images(args, recipe["img_size"])
-    limit = side_by_side({"recipe int8": (recipe["path"], recipe_images)}, args.threads)["recipe int8"]
+    budget, limit = search_settings(args, recipe, recipe_images)
     say(f"{RECIPE} int8: {limit['median_ms']:.4f} ms on this host ({args.threads} thread): the latency limit; "
         f"test top-1 {recipe['test_accuracy']:.4f}")
-    budget = search_budget(args)
     if args.budget_seconds is not None:
         budget = {**budget, "budget_seconds": args.budget_seconds, "rule": f"fixed by --budget-seconds {args.budget_seconds:g}"}
     say(f"search budget {budget['budget_seconds'] / 60:.1f} min ({budget['rule']})")

@@ -334,6 +334,11 @@ def test_a_resumed_search_counts_the_budget_the_earlier_sessions_spent(colours, 
     seconds = json.loads((out / "search.json").read_text())["seconds"]
     assert seconds["training"] >= spent["training"] and seconds["total"] > spent["total"]
     assert again.within_limits and again.chosen["trial"] == first.chosen["trial"]
+    feasibility = (out / "feasibility.json").read_bytes()
+    with pytest.raises(EdgeclsError, match="checked for other limits, space or target"):
+        run_search(colours, out, max_latency_ms=500, also_latency_ms=[900], space=space, time_budget=8, resume=True,
+                   timing=FAST_TIMING, verbose=0)
+    assert (out / "feasibility.json").read_bytes() == feasibility  # refused before checking anything again
 
 
 def test_a_pruned_trial_ends_its_run_which_is_finished_like_an_early_stopped_one(colours, tmp_path):

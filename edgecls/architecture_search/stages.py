@@ -288,6 +288,10 @@ def _feasibility(state: _State, limits: feas.Limits, timing, images_at, num_clas
     started = time.monotonic()
     key = feas.fingerprint(state.space, limits, timing, state.where)
     records = feas.read_feasibility(state.out, key) if resume else None
+    if resume and records is None and (state.out / feas.FILE).is_file():  # before minutes of checking, not after
+        raise EdgeclsError("the search to resume was checked for other limits, space or target (see its "
+                           f"{feas.FILE}); run it again with the same --space, limits and --also-latency-ms, "
+                           "or start a new search in another --out")
     if records is None:
         records = feas.check_space(state.space, limits, images_at=images_at, num_classes=num_classes,
                                    make_timer=make_timer, out=state.out, verbose=verbose)
