@@ -229,8 +229,10 @@ def _earlier_seconds(out: Path) -> tuple[dict[str, float], float | None]:
         return {}, None
     seconds = {k: float(v) for k, v in (earlier.get("seconds") or {}).items() if isinstance(v, (int, float))}
     spent = earlier.get("budget_spent_seconds")
-    if not isinstance(spent, (int, float)):
-        spent = seconds.get("feasibility", 0.0) + seconds.get("training", 0.0)
+    if not isinstance(spent, (int, float)):  # written before budget_spent_seconds was kept
+        ran_out = str(earlier.get("stop_reason") or "").startswith("the time budget")
+        spent = earlier.get("time_budget_seconds") if ran_out else None
+        spent = spent or seconds.get("feasibility", 0.0) + seconds.get("training", 0.0)
     return seconds, float(spent)
 
 
