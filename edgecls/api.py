@@ -422,7 +422,9 @@ def bench(models=(), *, data=None, runtime: str = "all", threads: int = 1, runs:
 
     ``models`` are model files and/or run folders (model.keras + exports/); each runs in every
     ``runtime`` that can run it (``"tflite"``, ``"onnx"``, ``"keras"`` or ``"all"``). ``data``
-    (class folders, or a dataset with a test/ folder) is what accuracy is measured on.
+    (class folders, or a dataset with a test/ folder) is what accuracy is measured on; without it
+    each model is timed on synthetic input of its own shape and its rows say ``"accuracy_measured":
+    false`` (``accuracy`` None, no end-to-end timing).
     ``imports`` adds device rows written by ``pi_infer.py --bench``. Returns one JSON-ready
     record per (model, runtime) — exactly the records of the bench JSON file — and writes
     ``json_out``, ``csv_out`` and ``png_out`` (default: beside the JSON or CSV) when given.

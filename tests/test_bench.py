@@ -48,6 +48,7 @@ def test_bench_tflite_and_keras_writes_json_csv_png(deploy_run, bench_data, tmp_
         assert record["latency_ms"]["p50"] <= record["latency_ms"]["p90"] <= record["latency_ms"]["p99"]
         assert record["rounds"]["count"] == 2 and len(record["rounds"]["medians_ms"]) == 2
         assert record["threads"] == 1 and record["images"] == 12 and record["source"] == "host"
+        assert record["input"] == "images" and record["accuracy_measured"] is True
         assert record["accuracy"] == pytest.approx(_accuracy_via_predict(record["model"], bench_data), abs=1e-12)
         assert record["top5_accuracy"] is None  # three classes: top-5 says nothing
         assert record["preprocess_ms"]["p50"] > 0 and record["end_to_end_ms"]["p50"] > record["preprocess_ms"]["p50"]
@@ -97,7 +98,6 @@ def test_device_rows_from_pi_infer_join_the_table(deploy_run, bench_data, pi_inf
 @pytest.mark.parametrize("case, fragment", [
     ("bad_runtime", "unknown runtime 'gpu'"),
     ("no_onnx_model", "no model to run in the onnx runtime"),
-    ("no_data", "give --data DIR"),
     ("missing_model", "model file not found"),
     ("nothing", "give a MODEL"),
     ("bad_import", "holds no bench records"),
@@ -108,7 +108,6 @@ def test_bench_errors_are_one_line(case, fragment, deploy_run, bench_data, tmp_p
     args = {
         "bad_runtime": ["bench", model, "--data", bench_data, "--runtime", "gpu"],
         "no_onnx_model": ["bench", model, "--data", bench_data, "--runtime", "onnx"],
-        "no_data": ["bench", model],
         "missing_model": ["bench", tmp_path / "nope.tflite", "--data", bench_data],
         "nothing": ["bench"],
         "bad_import": ["bench", "--import", tmp_path / "empty.json"],
@@ -118,6 +117,31 @@ def test_bench_errors_are_one_line(case, fragment, deploy_run, bench_data, tmp_p
     (tmp_path / "text.json").write_text("p50 was fast")
     code, out, err = cli(args, capsys)
     assert_one_error_line(code, out, err, fragment)
+
+
+def test_without_data_bench_times_synthetic_input_and_says_accuracy_was_not_measured(deploy_run, tmp_path, capsys):
+    model = deploy_run / "exports" / "int8.tflite"
+    out = tmp_path / "bench.json"
+    code, stdout, err = cli(["bench", model, "--runtime", "tflite", *QUICK, "--json-out", out, "--csv",
+                             tmp_path / "bench.csv"], capsys)
+    assert code == 0, err
+    assert "accuracy not measured" in err and "synthetic input" in err
+    assert "not measured" in stdout and "synthetic input" in stdout  # the table's top-1 cell and its caption
+    (record,) = json.loads(out.read_text())
+    assert RECORD_FIELDS <= set(record), RECORD_FIELDS - set(record)
+    assert record["input"] == "synthetic" and record["accuracy_measured"] is False
+    assert record["accuracy"] is None and record["top5_accuracy"] is None and record["images"] == 0
+    assert record["data"] is None and record["end_to_end_ms"]["p50"] is None
+    assert record["input_size"] == list(open_model(model, quiet=True).input_size)
+    assert 0 < record["latency_ms"]["p50"] <= record["latency_ms"]["p99"]
+    assert record["rounds"]["count"] == 2
+    row = next(csv.DictReader((tmp_path / "bench.csv").open()))
+    assert row["input"] == "synthetic" and row["accuracy_measured"] == "False" and row["accuracy"] == ""
+    assert not (tmp_path / "bench.png").exists()  # nothing to plot: no accuracy
+
+    code, stdout, err = cli(["bench", model, "--json", *QUICK], capsys)  # --json: the records, the note on stderr
+    assert code == 0, err
+    assert json.loads(stdout)[0]["accuracy_measured"] is False and "accuracy not measured" in err
 
 
 def test_data_classes_must_match_the_model_labels(deploy_run, tmp_path, make_images, capsys):

@@ -9,6 +9,11 @@ Per (model, runtime) row, in this order:
             on a sample of DIR (preprocess_ms is the part before invoke);
   memory    the peak resident set while the row ran (reset before it on Linux), and its growth.
 Exports are compared with their Keras reference: the share of images with the same top-1 label.
+
+Without DIR only latency and load are measured: ``invoke`` is timed on synthetic pixels of the
+model's own input shape (seeded, so reruns time the same input), and the row says so
+(``input: "synthetic"``, ``accuracy: null``, ``accuracy_measured: false``); a latency needs no
+labelled images, so refusing it made a quick "how fast is this file here?" impossible.
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ from edgecls.run_folder import EXPORTS, MODEL
 from edgecls.timing import interleaved_latency, percentiles_ms
 
 SCHEMA = "edgecls.bench/1"
+NO_DATA_NOTE = ("no --data: latency timed on synthetic input of each model's own shape; "
+                "accuracy not measured (give --data DIR to measure it)")
+SYNTHETIC_SEED = 0
 TEST_ONLY = {"train": 0.0, "val": 0.0, "test": 1.0}
 
 
@@ -72,10 +80,11 @@ def bench(models=(), *, data=None, runtime: str = "all", threads: int = 1, runs:
             raise EdgeclsError("give a MODEL (file or run folder) to benchmark, or --import a device bench file")
         return Records(records, notes=notes)
     targets = resolve_targets(models, runtime)
-    if data is None:
-        raise EdgeclsError("give --data DIR (class folders, or a dataset with a test/ folder) to measure accuracy on")
-    dataset = find_test_images(data)
-    if parity is None:
+    dataset = None if data is None else find_test_images(data)
+    if dataset is None:
+        notes.append(f"note: {NO_DATA_NOTE}")
+        parity = False  # agreement is over labelled images: none here
+    elif parity is None:
         parity = runtime in ("all", "keras") or reference is not None
 
     predictions: dict[Path, dict[str, str]] = {}
@@ -92,7 +101,7 @@ def bench(models=(), *, data=None, runtime: str = "all", threads: int = 1, runs:
             host_rows[index] = record
         if parity:
             _add_agreement(targets, host_rows, predictions, dataset, reference, threads, bar, notes)
-    if dataset.skipped:
+    if dataset is not None and dataset.skipped:
         notes.append(f"note: {dataset.skipped} file(s) in {data} are not usable images and were left out")
     return Records(host_rows + records, notes=notes)
 
@@ -125,7 +134,7 @@ def _decoded(dataset: _Data, size, bar):
 def _bench_row(target: Target, dataset: _Data, threads, runs, rounds, warmup, e2e_images, bar, notes):
     backend = _import_runtime(target.runtime)
     hint = input_size_hint(target.path)
-    if hint is not None:  # decoded and paged in before the memory of the row is measured
+    if hint is not None and dataset is not None:  # decoded and paged in before the memory of the row is measured
         _touch(_decoded(dataset, hint, bar).images)
     gc.collect()
     peak_reset = reset_peak_rss()
@@ -135,28 +144,34 @@ def _bench_row(target: Target, dataset: _Data, threads, runs, rounds, warmup, e2
     model = open_model(target.path, threads=threads)
     load_ms = (time.perf_counter() - t0) * 1e3
 
-    split = _decoded(dataset, model.input_size, bar)
-    label_of = _label_map(dataset.classes, model, notes)
-    bar.plan(len(split.paths) + warmup + runs * rounds + min(e2e_images, len(split.paths)))
-    bar.phase("accuracy")
-    probs = _predict_all(model, split.images, bar.advance)
-    y_true = np.asarray([label_of[c] for c in split.labels])
-    accuracy, top5 = top1_accuracy(y_true, probs), top_k_or_none(y_true, probs)
+    if dataset is None:
+        split, one = None, synthetic_image(model.input_size)
+        bar.plan(warmup + runs * rounds)
+        probs, accuracy, top5 = None, None, None
+    else:
+        split = _decoded(dataset, model.input_size, bar)
+        label_of = _label_map(dataset.classes, model, notes)
+        bar.plan(len(split.paths) + warmup + runs * rounds + min(e2e_images, len(split.paths)))
+        bar.phase("accuracy")
+        probs = _predict_all(model, split.images, bar.advance)
+        y_true = np.asarray([label_of[c] for c in split.labels])
+        accuracy, top5 = top1_accuracy(y_true, probs), top_k_or_none(y_true, probs)
+        one = np.ascontiguousarray(split.images[:1])
 
     bar.phase("latency")
-    one = np.ascontiguousarray(split.images[:1])
     prepared = model.prepare(one)
     # partial, not a lambda: a C-level call adds the least to what is timed.
     stats = interleaved_latency({"invoke": functools.partial(model.invoke, prepared)}, rounds=rounds, runs=runs,
                                 warmup=warmup, advance=bar.advance)["invoke"]
 
-    bar.phase("end-to-end")
-    sample = spread_sample(split.paths, e2e_images)
-    pre_ns, e2e_ns = _end_to_end(model, sample, bar.advance)
+    pre_ns = e2e_ns = ()  # end to end starts from image files: none without --data
+    if split is not None:
+        bar.phase("end-to-end")
+        pre_ns, e2e_ns = _end_to_end(model, spread_sample(split.paths, e2e_images), bar.advance)
 
     peak = peak_rss_mb()
     labels = model.labels
-    predicted = {path: labels[i] for path, i in zip(split.paths, probs.argmax(axis=1))}
+    predicted = {} if split is None else {path: labels[i] for path, i in zip(split.paths, probs.argmax(axis=1))}
     sidecar = model.sidecar or {}
     record = {
         "schema": SCHEMA,
@@ -180,8 +195,10 @@ def _bench_row(target: Target, dataset: _Data, threads, runs, rounds, warmup, e2
         **latency_fields(stats, runs=runs, warmup=warmup),
         "preprocess_ms": percentiles_ms(pre_ns),
         "end_to_end_ms": percentiles_ms(e2e_ns),
-        "data": dataset.root,
-        "images": len(split.paths),
+        "input": "synthetic" if split is None else "images",
+        "data": None if dataset is None else dataset.root,
+        "images": 0 if split is None else len(split.paths),
+        "accuracy_measured": split is not None,
         "accuracy": accuracy,
         "top5_accuracy": top5,
         "agreement": None,
@@ -190,6 +207,12 @@ def _bench_row(target: Target, dataset: _Data, threads, runs, rounds, warmup, e2
     del model, prepared
     gc.collect()
     return record, predicted
+
+
+def synthetic_image(size) -> np.ndarray:
+    """One seeded batch-1 RGB uint8 image of ``size`` (height, width): the input every model takes."""
+    height, width = int(size[0]), int(size[1])
+    return np.random.default_rng(SYNTHETIC_SEED).integers(0, 256, (1, height, width, 3), dtype=np.uint8)
 
 
 def input_size_hint(path: Path):

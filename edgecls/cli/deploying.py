@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from edgecls import api, formats
-from edgecls.cli.options import Data, DeviceOption, DevicePython, Force, Json, Model, NoProgress, Quiet, SshConfig, Threads, verbosity
+from edgecls.cli.options import DeviceOption, DevicePython, Force, Json, Model, NoProgress, Quiet, SshConfig, Threads, verbosity
 from edgecls.cli.output import emit_json, notes, stdout_to_stderr, wide_console
 
 
@@ -40,7 +40,10 @@ def bench(
     runtime: str = typer.Option(
         "all", "--runtime", "-r",
         help=f"{formats.help_text(formats.runtime_names(), extra=('all',))} (each model where it runs)."),
-    data: Data = None,
+    data: str | None = typer.Option(None, "--data", "-d",
+                                    help="Class folders, or a dataset with a test/ folder, whose test images "
+                                         "accuracy is measured on (without it: latency on synthetic input of "
+                                         "the model's shape, accuracy not measured)."),
     threads: Threads = 1,
     runs: int = typer.Option(50, "--runs", help="Timed invocations per round."),
     rounds: int = typer.Option(5, "--rounds", help="Rounds of --runs; the spread of their medians is reported."),
