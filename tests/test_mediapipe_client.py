@@ -33,7 +33,7 @@ SNIPPET = re.compile(r"<!-- mediapipe-snippet[^>]*-->\s*```python\n(.*?)```\s*<!
 def _mediapipe():
     try:
         from mediapipe.tasks.python import vision  # noqa: F401
-    except ImportError as err:
+    except (ImportError, OSError) as err:  # OSError: libmediapipe.so without its EGL/GLES libraries (.ci/run)
         missing(f"mediapipe is not importable ({err}): pip install -e '.[dev]' installs it")
 
 
