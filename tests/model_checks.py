@@ -222,7 +222,8 @@ def check_standard_metadata(path: Path) -> dict:
     buffer = read_metadata_buffer(strip_tflite(Path(path).read_bytes()))
     assert buffer is not None and buffer[4:8] == b"M001", f"{path} has no standard TFLite metadata"
     sidecar = tflite_sidecar(path)
-    assert sidecar["model_info"]["name"].encode() in buffer and sidecar["model_info"]["description"].encode() in buffer
+    info = sidecar["tflite"]["standard_metadata"]
+    assert info["name"].encode() in buffer and info["description"].encode() in buffer
     with zipfile.ZipFile(path) as zipped:
         assert zipped.getinfo(ZIP_LABELS).compress_type == zipfile.ZIP_STORED
         assert zipped.read(ZIP_LABELS).decode().splitlines() == sidecar["labels"]

@@ -152,7 +152,7 @@ def test_mediapipes_metadata_schema_reads_what_edgecls_wrote(variant, client_exp
     described = _plain(schema.ModelMetadataT.InitFromPackedBuf(buffer, 0))
     sidecar = json.loads(model.with_suffix(".json").read_text())
     assert {k: described[k] for k in ("name", "version", "author", "license")} == {"name": "run", **INFO}
-    assert described["description"] == sidecar["model_info"]["description"]
+    assert described["description"] == sidecar["tflite"]["standard_metadata"]["description"]
     assert "tiny_cnn" in described["description"] and variant in described["description"]
     assert described["minParserVersion"] == "1.0.0"
     (subgraph,) = described["subgraphMetadata"]

@@ -124,7 +124,7 @@ def test_the_embedded_block_is_the_sidecar_and_labels_after_the_flatbuffer_with_
         assert data.startswith(flatbuffer) and len(flatbuffer) < len(data) and flatbuffer[4:8] == b"TFL3"
         assert tflite_sidecar(path) == embedded
         assert read_metadata_buffer(flatbuffer)[4:8] == b"M001"  # the standard metadata, in the flatbuffer
-        assert embedded["model_info"]["name"] == "run" and embedded["model_info"]["author"] == ""
+        assert embedded["tflite"]["standard_metadata"]["name"] == "run"  # the run folder's name
         # Embedding again replaces the block and the metadata (never stacks) and is deterministic.
         assert embed_tflite(data, beside) == data
         assert strip_tflite(flatbuffer) == flatbuffer

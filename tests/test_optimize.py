@@ -78,8 +78,9 @@ def test_quantize_writes_variants_with_complete_sidecars(colour_run):
         assert sidecar["accuracy"]["top1"] == pytest.approx(record.accuracy)
         assert sidecar["size"]["bytes"] == record.path.stat().st_size
         assert "tensorflow" in sidecar["versions"] and "flatbuffers" in sidecar["versions"]
-        assert check_standard_metadata(record.path)["model_info"] == sidecar["model_info"]
-        assert sidecar["model_info"]["name"] == colour_run.name and record.variant in sidecar["model_info"]["description"]
+        info = sidecar["tflite"]["standard_metadata"]
+        assert check_standard_metadata(record.path)["tflite"]["standard_metadata"] == info
+        assert info["name"] == colour_run.name and record.variant in info["description"] and info["author"] == ""
     int8 = json.loads((colour_run / "exports" / "int8.json").read_text())
     assert int8["output"]["kind"] == "logits" and int8["input"]["dtype"] == "uint8"
     assert int8["tflite"]["float_ops"] == []

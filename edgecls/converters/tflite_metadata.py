@@ -17,8 +17,8 @@ What is written, from the sidecar:
 - output ``score``: ``FeatureProperties`` and ``labels.txt`` as its ``TENSOR_AXIS_LABELS`` file;
   an int8 model ends at the logits (the sidecar's ``output.kind``), so its scores rank the classes
   as the probabilities do but are not probabilities, and its description says so;
-- name, description, version, author and licence: ``model_info`` (edgecls.config.MetadataConfig,
-  completed from the run by :func:`resolve_model_info`).
+- name, description, version, author and licence: the sidecar's ``tflite.standard_metadata``
+  (edgecls.config.MetadataConfig, completed from the run by :func:`resolve_model_info`).
 
 Why this writer and not MediaPipe's: MediaPipe's metadata writers would make the ``mediapipe``
 wheel (with opencv-contrib, sounddevice and pins on absl-py and flatbuffers) a dependency of every
@@ -46,6 +46,7 @@ FILE_IDENTIFIER = b"M001"
 # Every field written here is in the first version of the metadata schema, so any parser reads it.
 MIN_PARSER_VERSION = "1.0.0"
 INFO_FIELDS = ("name", "description", "version", "author", "license")
+INFO_KEY = "standard_metadata"  # under the sidecar's "tflite", where a format keeps what is its own
 
 
 class _Slot:
@@ -132,9 +133,15 @@ def resolve_model_info(sidecar: dict, given=None) -> dict:
     return {key: str(given.get(key, defaults[key])) for key in INFO_FIELDS}
 
 
+def model_info(sidecar: dict) -> dict:
+    """The name, description, version, author and licence the standard metadata of ``sidecar``'s model says:
+    as recorded under ``tflite.standard_metadata`` (by the export), else from the sidecar."""
+    return {**resolve_model_info(sidecar), **((sidecar.get("tflite") or {}).get(INFO_KEY) or {})}
+
+
 def metadata_buffer(sidecar: dict) -> bytes:
     """The ``ModelMetadata`` flatbuffer (identifier M001) of a model with ``sidecar``."""
-    info = {**resolve_model_info(sidecar), **(sidecar.get("model_info") or {})}
+    info = model_info(sidecar)
     tables = _Tables()
     subgraph = tables.table(_Slot.SUBGRAPH_FIELDS, offsets={
         _Slot.SUBGRAPH["input_tensor_metadata"]: tables.vector([_input_tensor(tables, sidecar)]),
@@ -241,7 +248,8 @@ def embed_tflite_file(path, sidecar: dict) -> None:
     (labels.txt and the sidecar) after it; written atomically."""
     path = Path(path)
     # Recorded in the sidecar itself (the dict publish then writes as JSON), so both say what the metadata says.
-    sidecar.setdefault("model_info", resolve_model_info(sidecar))
+    tflite = sidecar.setdefault("tflite", {})
+    tflite[INFO_KEY] = model_info(sidecar)
     flatbuffer = with_metadata(strip_tflite(path.read_bytes()), metadata_buffer(sidecar))
     blob = embed_tflite(flatbuffer, sidecar)
     with atomic_path(path) as tmp:
