@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -142,6 +143,47 @@ def test_without_data_bench_times_synthetic_input_and_says_accuracy_was_not_meas
     code, stdout, err = cli(["bench", model, "--json", *QUICK], capsys)  # --json: the records, the note on stderr
     assert code == 0, err
     assert json.loads(stdout)[0]["accuracy_measured"] is False and "accuracy not measured" in err
+
+
+def test_parity_compares_every_two_runtimes_of_one_model(deploy_run, bench_data, tmp_path, capsys):
+    import edgecls
+    from edgecls.deploy import mediapipe_client
+
+    out = tmp_path / "bench.json"
+    code, stdout, err = cli(["bench", deploy_run, "--data", bench_data, "--parity", *QUICK, "--json-out", out], capsys)
+    assert code == 0, err
+    records = json.loads(out.read_text())
+    keras, float32, int8 = records
+    by_pair = {(p["a"]["name"], p["a"]["runtime"], p["b"]["name"], p["b"]["runtime"]): p
+               for r in records for p in r["parity"]}
+    k, f, i = "tinyrun/model.keras", "tinyrun/float32.tflite", "tinyrun/int8.tflite"
+    expected = {(k, "keras", f, "tflite"), (k, "keras", i, "tflite"), (f, "tflite", i, "tflite")}
+    with_mediapipe = mediapipe_client.available()
+    if with_mediapipe:  # MediaPipe on each .tflite pairs with every other answer of the same model
+        expected |= {(k, "keras", f, "mediapipe"), (k, "keras", i, "mediapipe"), (f, "tflite", f, "mediapipe"),
+                     (f, "tflite", i, "mediapipe"), (f, "mediapipe", i, "tflite"), (f, "mediapipe", i, "mediapipe"),
+                     (i, "tflite", i, "mediapipe")}
+    assert set(by_pair) == expected
+    for pair in by_pair.values():
+        assert pair["images"] == 12 and 0 <= pair["agreement"] <= 1
+        assert 0 <= pair["mean_abs_dp"] <= pair["max_abs_dp"] <= 1
+    keras_int8 = by_pair[(k, "keras", i, "tflite")]
+    assert keras_int8["agreement"] == pytest.approx(int8["agreement"])  # bench's own agreement, from the pair
+    assert keras_int8["top1_a"] == pytest.approx(keras["accuracy"]) and keras_int8["top1_b"] == pytest.approx(int8["accuracy"])
+    assert by_pair[(k, "keras", f, "tflite")]["max_abs_dp"] < 1e-4  # float32 TFLite computes what Keras does
+    if with_mediapipe:  # the same file, the same pixels: the same answers
+        same_file = by_pair[(i, "tflite", i, "mediapipe")]
+        assert same_file["agreement"] == 1.0 and same_file["max_abs_dp"] < 1e-3, same_file
+    else:
+        assert "MediaPipe" in err
+    assert "parity" in stdout and "max |Δp|" in stdout
+
+    run = tmp_path / "tinyrun"  # the report of a copy of the run with this bench.json in its exports
+    shutil.copytree(deploy_run, run)
+    shutil.copyfile(out, run / "exports" / "bench.json")
+    html = edgecls.report(run).read_text()
+    table = html.split('id="parity"')[1].split("</table>")[0]
+    assert "int8.tflite (tflite)" in table and "model.keras (keras)" in table and "tinyrun/" not in table
 
 
 def test_data_classes_must_match_the_model_labels(deploy_run, tmp_path, make_images, capsys):

@@ -31,6 +31,7 @@ import numpy as np
 
 from edgecls import formats
 from edgecls.benchmarking.device_rows import read_device_records
+from edgecls.benchmarking.parity import Answers, add_parity
 from edgecls.benchmarking.targets import Target, reference_for, resolve_targets
 from edgecls.benchmarking.timing import current_rss_mb, latency_fields, peak_rss_mb, reset_peak_rss
 from edgecls.data.images import load_image_array
@@ -62,14 +63,16 @@ class _Data:
 
 def bench(models=(), *, data=None, runtime: str = "all", threads: int = 1, runs: int = 50, rounds: int = 5,
           warmup: int = 10, e2e_images: int = 50, reference=None, imports=(), progress: bool = True,
-          parity: bool | None = None) -> Records:
+          parity: bool | None = None, parity_table: bool = False) -> Records:
     """Benchmark ``models`` (files or run folders) on ``data``; add device rows from ``imports``.
 
     One record per (model, runtime), device rows last; ``notes`` of the :class:`Records` are the
     remarks for stderr (parity, unusable images).
 
     ``parity`` (default: on for ``runtime`` all/keras or when ``reference`` is given) adds each
-    export's top-1 agreement with its Keras reference.
+    export's top-1 agreement with its Keras reference. ``parity_table`` (``--parity``) also compares
+    every two runtimes that ran one model on the images, MediaPipe Tasks on each .tflite where it is
+    installed (edgecls.benchmarking.parity): each row's ``parity`` lists its pairs.
     """
     if threads < 1 or runs < 1 or rounds < 1 or warmup < 0 or e2e_images < 0:
         raise EdgeclsError("--threads, --runs and --rounds must be at least 1; --warmup, --e2e-images at least 0")
@@ -83,12 +86,16 @@ def bench(models=(), *, data=None, runtime: str = "all", threads: int = 1, runs:
     dataset = None if data is None else find_test_images(data)
     if dataset is None:
         notes.append(f"note: {NO_DATA_NOTE}")
-        parity = False  # agreement is over labelled images: none here
+        if parity_table:
+            notes.append("note: --parity compares answers on images: give --data DIR")
+        parity = parity_table = False  # agreement is over labelled images: none here
     elif parity is None:
         parity = runtime in ("all", "keras") or reference is not None
+    with_mediapipe = parity_table and _mediapipe_here(notes)
 
     predictions: dict[Path, dict[str, str]] = {}
     host_rows: list = [None] * len(targets)
+    answers: dict[int, list[Answers]] = {}
     # Keras rows run last: TensorFlow, once imported, stays in the process and would inflate the
     # memory of every row after it. The table keeps the order the models were given in.
     order = sorted(range(len(targets)), key=lambda i: targets[i].runtime == "keras")
@@ -96,11 +103,18 @@ def bench(models=(), *, data=None, runtime: str = "all", threads: int = 1, runs:
         for number, index in enumerate(order, start=1):
             target = targets[index]
             bar.start_row(f"[{number}/{len(targets)}] {display_name(target.path)} ({target.runtime})")
-            record, predicted = _bench_row(target, dataset, threads, runs, rounds, warmup, e2e_images, bar, notes)
+            record, predicted, scored = _bench_row(target, dataset, threads, runs, rounds, warmup, e2e_images, bar,
+                                                   notes, mediapipe=with_mediapipe)
             predictions[target.path.resolve()] = predicted
             host_rows[index] = record
+            group = str(target.path.resolve() if target.is_reference
+                        else (reference_for(target.path, reference) or target.path).resolve())
+            answers[index] = [Answers(record["name"], name, record["model"], group, *found, owner=index)
+                              for name, *found in scored]
         if parity:
             _add_agreement(targets, host_rows, predictions, dataset, reference, threads, bar, notes)
+    if parity_table:
+        add_parity(host_rows, [a for index in range(len(targets)) for a in answers.get(index, [])])
     if dataset is not None and dataset.skipped:
         notes.append(f"note: {dataset.skipped} file(s) in {data} are not usable images and were left out")
     return Records(host_rows + records, notes=notes)
@@ -131,7 +145,18 @@ def _decoded(dataset: _Data, size, bar):
     return dataset.by_size[size]
 
 
-def _bench_row(target: Target, dataset: _Data, threads, runs, rounds, warmup, e2e_images, bar, notes):
+def _mediapipe_here(notes) -> bool:
+    from edgecls.deploy import mediapipe_client
+
+    if mediapipe_client.available():
+        return True
+    notes.append("note: --parity without MediaPipe Tasks (pip install mediapipe): its column is left out")
+    return False
+
+
+def _bench_row(target: Target, dataset: _Data | None, threads, runs, rounds, warmup, e2e_images, bar, notes, *,
+               mediapipe: bool = False):
+    """(record, {path: label}, [(runtime, paths, probabilities in the data's class order, truth)]) of one row."""
     backend = _import_runtime(target.runtime)
     hint = input_size_hint(target.path)
     if hint is not None and dataset is not None:  # decoded and paged in before the memory of the row is measured
@@ -172,6 +197,17 @@ def _bench_row(target: Target, dataset: _Data, threads, runs, rounds, warmup, e2
     peak = peak_rss_mb()
     labels = model.labels
     predicted = {} if split is None else {path: labels[i] for path, i in zip(split.paths, probs.argmax(axis=1))}
+    scored = []
+    if split is not None:
+        truth = np.asarray(split.labels)
+        scored.append((target.runtime, list(split.paths), probs[:, label_of], truth))
+        if mediapipe and target.runtime == "tflite":  # after the memory reading: not part of this row's cost
+            from edgecls.deploy import mediapipe_client
+
+            bar.phase("mediapipe")
+            theirs = mediapipe_client.probabilities(target.path, split.images, len(labels),
+                                                    logits=model.output_kind == "logits")
+            scored.append((mediapipe_client.RUNTIME, list(split.paths), theirs[:, label_of], truth))
     sidecar = model.sidecar or {}
     record = {
         "schema": SCHEMA,
@@ -206,7 +242,7 @@ def _bench_row(target: Target, dataset: _Data, threads, runs, rounds, warmup, e2
     }
     del model, prepared
     gc.collect()
-    return record, predicted
+    return record, predicted, scored
 
 
 def synthetic_image(size) -> np.ndarray:
