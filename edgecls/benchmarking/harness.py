@@ -107,10 +107,8 @@ def bench(models=(), *, data=None, runtime: str = "all", threads: int = 1, runs:
                                                    notes, mediapipe=with_mediapipe)
             predictions[target.path.resolve()] = predicted
             host_rows[index] = record
-            group = str(target.path.resolve() if target.is_reference
-                        else (reference_for(target.path, reference) or target.path).resolve())
-            answers[index] = [Answers(record["name"], name, record["model"], group, *found, owner=index)
-                              for name, *found in scored]
+            if parity_table:
+                answers[index] = _answers(target, record, scored, reference, index)
         if parity:
             _add_agreement(targets, host_rows, predictions, dataset, reference, threads, bar, notes)
     if parity_table:
@@ -143,6 +141,13 @@ def _decoded(dataset: _Data, size, bar):
         dataset.by_size[size] = split
         dataset.skipped = len(split.bad)
     return dataset.by_size[size]
+
+
+def _answers(target: Target, record: dict, scored, reference, index: int) -> list[Answers]:
+    """A row's answers for --parity, grouped by the model they come from: the Keras reference, else the file."""
+    source = target.path if target.is_reference else (reference_for(target.path, reference) or target.path)
+    return [Answers(record["name"], runtime, record["model"], str(Path(source).resolve()), *found, owner=index)
+            for runtime, *found in scored]
 
 
 def _mediapipe_here(notes) -> bool:
