@@ -48,6 +48,7 @@ SCHEMA = "edgecls.bench/1"
 NO_DATA_NOTE = ("no --data: latency timed on synthetic input of each model's own shape; "
                 "accuracy not measured (give --data DIR to measure it)")
 SYNTHETIC_SEED = 0
+MEDIAPIPE = "mediapipe"  # the runtime name of MediaPipe Tasks' answers in --parity pairs
 TEST_ONLY = {"train": 0.0, "val": 0.0, "test": 1.0}
 
 
@@ -112,7 +113,7 @@ def bench(models=(), *, data=None, runtime: str = "all", threads: int = 1, runs:
         if parity:
             _add_agreement(targets, host_rows, predictions, dataset, reference, threads, bar, notes)
     if parity_table:
-        add_parity(host_rows, [a for index in range(len(targets)) for a in answers.get(index, [])])
+        _add_parity(host_rows, [a for index in range(len(targets)) for a in answers.get(index, [])])
     if dataset is not None and dataset.skipped:
         notes.append(f"note: {dataset.skipped} file(s) in {data} are not usable images and were left out")
     return Records(host_rows + records, notes=notes)
@@ -148,6 +149,18 @@ def _answers(target: Target, record: dict, scored, reference, index: int) -> lis
     source = target.path if target.is_reference else (reference_for(target.path, reference) or target.path)
     return [Answers(record["name"], runtime, record["model"], str(Path(source).resolve()), *found, owner=index)
             for runtime, *found in scored]
+
+
+def _add_parity(rows: list[dict], answers: list[Answers]) -> None:
+    for later in (a for a in answers if callable(a.probs)):  # MediaPipe's, asked for now (see _bench_row)
+        later.probs = later.probs()
+    add_parity(rows, answers)
+
+
+def _mediapipe_probs(path, images, classes: int, logits: bool, label_of) -> np.ndarray:
+    from edgecls.deploy import mediapipe_client
+
+    return mediapipe_client.probabilities(path, images, classes, logits=logits)[:, label_of]
 
 
 def _mediapipe_here(notes) -> bool:
@@ -206,13 +219,12 @@ def _bench_row(target: Target, dataset: _Data | None, threads, runs, rounds, war
     if split is not None:
         truth = np.asarray(split.labels)
         scored.append((target.runtime, list(split.paths), probs[:, label_of], truth))
-        if mediapipe and target.runtime == "tflite":  # after the memory reading: not part of this row's cost
-            from edgecls.deploy import mediapipe_client
-
-            bar.phase("mediapipe")
-            theirs = mediapipe_client.probabilities(target.path, split.images, len(labels),
-                                                    logits=model.output_kind == "logits")
-            scored.append((mediapipe_client.RUNTIME, list(split.paths), theirs[:, label_of], truth))
+        if mediapipe and target.runtime == "tflite":
+            # Asked for after every row: importing MediaPipe imports TensorFlow where it is installed, which
+            # would stay in the process and inflate the memory of the rows after it.
+            scored.append((MEDIAPIPE, list(split.paths), functools.partial(
+                _mediapipe_probs, target.path, split.images, len(labels), model.output_kind == "logits", label_of),
+                truth))
     sidecar = model.sidecar or {}
     record = {
         "schema": SCHEMA,

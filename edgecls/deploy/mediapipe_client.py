@@ -11,22 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
-RUNTIME = "mediapipe"
-
-
 def available() -> bool:
-    """Whether MediaPipe Tasks can be imported here (``pip install mediapipe``; its library needs EGL/GLES)."""
-    try:
-        from mediapipe.tasks.python import vision  # noqa: F401
-    except (ImportError, OSError):
-        return False
-    return True
+    """Whether MediaPipe is installed (``pip install mediapipe``), found without importing it: importing it
+    imports TensorFlow where that is installed too."""
+    import importlib.util
 
-
-def version() -> str:
-    from importlib import metadata
-
-    return f"mediapipe {metadata.version('mediapipe')}"
+    return importlib.util.find_spec("mediapipe") is not None
 
 
 def probabilities(model_path, images: np.ndarray, num_classes: int, *, logits: bool) -> np.ndarray:
