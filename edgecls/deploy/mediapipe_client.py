@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+
 def available() -> bool:
     """Whether MediaPipe is installed (``pip install mediapipe``), found without importing it: importing it
     imports TensorFlow where that is installed too."""
