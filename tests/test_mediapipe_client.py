@@ -56,7 +56,7 @@ def _images(root: Path, size: tuple[int, int], per_class: int, seed: int) -> Pat
     for name, colour in zip(CLASSES, COLOURS):
         (root / name).mkdir(parents=True)
         for i in range(per_class):
-            pixels = np.clip(np.array(colour) + rng.integers(-90, 91, (*size, 3)), 0, 255).astype(np.uint8)
+            pixels = np.clip(np.array(colour) + rng.integers(-60, 61, (*size, 3)), 0, 255).astype(np.uint8)
             Image.fromarray(pixels).save(root / name / f"{name}_{i:02d}.png")
     return root
 
