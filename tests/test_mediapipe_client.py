@@ -94,10 +94,11 @@ def _flat(folder: Path, target: Path) -> Path:
 def _agreement(model: Path, photos: Path) -> tuple[float, int, dict, dict]:
     import edgecls
 
-    ours = {Path(r["file"]).name: r["top_k"][0]["label"] for r in edgecls.predict(model, photos, top_k=1)}
+    ours = {Path(r["file"]).name: (r["top_k"][0]["label"], r["top_k"][0]["score"])
+            for r in edgecls.predict(model, photos, top_k=1)}
     theirs = _run_snippet(model, photos)
     assert set(theirs) == set(ours) and len(ours) >= 50
-    same = sum(theirs[name][0] == ours[name] for name in ours)
+    same = sum(theirs[name][0] == ours[name][0] for name in ours)
     return same / len(ours), len(ours), ours, theirs
 
 
@@ -107,8 +108,10 @@ def test_the_readme_snippet_agrees_with_predict_on_every_image_at_the_model_size
     agreement, count, ours, theirs = _agreement(client_exports[variant], photos)
     print(f"{variant}: MediaPipe ImageClassifier and edgecls predict agree on {agreement:.2%} of {count} "
           f"top-1s ({SIZE}×{SIZE} images, no resize)")
-    assert agreement == 1.0, [(n, ours[n], theirs[n]) for n in ours if ours[n] != theirs[n][0]]
+    assert agreement == 1.0, [(n, ours[n], theirs[n]) for n in ours if ours[n][0] != theirs[n][0]]
     assert {label for label, _ in theirs.values()} <= set(CLASSES)  # label names, not None or indices
+    if variant == "float32":  # its output is the softmax, so MediaPipe's score is predict's probability
+        assert max(abs(theirs[n][1] - ours[n][1]) for n in ours) <= 1e-3 / 2 + 1e-6  # the snippet rounds to 3 places
     truth = sum(theirs[name][0] == name.rsplit("_", 1)[0] for name in theirs) / len(theirs)
     assert truth > 0.9  # a trained model, so the agreement is not that of ties on noise
 
