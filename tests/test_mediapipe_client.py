@@ -110,7 +110,9 @@ def test_the_readme_snippet_agrees_with_predict_on_every_image_at_the_model_size
           f"top-1s ({SIZE}×{SIZE} images, no resize)")
     assert agreement == 1.0, [(n, ours[n], theirs[n]) for n in ours if ours[n][0] != theirs[n][0]]
     assert {label for label, _ in theirs.values()} <= set(CLASSES)  # label names, not None or indices
-    if variant == "float32":  # its output is the softmax, so MediaPipe's score is predict's probability
+    kind = json.loads(client_exports[variant].with_suffix(".json").read_text())["output"]["kind"]
+    assert kind == ("logits" if variant == "int8" else "probabilities")
+    if kind == "probabilities":  # the softmax is in the graph, so MediaPipe's score is predict's probability
         assert max(abs(theirs[n][1] - ours[n][1]) for n in ours) <= 1e-3 / 2 + 1e-6  # the snippet rounds to 3 places
     truth = sum(theirs[name][0] == name.rsplit("_", 1)[0] for name in theirs) / len(theirs)
     assert truth > 0.9  # a trained model, so the agreement is not that of ties on noise
