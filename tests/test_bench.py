@@ -11,6 +11,7 @@ import pytest
 from deploy_helpers import assert_one_error_line, cli
 
 from edgecls.benchmarking.harness import bench
+from edgecls.config import RunConfig
 from edgecls.data.images import load_image_array
 from edgecls.deploy.inputs import expand_inputs
 from edgecls.deploy.runtimes import open_model
@@ -181,6 +182,7 @@ def test_parity_compares_every_two_runtimes_of_one_model(deploy_run, bench_data,
     run = tmp_path / "tinyrun"  # the report of a copy of the run with this bench.json in its exports
     shutil.copytree(deploy_run, run)
     shutil.copyfile(out, run / "exports" / "bench.json")
+    (run / "config.yaml").write_text(RunConfig().to_yaml())  # deploy_run was never trained: the report wants one
     html = edgecls.report(run).read_text()
     table = html.split('id="parity"')[1].split("</table>")[0]
     assert "int8.tflite (tflite)" in table and "model.keras (keras)" in table and "tinyrun/" not in table
