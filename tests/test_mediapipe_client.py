@@ -10,11 +10,11 @@ generated metadata schema parses what edgecls wrote.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import re
+import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -30,11 +30,14 @@ INFO = {"version": "1.2.0", "author": "Ada Lovelace", "license": "Apache-2.0"}
 SNIPPET = re.compile(r"<!-- mediapipe-snippet[^>]*-->\s*```python\n(.*?)```\s*<!-- /mediapipe-snippet -->", re.S)
 
 
-def _mediapipe():
-    try:
-        from mediapipe.tasks.python import vision  # noqa: F401
-    except (ImportError, OSError) as err:  # OSError: libmediapipe.so without its EGL/GLES libraries (.ci/run)
-        missing(f"mediapipe is not importable ({err}): pip install -e '.[dev]' installs it")
+def _mediapipe() -> str:
+    """The Python with MediaPipe Tasks (its own environment: README, .ci/run)."""
+    from edgecls.deploy import mediapipe_client
+
+    executable = mediapipe_client.python()
+    if executable is None:  # also when libmediapipe.so lacks its EGL/GLES libraries (.ci/run installs them)
+        missing(mediapipe_client.why_not())
+    return executable
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +45,6 @@ def client_exports(colour_run):
     """{variant: path} of the colour run's float32 and int8 TFLite, exported with metadata options set."""
     import edgecls
 
-    _mediapipe()
     config_path = colour_run / "config.yaml"
     config = yaml.safe_load(config_path.read_text())
     config["metadata"] = dict(config.get("metadata") or {}, **INFO)
@@ -68,16 +70,18 @@ def readme_snippet() -> str:
 
 
 def _run_snippet(model: Path, photos: Path) -> dict[str, tuple[str, float]]:
-    """The README's snippet with its two paths pointed at ``model`` and ``photos``: {file name: (label, score)}."""
+    """The README's snippet, as an app runs it (a script in MediaPipe's Python), with its two paths pointed at
+    ``model`` and ``photos``: {file name: (label, score)}."""
     code = readme_snippet()
     assert '"runs/flowers/exports/int8.tflite"' in code and 'Path("photos")' in code
     code = code.replace('"runs/flowers/exports/int8.tflite"', repr(str(model))).replace(
         'Path("photos")', f"Path({str(photos)!r})")
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        exec(compile(code, "README.md (mediapipe snippet)", "exec"), {"__name__": "readme"})  # noqa: S102
+    script = photos.parent / "readme_snippet.py"
+    script.write_text(code, encoding="utf-8")
+    done = subprocess.run([_mediapipe(), str(script)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
     answers = {}
-    for line in printed.getvalue().splitlines():
+    for line in done.stdout.splitlines():
         name, label, score = line.rsplit(" ", 2)
         answers[name] = (label, float(score))
     return answers
@@ -127,34 +131,51 @@ def test_on_images_of_another_size_the_agreement_is_measured(variant, client_exp
     assert agreement >= 0.8
 
 
-def _plain(value):
-    """A metadata object of MediaPipe's generated schema as plain data (bytes as text, None fields left out)."""
+# Parsed in MediaPipe's Python with MediaPipe's own generated schema code; printed as plain data (bytes as text,
+# None fields left out).
+READ_WITH_MEDIAPIPE = """
+import json, sys
+from mediapipe.tasks.metadata import metadata_schema_py_generated as schema
+
+def plain(value):
     if isinstance(value, bytes):
         return value.decode("utf-8")
     if isinstance(value, list):
-        return [_plain(item) for item in value]
+        return [plain(item) for item in value]
     if hasattr(value, "tolist"):
         return value.tolist()
     if hasattr(value, "__dict__"):
-        return {key: _plain(item) for key, item in vars(value).items() if item is not None}
+        return {key: plain(item) for key, item in vars(value).items() if item is not None}
     return value
+
+buffer = open(sys.argv[1], "rb").read()
+print(json.dumps({"identified": bool(schema.ModelMetadata.ModelMetadataBufferHasIdentifier(buffer, 0)),
+                  "metadata": plain(schema.ModelMetadataT.InitFromPackedBuf(buffer, 0)),
+                  "enums": {"image": schema.ContentProperties.ImageProperties, "rgb": schema.ColorSpaceType.RGB,
+                            "normalization": schema.ProcessUnitOptions.NormalizationOptions,
+                            "feature": schema.ContentProperties.FeatureProperties,
+                            "labels": schema.AssociatedFileType.TENSOR_AXIS_LABELS}}))
+"""
 
 
 @pytest.mark.parametrize("variant", ["float32", "int8"])
-def test_mediapipes_metadata_schema_reads_what_edgecls_wrote(variant, client_exports):
+def test_mediapipes_metadata_schema_reads_what_edgecls_wrote(variant, client_exports, tmp_path):
     """Parsed with MediaPipe's own generated schema code (its Python displayer and writers cannot be
     imported from the 1.2.3 wheel: they need mediapipe.tasks.cc, which it does not ship)."""
     import zipfile
-
-    from mediapipe.tasks.metadata import metadata_schema_py_generated as schema
 
     from edgecls.converters.tflite_metadata import read_metadata_buffer
     from edgecls.model_metadata import strip_tflite
 
     model = client_exports[variant]
-    buffer = read_metadata_buffer(strip_tflite(model.read_bytes()))
-    assert schema.ModelMetadata.ModelMetadataBufferHasIdentifier(buffer, 0)
-    described = _plain(schema.ModelMetadataT.InitFromPackedBuf(buffer, 0))
+    buffer_file = tmp_path / "metadata.bin"
+    buffer_file.write_bytes(read_metadata_buffer(strip_tflite(model.read_bytes())))
+    done = subprocess.run([_mediapipe(), "-c", READ_WITH_MEDIAPIPE, str(buffer_file)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    parsed = json.loads(done.stdout)
+    assert parsed["identified"]
+    described, schema = parsed["metadata"], SimpleNamespace(**parsed["enums"])
     sidecar = json.loads(model.with_suffix(".json").read_text())
     assert {k: described[k] for k in ("name", "version", "author", "license")} == {"name": "run", **INFO}
     assert described["description"] == sidecar["tflite"]["standard_metadata"]["description"]
@@ -162,16 +183,16 @@ def test_mediapipes_metadata_schema_reads_what_edgecls_wrote(variant, client_exp
     assert described["minParserVersion"] == "1.0.0"
     (subgraph,) = described["subgraphMetadata"]
     (image,), (score,) = subgraph["inputTensorMetadata"], subgraph["outputTensorMetadata"]
-    assert image["content"] == {"contentPropertiesType": schema.ContentProperties.ImageProperties, "contentProperties": {
-        "colorSpace": schema.ColorSpaceType.RGB, "defaultSize": {"width": SIZE, "height": SIZE}}}
+    assert image["content"] == {"contentPropertiesType": schema.image, "contentProperties": {
+        "colorSpace": schema.rgb, "defaultSize": {"width": SIZE, "height": SIZE}}}
     assert image["stats"] == {"max": [255.0], "min": [0.0]}
     if variant == "float32":  # (pixel - 0) / 1: the 0–255 the graph takes
-        assert image["processUnits"] == [{"optionsType": schema.ProcessUnitOptions.NormalizationOptions,
+        assert image["processUnits"] == [{"optionsType": schema.normalization,
                                           "options": {"mean": [0.0], "std": [1.0]}}]
     else:  # uint8 pixels go in as they are
         assert "processUnits" not in image
-    assert score["content"]["contentPropertiesType"] == schema.ContentProperties.FeatureProperties
-    assert score["associatedFiles"] == [{"name": "labels.txt", "type": schema.AssociatedFileType.TENSOR_AXIS_LABELS,
+    assert score["content"]["contentPropertiesType"] == schema.feature
+    assert score["associatedFiles"] == [{"name": "labels.txt", "type": schema.labels,
                                          "description": "Labels for categories that the model can recognize."}]
     with zipfile.ZipFile(model) as zipped:
         assert zipped.read("labels.txt").decode().splitlines() == list(CLASSES)

@@ -168,7 +168,7 @@ def _mediapipe_here(notes) -> bool:
 
     if mediapipe_client.available():
         return True
-    notes.append("note: --parity without MediaPipe Tasks (pip install mediapipe): its column is left out")
+    notes.append(f"note: --parity without MediaPipe Tasks ({mediapipe_client.why_not()}): its column is left out")
     return False
 
 
@@ -220,8 +220,8 @@ def _bench_row(target: Target, dataset: _Data | None, threads, runs, rounds, war
         truth = np.asarray(split.labels)
         scored.append((target.runtime, list(split.paths), probs[:, label_of], truth))
         if mediapipe and target.runtime == "tflite":
-            # Asked for after every row: importing MediaPipe imports TensorFlow where it is installed, which
-            # would stay in the process and inflate the memory of the rows after it.
+            # Asked for after every row: MediaPipe runs in a Python of its own, which would share the cores with
+            # the rows being timed.
             scored.append((MEDIAPIPE, list(split.paths), functools.partial(
                 _mediapipe_probs, target.path, split.images, len(labels), model.output_kind == "logits", label_of),
                 truth))
