@@ -419,18 +419,24 @@ def predict(model, images, *, top_k: int = 5, threads: int = 1) -> Records:
 
 def bench(models=(), *, data=None, runtime: str = "all", threads: int = 1, runs: int = 50, rounds: int = 5,
           warmup: int = 10, e2e_images: int = 50, reference=None, imports=(), json_out=None, csv_out=None,
-          png_out=None, parity: bool | None = None, verbose: int = 1, device=None, device_python: str = "python3",
-          device_images: int = 500, ssh_config=None, device_timeout: float = 1800) -> Records:
+          png_out=None, parity: bool | None = None, parity_table: bool = False, verbose: int = 1, device=None,
+          device_python: str = "python3", device_images: int = 500, ssh_config=None,
+          device_timeout: float = 1800) -> Records:
     """Benchmark models: latency (p50/p90/p99 over rounds), load time, memory, size, top-1/top-5 and agreement.
 
     ``models`` are model files and/or run folders (model.keras + exports/); each runs in every
     ``runtime`` that can run it (``"tflite"``, ``"onnx"``, ``"keras"`` or ``"all"``). ``data``
-    (class folders, or a dataset with a test/ folder) is what accuracy is measured on.
+    (class folders, or a dataset with a test/ folder) is what accuracy is measured on; without it
+    each model is timed on synthetic input of its own shape and its rows say ``"accuracy_measured":
+    false`` (``accuracy`` None, no end-to-end timing).
     ``imports`` adds device rows written by ``pi_infer.py --bench``. Returns one JSON-ready
     record per (model, runtime) — exactly the records of the bench JSON file — and writes
     ``json_out``, ``csv_out`` and ``png_out`` (default: beside the JSON or CSV) when given.
     Every record's ``where`` says where it was measured: ``on`` (``host`` or the device), the CPU
-    model and its SIMD flags.
+    model and its SIMD flags. ``parity_table`` (``--parity``) compares every two runtimes that ran
+    one model on the images (Keras, LiteRT, ONNX Runtime, and MediaPipe Tasks on each .tflite where
+    ``mediapipe`` is installed): top-1 agreement, mean and max |Δ probability| and each one's top-1,
+    as each record's ``parity`` list (``edgecls.benchmarking.parity``).
 
     With ``device`` (``ssh://[user@]host[:port]`` or an ssh alias) the .tflite models are timed
     on that device instead, through the system's ssh (``ssh_config``: a config file for ``ssh -F``;
@@ -470,7 +476,7 @@ def bench(models=(), *, data=None, runtime: str = "all", threads: int = 1, runs:
 
         result = run_bench(targets, data=data, runtime=runtime, threads=threads, runs=runs, rounds=rounds,
                            warmup=warmup, e2e_images=e2e_images, reference=reference, imports=_paths(imports),
-                           progress=bool(verbose) and sys.stderr.isatty(), parity=parity)
+                           progress=bool(verbose) and sys.stderr.isatty(), parity=parity, parity_table=parity_table)
     if png_out is None and (json_out or csv_out):
         png_out = Path(json_out or csv_out).with_suffix(".png")
     result.files = write_report(list(result), json_path=json_out, csv_path=csv_out, png_path=png_out)

@@ -121,11 +121,25 @@ def precision_overrides(precision: str | None, mixed_precision: bool | None) -> 
 
 
 @dataclasses.dataclass
+class MetadataConfig:
+    """What every exported .tflite says about itself in its standard TFLite metadata (read by MediaPipe
+    Tasks, Android Studio, Netron). Unset fields come from the run: name the run folder's, description
+    the architecture, classes and variant, version the export's time; author and licence stay empty."""
+
+    name: str | None = None
+    description: str | None = None
+    version: str | None = None
+    author: str | None = None
+    license: str | None = None
+
+
+@dataclasses.dataclass
 class RunConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    metadata: MetadataConfig = dataclasses.field(default_factory=MetadataConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

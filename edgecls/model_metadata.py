@@ -1,20 +1,22 @@
 """The sidecar inside the model file, so a ``.tflite`` or ``.onnx`` copied alone keeps its labels.
 
 **TFLite: a zip appended to the flatbuffer** holding ``edgecls/sidecar.json`` (the sidecar less its
-``size``, which a file cannot state about itself) and ``labels.txt``. Chosen over the flatbuffer's
-own ``metadata`` table because:
+``size``, which a file cannot state about itself) and ``labels.txt``, both stored uncompressed. The
+zip is also where the standard TFLite metadata keeps its associated files: the flatbuffer itself
+carries that metadata (edgecls.converters.tflite_metadata, for MediaPipe Tasks and the LiteRT
+support library), whose output names ``labels.txt`` of this same zip as its labels file. edgecls'
+own copy stays in the zip rather than in the flatbuffer's metadata table because:
 
-- the converter's bytes stay untouched: the model part of the file is byte for byte what the
-  converter wrote (same buffer offsets and alignment), so the interpreter builds the same graph
-  and gives identical outputs; the TFLite loader ignores bytes past the flatbuffer — checked with
+- the interpreter builds the same graph and gives identical outputs: the flatbuffer is the
+  converter's with one more buffer (the standard metadata), and the TFLite loader ignores bytes
+  past the flatbuffer — checked with
   ai-edge-litert (``model_path=``, which memory-maps the file, and ``model_content=``, with and
   without XNNPACK) and with tflite-runtime 2.14, the Pi's stack (tests/test_model_metadata.py);
 - reading needs only the standard library's ``zipfile``, so ``pi_infer.py`` (stdlib + numpy +
   pillow + an interpreter, on the Pi's old Pythons) reads it too, where a flatbuffer ``metadata``
   entry would need a hand-written flatbuffer parser (the interpreters have no metadata getter);
-- writing needs no flatbuffer rewrite, hence no TensorFlow schema module and no tflite-support
-  (unmaintained, no wheels for current Pythons); tflite-support itself packs a model's
-  associated files (labels) the same way, and Ultralytics appends its JSON likewise, so
+- the sidecar's copy is rewritten without touching the flatbuffer; the standard metadata packs a
+  model's associated files (labels) the same way, and Ultralytics appends its JSON likewise, so
   ``unzip -l model.tflite`` lists what the file carries.
 
 The cost: a tool that re-serialises the flatbuffer drops the zip (the sidecar JSON beside the file
@@ -81,7 +83,7 @@ def embed_tflite(blob: bytes, sidecar: dict) -> bytes:
     with zipfile.ZipFile(archive, "w") as zipped:
         for name, content in ((ZIP_SIDECAR, text), (ZIP_LABELS, labels)):
             info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
-            info.compress_type = zipfile.ZIP_DEFLATED
+            info.compress_type = zipfile.ZIP_STORED  # MediaPipe reads labels.txt in place: it refuses deflated entries
             zipped.writestr(info, content.encode("utf-8"))
     return strip_tflite(blob) + archive.getvalue()
 
@@ -149,12 +151,6 @@ def onnx_props_sidecar(props, path) -> dict | None:
 
 
 # ----------------------------------------------------------------------------- any model file
-
-
-def embed_tflite_file(path: Path, sidecar: dict) -> None:
-    blob = embed_tflite(path.read_bytes(), sidecar)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(blob)
 
 
 def embed_onnx_file(path: Path, sidecar: dict) -> None:

@@ -205,8 +205,29 @@ def check_tflite_sidecar(built: Built, path: Path, info: dict) -> None:
         output_kind="probabilities" if info["ops"].get("SOFTMAX") else "logits", output_dtype=info["output"]["dtype"],
         output_quant=(info["output"]["scale"], info["output"]["zero_point"])))
     sidecar = _read_back(built, path)
+    check_standard_metadata(path)
     assert sidecar["output"]["kind"] == "logits", "an int8 model ends at the logits"
     assert sidecar["input"]["dtype"] == "uint8" and sidecar["input"]["scale"] == 1.0, sidecar["input"]
+
+
+def check_standard_metadata(path: Path) -> dict:
+    """A .tflite as edgecls writes it: the standard TFLite metadata (M001) in the flatbuffer, named after the
+    run, and labels.txt in the appended zip stored uncompressed (MediaPipe refuses deflated entries);
+    returns the embedded sidecar. MediaPipe itself reads such files in tests/test_mediapipe_client.py."""
+    import zipfile
+
+    from edgecls.converters.tflite_metadata import read_metadata_buffer
+    from edgecls.model_metadata import ZIP_LABELS, strip_tflite, tflite_sidecar
+
+    buffer = read_metadata_buffer(strip_tflite(Path(path).read_bytes()))
+    assert buffer is not None and buffer[4:8] == b"M001", f"{path} has no standard TFLite metadata"
+    sidecar = tflite_sidecar(path)
+    info = sidecar["tflite"]["standard_metadata"]
+    assert info["name"].encode() in buffer and info["description"].encode() in buffer
+    with zipfile.ZipFile(path) as zipped:
+        assert zipped.getinfo(ZIP_LABELS).compress_type == zipfile.ZIP_STORED
+        assert zipped.read(ZIP_LABELS).decode().splitlines() == sidecar["labels"]
+    return sidecar
 
 
 def check_onnx_sidecar(built: Built, path: Path, info: None = None) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
 from deploy_helpers import assert_one_error_line, cli
 
 from edgecls.benchmarking.harness import bench
+from edgecls.config import RunConfig
 from edgecls.data.images import load_image_array
 from edgecls.deploy.inputs import expand_inputs
 from edgecls.deploy.runtimes import open_model
@@ -48,6 +50,7 @@ def test_bench_tflite_and_keras_writes_json_csv_png(deploy_run, bench_data, tmp_
         assert record["latency_ms"]["p50"] <= record["latency_ms"]["p90"] <= record["latency_ms"]["p99"]
         assert record["rounds"]["count"] == 2 and len(record["rounds"]["medians_ms"]) == 2
         assert record["threads"] == 1 and record["images"] == 12 and record["source"] == "host"
+        assert record["input"] == "images" and record["accuracy_measured"] is True
         assert record["accuracy"] == pytest.approx(_accuracy_via_predict(record["model"], bench_data), abs=1e-12)
         assert record["top5_accuracy"] is None  # three classes: top-5 says nothing
         assert record["preprocess_ms"]["p50"] > 0 and record["end_to_end_ms"]["p50"] > record["preprocess_ms"]["p50"]
@@ -97,7 +100,6 @@ def test_device_rows_from_pi_infer_join_the_table(deploy_run, bench_data, pi_inf
 @pytest.mark.parametrize("case, fragment", [
     ("bad_runtime", "unknown runtime 'gpu'"),
     ("no_onnx_model", "no model to run in the onnx runtime"),
-    ("no_data", "give --data DIR"),
     ("missing_model", "model file not found"),
     ("nothing", "give a MODEL"),
     ("bad_import", "holds no bench records"),
@@ -108,7 +110,6 @@ def test_bench_errors_are_one_line(case, fragment, deploy_run, bench_data, tmp_p
     args = {
         "bad_runtime": ["bench", model, "--data", bench_data, "--runtime", "gpu"],
         "no_onnx_model": ["bench", model, "--data", bench_data, "--runtime", "onnx"],
-        "no_data": ["bench", model],
         "missing_model": ["bench", tmp_path / "nope.tflite", "--data", bench_data],
         "nothing": ["bench"],
         "bad_import": ["bench", "--import", tmp_path / "empty.json"],
@@ -118,6 +119,73 @@ def test_bench_errors_are_one_line(case, fragment, deploy_run, bench_data, tmp_p
     (tmp_path / "text.json").write_text("p50 was fast")
     code, out, err = cli(args, capsys)
     assert_one_error_line(code, out, err, fragment)
+
+
+def test_without_data_bench_times_synthetic_input_and_says_accuracy_was_not_measured(deploy_run, tmp_path, capsys):
+    model = deploy_run / "exports" / "int8.tflite"
+    out = tmp_path / "bench.json"
+    code, stdout, err = cli(["bench", model, "--runtime", "tflite", *QUICK, "--json-out", out, "--csv",
+                             tmp_path / "bench.csv"], capsys)
+    assert code == 0, err
+    assert "accuracy not measured" in err and "synthetic input" in err
+    assert "not measured" in stdout and "synthetic input" in stdout  # the table's top-1 cell and its caption
+    (record,) = json.loads(out.read_text())
+    assert RECORD_FIELDS <= set(record), RECORD_FIELDS - set(record)
+    assert record["input"] == "synthetic" and record["accuracy_measured"] is False
+    assert record["accuracy"] is None and record["top5_accuracy"] is None and record["images"] == 0
+    assert record["data"] is None and record["end_to_end_ms"]["p50"] is None
+    assert record["input_size"] == list(open_model(model, quiet=True).input_size)
+    assert 0 < record["latency_ms"]["p50"] <= record["latency_ms"]["p99"]
+    assert record["rounds"]["count"] == 2
+    row = next(csv.DictReader((tmp_path / "bench.csv").open()))
+    assert row["input"] == "synthetic" and row["accuracy_measured"] == "False" and row["accuracy"] == ""
+    assert not (tmp_path / "bench.png").exists()  # nothing to plot: no accuracy
+
+    code, stdout, err = cli(["bench", model, "--json", *QUICK], capsys)  # --json: the records, the note on stderr
+    assert code == 0, err
+    assert json.loads(stdout)[0]["accuracy_measured"] is False and "accuracy not measured" in err
+
+
+def test_parity_compares_every_two_runtimes_of_one_model(deploy_run, bench_data, tmp_path, capsys):
+    import edgecls
+    from edgecls.deploy import mediapipe_client
+
+    out = tmp_path / "bench.json"
+    code, stdout, err = cli(["bench", deploy_run, "--data", bench_data, "--parity", *QUICK, "--json-out", out], capsys)
+    assert code == 0, err
+    records = json.loads(out.read_text())
+    keras, float32, int8 = records
+    by_pair = {(p["a"]["name"], p["a"]["runtime"], p["b"]["name"], p["b"]["runtime"]): p
+               for r in records for p in r["parity"]}
+    k, f, i = "tinyrun/model.keras", "tinyrun/float32.tflite", "tinyrun/int8.tflite"
+    expected = {(k, "keras", f, "tflite"), (k, "keras", i, "tflite"), (f, "tflite", i, "tflite")}
+    with_mediapipe = mediapipe_client.available()
+    if with_mediapipe:  # MediaPipe on each .tflite pairs with every other answer of the same model
+        expected |= {(k, "keras", f, "mediapipe"), (k, "keras", i, "mediapipe"), (f, "tflite", f, "mediapipe"),
+                     (f, "tflite", i, "mediapipe"), (f, "mediapipe", i, "tflite"), (f, "mediapipe", i, "mediapipe"),
+                     (i, "tflite", i, "mediapipe")}
+    assert set(by_pair) == expected
+    for pair in by_pair.values():
+        assert pair["images"] == 12 and 0 <= pair["agreement"] <= 1
+        assert 0 <= pair["mean_abs_dp"] <= pair["max_abs_dp"] <= 1
+    keras_int8 = by_pair[(k, "keras", i, "tflite")]
+    assert keras_int8["agreement"] == pytest.approx(int8["agreement"])  # bench's own agreement, from the pair
+    assert keras_int8["top1_a"] == pytest.approx(keras["accuracy"]) and keras_int8["top1_b"] == pytest.approx(int8["accuracy"])
+    assert by_pair[(k, "keras", f, "tflite")]["max_abs_dp"] < 1e-4  # float32 TFLite computes what Keras does
+    if with_mediapipe:  # the same file, the same pixels: the same answers
+        same_file = by_pair[(i, "tflite", i, "mediapipe")]
+        assert same_file["agreement"] == 1.0 and same_file["max_abs_dp"] < 1e-3, same_file
+    else:
+        assert "MediaPipe" in err
+    assert "parity" in stdout and "max |Δp|" in stdout
+
+    run = tmp_path / "tinyrun"  # the report of a copy of the run with this bench.json in its exports
+    shutil.copytree(deploy_run, run)
+    shutil.copyfile(out, run / "exports" / "bench.json")
+    (run / "config.yaml").write_text(RunConfig().to_yaml())  # deploy_run was never trained: the report wants one
+    html = edgecls.report(run).read_text()
+    table = html.split('id="parity"')[1].split("</table>")[0]
+    assert "int8.tflite (tflite)" in table and "model.keras (keras)" in table and "tinyrun/" not in table
 
 
 def test_data_classes_must_match_the_model_labels(deploy_run, tmp_path, make_images, capsys):

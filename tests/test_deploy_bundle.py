@@ -9,6 +9,7 @@ import sys
 
 import pytest
 from deploy_helpers import LABELS, NO_TF_RUNNER, PI_INFER, assert_one_error_line, cli
+from model_checks import check_standard_metadata
 
 from edgecls.deploy.bundling import bundle
 from edgecls.deploy.prediction import predict_files
@@ -24,6 +25,7 @@ def test_bundle_contents_and_it_runs_without_tensorflow(deploy_run, tmp_path, ma
     assert (out / "labels.txt").read_text().split() == list(LABELS)
     assert (out / "pi_infer.py").read_bytes() == PI_INFER.read_bytes()
     assert (out / "int8.tflite").read_bytes() == (deploy_run / "exports" / "int8.tflite").read_bytes()
+    check_standard_metadata(out / "int8.tflite")  # the bundle's copy runs in MediaPipe too
     assert json.loads((out / "int8.json").read_text())["labels"] == list(LABELS)
     requirements = (out / "requirements-pi.txt").read_text()
     assert 'tflite-runtime==2.14.0 ; python_version < "3.12"' in requirements

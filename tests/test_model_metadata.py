@@ -3,7 +3,9 @@
 The exports come from the real writers (``export_run``: float32 + int8 TFLite, ONNX float32), are
 copied alone into an empty folder and read back by edgecls' runtimes (``edgecls predict``) and by
 pi_infer.py where TensorFlow and edgecls cannot be imported. The TFLite block is a zip appended
-to the flatbuffer (edgecls.model_metadata); the bare interpreter must not notice it.
+to the flatbuffer (edgecls.model_metadata), and the flatbuffer carries the standard TFLite metadata
+(edgecls.converters.tflite_metadata; MediaPipe reads it in tests/test_mediapipe_client.py): the
+bare interpreter must give the converter's own outputs all the same.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pytest
 from deploy_helpers import NO_TF_RUNNER, PI_INFER, assert_one_error_line, cli, tflite_runtime_214_python
 from PIL import Image
 
+from edgecls.converters.tflite_metadata import METADATA_BUFFER_NAME, embed_tflite_file, read_metadata_buffer
 from edgecls.deploy.prediction import predict_files
 from edgecls.deploy.runtimes import open_model
 from edgecls.errors import ModelFileError
@@ -103,12 +106,14 @@ def test_pi_infer_reads_a_lone_tflite_without_tensorflow(name, exported_files, t
     assert {t["label"] for r in device for t in r["top_k"]} == set(CLASSES)
 
 
-def test_the_embedded_block_is_the_sidecar_and_labels_after_the_untouched_flatbuffer(exported_files):
+def test_the_embedded_block_is_the_sidecar_and_labels_after_the_flatbuffer_with_standard_metadata(exported_files, tmp_path):
     for name in ("float32.tflite", "int8.tflite"):
         path = exported_files[name]
         data = path.read_bytes()
         with zipfile.ZipFile(path) as zipped:
             assert sorted(zipped.namelist()) == sorted([ZIP_SIDECAR, ZIP_LABELS])
+            # MediaPipe hands out associated files as views into the model: stored, never deflated.
+            assert {info.compress_type for info in zipped.infolist()} == {zipfile.ZIP_STORED}
             assert zipped.read(ZIP_LABELS).decode().splitlines() == list(CLASSES)
             embedded = json.loads(zipped.read(ZIP_SIDECAR))
         beside = json.loads(path.with_suffix(".json").read_text())
@@ -118,22 +123,45 @@ def test_the_embedded_block_is_the_sidecar_and_labels_after_the_untouched_flatbu
         flatbuffer = strip_tflite(data)
         assert data.startswith(flatbuffer) and len(flatbuffer) < len(data) and flatbuffer[4:8] == b"TFL3"
         assert tflite_sidecar(path) == embedded
-        # Embedding again replaces the block (never stacks) and is deterministic.
+        assert read_metadata_buffer(flatbuffer)[4:8] == b"M001"  # the standard metadata, in the flatbuffer
+        assert embedded["tflite"]["standard_metadata"]["name"] == "run"  # the run folder's name
+        # Embedding again replaces the block and the metadata (never stacks) and is deterministic.
         assert embed_tflite(data, beside) == data
         assert strip_tflite(flatbuffer) == flatbuffer
+        again = tmp_path / name
+        again.write_bytes(data)
+        embed_tflite_file(again, beside)
+        assert again.read_bytes() == data
+        assert _converter_flatbuffer(flatbuffer) != flatbuffer and read_metadata_buffer(_converter_flatbuffer(flatbuffer)) is None
     onnx_path = exported_files["onnx_float32.onnx"]
     props = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
     assert json.loads(props[ONNX_KEY])["labels"] == list(CLASSES)
 
 
+def _converter_flatbuffer(flatbuffer: bytes) -> bytes:
+    """``flatbuffer`` without its standard metadata buffer: the bytes the converter wrote."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
+    (entry,) = [m for m in model.metadata if m.name.decode() == METADATA_BUFFER_NAME]
+    assert entry.buffer == len(model.buffers) - 1  # appended last, so removing it renumbers nothing
+    model.metadata.remove(entry)
+    model.buffers.pop()
+    builder = flatbuffers.Builder(len(flatbuffer))
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
 @pytest.mark.parametrize("xnnpack", [True, False], ids=["xnnpack", "reference-kernels"])
 @pytest.mark.parametrize("name", ["float32.tflite", "int8.tflite"])
 def test_a_bare_interpreter_loads_the_file_and_gives_identical_outputs(name, xnnpack, exported_files, tmp_path):
+    """The published file (standard metadata, zip) against the converter's flatbuffer alone."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     with_block = exported_files[name]
     without = tmp_path / f"plain_{name}"
-    without.write_bytes(strip_tflite(with_block.read_bytes()))
+    without.write_bytes(_converter_flatbuffer(strip_tflite(with_block.read_bytes())))
     resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     outputs = []
     for source in (without, with_block):

@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+from model_checks import check_standard_metadata
 
 from edgecls.compression.qat import quantize_aware_model
 from edgecls.converters import tflite_convert
@@ -76,7 +77,10 @@ def test_quantize_writes_variants_with_complete_sidecars(colour_run):
         assert sidecar["input"]["resize"] == "pil-bilinear-squash"
         assert sidecar["accuracy"]["top1"] == pytest.approx(record.accuracy)
         assert sidecar["size"]["bytes"] == record.path.stat().st_size
-        assert "tensorflow" in sidecar["versions"]
+        assert "tensorflow" in sidecar["versions"] and "flatbuffers" in sidecar["versions"]
+        info = sidecar["tflite"]["standard_metadata"]
+        assert check_standard_metadata(record.path)["tflite"]["standard_metadata"] == info
+        assert info["name"] == colour_run.name and record.variant in info["description"] and info["author"] == ""
     int8 = json.loads((colour_run / "exports" / "int8.json").read_text())
     assert int8["output"]["kind"] == "logits" and int8["input"]["dtype"] == "uint8"
     assert int8["tflite"]["float_ops"] == []
@@ -101,6 +105,7 @@ def test_qat_tflite_matches_the_qat_keras_model(colour_run):
     (record,) = quantize_run(colour_run, qat=True, epochs=1, verbose=0)
     sidecar = json.loads(record.path.with_suffix(".json").read_text())
     assert abs(record.accuracy - sidecar["qat"]["keras_top1"]) <= 0.005 + 1e-9
+    check_standard_metadata(record.path)
 
 
 def test_pruning_reaches_its_sparsity_and_the_result_quantizes(colour_run):
@@ -119,6 +124,8 @@ def test_pruning_reaches_its_sparsity_and_the_result_quantizes(colour_run):
                            preserve_sparsity=True, verbose=0)
     assert kept.variant == "pruned_qat_int8"
     assert _largest_kernel_sparsity(kept.path) >= 0.47
+    for written in (record.path, kept.path):
+        check_standard_metadata(written)
     with pytest.raises(EdgeclsError, match="--preserve-sparsity"):
         quantize_run(colour_run, int8=True, preserve_sparsity=True, verbose=0)
 

@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 from deploy_helpers import tflite_outputs
+from model_checks import check_standard_metadata
 
 from edgecls.errors import EdgeclsError
 from edgecls.results import OptimizeResult
@@ -120,6 +121,7 @@ def test_search_writes_leaderboard_plot_and_best_within_budget(searched, colour_
         assert strip_tflite(searched.best_path.read_bytes()) == strip_tflite(chosen_bytes)
         embedded = tflite_sidecar(searched.best_path)
         assert embedded["model_file"] == "best.tflite" and embedded["optimize"]["chosen"] == searched.chosen["variant"]
+        check_standard_metadata(searched.best_path)
     sidecar = json.loads((colour_run / "exports" / "best.json").read_text())
     assert sidecar["model_file"] == "best.tflite" and sidecar["labels"] == ["class0", "class1", "class2"]
     assert sidecar["optimize"]["chosen"] == searched.chosen["variant"]

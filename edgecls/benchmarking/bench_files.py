@@ -15,8 +15,9 @@ CSV_COLUMNS = (
     "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_mean_ms", "latency_min_ms",
     "rounds", "runs_per_round", "warmup", "round_medians_ms", "round_spread_pct", "throughput_ips",
     "preprocess_p50_ms", "preprocess_mean_ms", "end_to_end_p50_ms", "end_to_end_mean_ms",
-    "images", "accuracy", "top5_accuracy", "agreement", "reference", "data",
+    "input", "images", "accuracy_measured", "accuracy", "top5_accuracy", "agreement", "reference", "data",
 )
+NOT_MEASURED = "not measured"  # the top-1 cell of a row timed without --data
 
 
 def flatten(record: dict) -> dict:
@@ -79,9 +80,23 @@ def table(records, title: str | None = None):
             str(r.get("threads", "–")), _ms(latency.get("p50")), _ms(latency.get("p90")), _ms(latency.get("p99")),
             _fmt((r.get("rounds") or {}).get("spread_pct"), 1), _ms((r.get("end_to_end_ms") or {}).get("p50")),
             _fmt(r.get("load_ms"), 0), _fmt(r.get("peak_rss_mb"), 0), _fmt(r.get("size_bytes"), 0, 1 / 1024),
-            _fmt(r.get("accuracy"), 4), _fmt(r.get("top5_accuracy"), 4), _fmt(r.get("agreement"), 4),
+            _top1_cell(r), _fmt(r.get("top5_accuracy"), 4), _fmt(r.get("agreement"), 4),
         )
+    if any(_top1_cell(r) == NOT_MEASURED for r in records):
+        grid.caption = "top-1 not measured: timed on synthetic input of the model's shape (no --data)"
+        grid.caption_justify = "left"
     return grid
+
+
+def _accuracy_measured(record: dict) -> bool:
+    """Whether a row has a top-1: rows timed without --data (host or device) have none."""
+    if "accuracy_measured" in record:
+        return bool(record["accuracy_measured"])
+    return record.get("accuracy") is not None or bool(record.get("images"))
+
+
+def _top1_cell(record: dict) -> str:
+    return _fmt(record.get("accuracy"), 4) if _accuracy_measured(record) else NOT_MEASURED
 
 
 def plot_accuracy_latency(path, records) -> Path | None:

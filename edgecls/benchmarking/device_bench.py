@@ -69,4 +69,7 @@ def device_row(record: dict, where: dict, data=None) -> dict:
     path = Path(record["model"])
     row.update(model=str(path), name=display_name(path), source="device", data=str(data) if data else None,
                where=dict(where))
+    # As a host row says it: without --data pi_infer.py times one synthetic image and measures no accuracy.
+    row.setdefault("input", "images" if data else "synthetic")
+    row.setdefault("accuracy_measured", bool(data))
     return row

@@ -9,6 +9,11 @@ Per (model, runtime) row, in this order:
             on a sample of DIR (preprocess_ms is the part before invoke);
   memory    the peak resident set while the row ran (reset before it on Linux), and its growth.
 Exports are compared with their Keras reference: the share of images with the same top-1 label.
+
+Without DIR only latency and load are measured: ``invoke`` is timed on synthetic pixels of the
+model's own input shape (seeded, so reruns time the same input), and the row says so
+(``input: "synthetic"``, ``accuracy: null``, ``accuracy_measured: false``); a latency needs no
+labelled images, so refusing it made a quick "how fast is this file here?" impossible.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import numpy as np
 
 from edgecls import formats
 from edgecls.benchmarking.device_rows import read_device_records
+from edgecls.benchmarking.parity import Answers, add_parity
 from edgecls.benchmarking.targets import Target, reference_for, resolve_targets
 from edgecls.benchmarking.timing import current_rss_mb, latency_fields, peak_rss_mb, reset_peak_rss
 from edgecls.data.images import load_image_array
@@ -39,6 +45,10 @@ from edgecls.run_folder import EXPORTS, MODEL
 from edgecls.timing import interleaved_latency, percentiles_ms
 
 SCHEMA = "edgecls.bench/1"
+NO_DATA_NOTE = ("no --data: latency timed on synthetic input of each model's own shape; "
+                "accuracy not measured (give --data DIR to measure it)")
+SYNTHETIC_SEED = 0
+MEDIAPIPE = "mediapipe"  # the runtime name of MediaPipe Tasks' answers in --parity pairs
 TEST_ONLY = {"train": 0.0, "val": 0.0, "test": 1.0}
 
 
@@ -54,14 +64,16 @@ class _Data:
 
 def bench(models=(), *, data=None, runtime: str = "all", threads: int = 1, runs: int = 50, rounds: int = 5,
           warmup: int = 10, e2e_images: int = 50, reference=None, imports=(), progress: bool = True,
-          parity: bool | None = None) -> Records:
+          parity: bool | None = None, parity_table: bool = False) -> Records:
     """Benchmark ``models`` (files or run folders) on ``data``; add device rows from ``imports``.
 
     One record per (model, runtime), device rows last; ``notes`` of the :class:`Records` are the
     remarks for stderr (parity, unusable images).
 
     ``parity`` (default: on for ``runtime`` all/keras or when ``reference`` is given) adds each
-    export's top-1 agreement with its Keras reference.
+    export's top-1 agreement with its Keras reference. ``parity_table`` (``--parity``) also compares
+    every two runtimes that ran one model on the images, MediaPipe Tasks on each .tflite where it is
+    installed (edgecls.benchmarking.parity): each row's ``parity`` lists its pairs.
     """
     if threads < 1 or runs < 1 or rounds < 1 or warmup < 0 or e2e_images < 0:
         raise EdgeclsError("--threads, --runs and --rounds must be at least 1; --warmup, --e2e-images at least 0")
@@ -72,14 +84,19 @@ def bench(models=(), *, data=None, runtime: str = "all", threads: int = 1, runs:
             raise EdgeclsError("give a MODEL (file or run folder) to benchmark, or --import a device bench file")
         return Records(records, notes=notes)
     targets = resolve_targets(models, runtime)
-    if data is None:
-        raise EdgeclsError("give --data DIR (class folders, or a dataset with a test/ folder) to measure accuracy on")
-    dataset = find_test_images(data)
-    if parity is None:
+    dataset = None if data is None else find_test_images(data)
+    if dataset is None:
+        notes.append(f"note: {NO_DATA_NOTE}")
+        if parity_table:
+            notes.append("note: --parity compares answers on images: give --data DIR")
+        parity = parity_table = False  # agreement is over labelled images: none here
+    elif parity is None:
         parity = runtime in ("all", "keras") or reference is not None
+    with_mediapipe = parity_table and _mediapipe_here(notes)
 
     predictions: dict[Path, dict[str, str]] = {}
     host_rows: list = [None] * len(targets)
+    answers: dict[int, list[Answers]] = {}
     # Keras rows run last: TensorFlow, once imported, stays in the process and would inflate the
     # memory of every row after it. The table keeps the order the models were given in.
     order = sorted(range(len(targets)), key=lambda i: targets[i].runtime == "keras")
@@ -87,12 +104,17 @@ def bench(models=(), *, data=None, runtime: str = "all", threads: int = 1, runs:
         for number, index in enumerate(order, start=1):
             target = targets[index]
             bar.start_row(f"[{number}/{len(targets)}] {display_name(target.path)} ({target.runtime})")
-            record, predicted = _bench_row(target, dataset, threads, runs, rounds, warmup, e2e_images, bar, notes)
+            record, predicted, scored = _bench_row(target, dataset, threads, runs, rounds, warmup, e2e_images, bar,
+                                                   notes, mediapipe=with_mediapipe)
             predictions[target.path.resolve()] = predicted
             host_rows[index] = record
+            if parity_table:
+                answers[index] = _answers(target, record, scored, reference, index)
         if parity:
             _add_agreement(targets, host_rows, predictions, dataset, reference, threads, bar, notes)
-    if dataset.skipped:
+    if parity_table:
+        _add_parity(host_rows, [a for index in range(len(targets)) for a in answers.get(index, [])])
+    if dataset is not None and dataset.skipped:
         notes.append(f"note: {dataset.skipped} file(s) in {data} are not usable images and were left out")
     return Records(host_rows + records, notes=notes)
 
@@ -122,10 +144,40 @@ def _decoded(dataset: _Data, size, bar):
     return dataset.by_size[size]
 
 
-def _bench_row(target: Target, dataset: _Data, threads, runs, rounds, warmup, e2e_images, bar, notes):
+def _answers(target: Target, record: dict, scored, reference, index: int) -> list[Answers]:
+    """A row's answers for --parity, grouped by the model they come from: the Keras reference, else the file."""
+    source = target.path if target.is_reference else (reference_for(target.path, reference) or target.path)
+    return [Answers(record["name"], runtime, record["model"], str(Path(source).resolve()), *found, owner=index)
+            for runtime, *found in scored]
+
+
+def _add_parity(rows: list[dict], answers: list[Answers]) -> None:
+    for later in (a for a in answers if callable(a.probs)):  # MediaPipe's, asked for now (see _bench_row)
+        later.probs = later.probs()
+    add_parity(rows, answers)
+
+
+def _mediapipe_probs(path, images, classes: int, logits: bool, label_of) -> np.ndarray:
+    from edgecls.deploy import mediapipe_client
+
+    return mediapipe_client.probabilities(path, images, classes, logits=logits)[:, label_of]
+
+
+def _mediapipe_here(notes) -> bool:
+    from edgecls.deploy import mediapipe_client
+
+    if mediapipe_client.available():
+        return True
+    notes.append(f"note: --parity without MediaPipe Tasks ({mediapipe_client.why_not()}): its column is left out")
+    return False
+
+
+def _bench_row(target: Target, dataset: _Data | None, threads, runs, rounds, warmup, e2e_images, bar, notes, *,
+               mediapipe: bool = False):
+    """(record, {path: label}, [(runtime, paths, probabilities in the data's class order, truth)]) of one row."""
     backend = _import_runtime(target.runtime)
     hint = input_size_hint(target.path)
-    if hint is not None:  # decoded and paged in before the memory of the row is measured
+    if hint is not None and dataset is not None:  # decoded and paged in before the memory of the row is measured
         _touch(_decoded(dataset, hint, bar).images)
     gc.collect()
     peak_reset = reset_peak_rss()
@@ -135,28 +187,44 @@ def _bench_row(target: Target, dataset: _Data, threads, runs, rounds, warmup, e2
     model = open_model(target.path, threads=threads)
     load_ms = (time.perf_counter() - t0) * 1e3
 
-    split = _decoded(dataset, model.input_size, bar)
-    label_of = _label_map(dataset.classes, model, notes)
-    bar.plan(len(split.paths) + warmup + runs * rounds + min(e2e_images, len(split.paths)))
-    bar.phase("accuracy")
-    probs = _predict_all(model, split.images, bar.advance)
-    y_true = np.asarray([label_of[c] for c in split.labels])
-    accuracy, top5 = top1_accuracy(y_true, probs), top_k_or_none(y_true, probs)
+    if dataset is None:
+        split, one = None, synthetic_image(model.input_size)
+        bar.plan(warmup + runs * rounds)
+        probs, accuracy, top5 = None, None, None
+    else:
+        split = _decoded(dataset, model.input_size, bar)
+        label_of = _label_map(dataset.classes, model, notes)
+        bar.plan(len(split.paths) + warmup + runs * rounds + min(e2e_images, len(split.paths)))
+        bar.phase("accuracy")
+        probs = _predict_all(model, split.images, bar.advance)
+        y_true = np.asarray([label_of[c] for c in split.labels])
+        accuracy, top5 = top1_accuracy(y_true, probs), top_k_or_none(y_true, probs)
+        one = np.ascontiguousarray(split.images[:1])
 
     bar.phase("latency")
-    one = np.ascontiguousarray(split.images[:1])
     prepared = model.prepare(one)
     # partial, not a lambda: a C-level call adds the least to what is timed.
     stats = interleaved_latency({"invoke": functools.partial(model.invoke, prepared)}, rounds=rounds, runs=runs,
                                 warmup=warmup, advance=bar.advance)["invoke"]
 
-    bar.phase("end-to-end")
-    sample = spread_sample(split.paths, e2e_images)
-    pre_ns, e2e_ns = _end_to_end(model, sample, bar.advance)
+    pre_ns = e2e_ns = ()  # end to end starts from image files: none without --data
+    if split is not None:
+        bar.phase("end-to-end")
+        pre_ns, e2e_ns = _end_to_end(model, spread_sample(split.paths, e2e_images), bar.advance)
 
     peak = peak_rss_mb()
     labels = model.labels
-    predicted = {path: labels[i] for path, i in zip(split.paths, probs.argmax(axis=1))}
+    predicted = {} if split is None else {path: labels[i] for path, i in zip(split.paths, probs.argmax(axis=1))}
+    scored = []
+    if split is not None:
+        truth = np.asarray(split.labels)
+        scored.append((target.runtime, list(split.paths), probs[:, label_of], truth))
+        if mediapipe and target.runtime == "tflite":
+            # Asked for after every row: MediaPipe runs in a Python of its own, which would share the cores with
+            # the rows being timed.
+            scored.append((MEDIAPIPE, list(split.paths), functools.partial(
+                _mediapipe_probs, target.path, split.images, len(labels), model.output_kind == "logits", label_of),
+                truth))
     sidecar = model.sidecar or {}
     record = {
         "schema": SCHEMA,
@@ -180,8 +248,10 @@ def _bench_row(target: Target, dataset: _Data, threads, runs, rounds, warmup, e2
         **latency_fields(stats, runs=runs, warmup=warmup),
         "preprocess_ms": percentiles_ms(pre_ns),
         "end_to_end_ms": percentiles_ms(e2e_ns),
-        "data": dataset.root,
-        "images": len(split.paths),
+        "input": "synthetic" if split is None else "images",
+        "data": None if dataset is None else dataset.root,
+        "images": 0 if split is None else len(split.paths),
+        "accuracy_measured": split is not None,
         "accuracy": accuracy,
         "top5_accuracy": top5,
         "agreement": None,
@@ -189,7 +259,13 @@ def _bench_row(target: Target, dataset: _Data, threads, runs, rounds, warmup, e2
     }
     del model, prepared
     gc.collect()
-    return record, predicted
+    return record, predicted, scored
+
+
+def synthetic_image(size) -> np.ndarray:
+    """One seeded batch-1 RGB uint8 image of ``size`` (height, width): the input every model takes."""
+    height, width = int(size[0]), int(size[1])
+    return np.random.default_rng(SYNTHETIC_SEED).integers(0, 256, (1, height, width, 3), dtype=np.uint8)
 
 
 def input_size_hint(path: Path):

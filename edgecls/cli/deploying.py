@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from edgecls import api, formats
-from edgecls.cli.options import Data, DeviceOption, DevicePython, Force, Json, Model, NoProgress, Quiet, SshConfig, Threads, verbosity
+from edgecls.cli.options import DeviceOption, DevicePython, Force, Json, Model, NoProgress, Quiet, SshConfig, Threads, verbosity
 from edgecls.cli.output import emit_json, notes, stdout_to_stderr, wide_console
 
 
@@ -40,7 +40,10 @@ def bench(
     runtime: str = typer.Option(
         "all", "--runtime", "-r",
         help=f"{formats.help_text(formats.runtime_names(), extra=('all',))} (each model where it runs)."),
-    data: Data = None,
+    data: str | None = typer.Option(None, "--data", "-d",
+                                    help="Class folders, or a dataset with a test/ folder, whose test images "
+                                         "accuracy is measured on (without it: latency on synthetic input of "
+                                         "the model's shape, accuracy not measured)."),
     threads: Threads = 1,
     runs: int = typer.Option(50, "--runs", help="Timed invocations per round."),
     rounds: int = typer.Option(5, "--rounds", help="Rounds of --runs; the spread of their medians is reported."),
@@ -48,6 +51,10 @@ def bench(
     e2e_images: int = typer.Option(50, "--e2e-images", help="Files timed end to end (decode → answer)."),
     reference: Path | None = typer.Option(None, "--reference",
                                              help="Keras model (or run folder) to measure top-1 agreement against."),
+    parity: bool = typer.Option(False, "--parity",
+                                help="Compare every two runtimes that ran one model on the --data images (Keras, "
+                                     "LiteRT, ONNX Runtime, MediaPipe where installed): top-1 agreement, mean/max "
+                                     "|Δ probability|, each one's top-1."),
     json_out: Json = False,
     json_path: Path | None = typer.Option(None, "--json-out", help="Write the records as a JSON list to this file "
                                                                     "(formerly --json FILE)."),
@@ -67,17 +74,21 @@ def bench(
 ):
     """Latency (p50/p90/p99), memory, size and accuracy of each model in each runtime."""
     from edgecls.benchmarking.bench_files import table
+    from edgecls.benchmarking.parity import table as parity_table
 
     with stdout_to_stderr(json_out):
         records = api.bench(models or [], data=data, runtime=runtime, threads=threads, runs=runs, rounds=rounds,
                             warmup=warmup, e2e_images=e2e_images, reference=reference, imports=imports or [],
-                            json_out=json_path, csv_out=csv_path, png_out=png_path,
+                            json_out=json_path, csv_out=csv_path, png_out=png_path, parity_table=parity,
                             verbose=verbosity(quiet, no_progress), device=device, device_python=device_python,
                             device_images=device_images, ssh_config=ssh_config, device_timeout=device_timeout)
     notes(records.notes)
     grid = table(records, title="edgecls bench: batch 1; p50/p90/p99 = model invocation alone")
     # With --json the table is for the person watching: stderr, beside the progress.
     wide_console(grid, stderr=json_out).print(grid)
+    pairs = parity_table(records)
+    if pairs is not None:
+        wide_console(pairs, stderr=json_out).print(pairs)
     for written in records.files:
         typer.echo(f"wrote {written}", err=json_out)
     if json_out:

@@ -50,6 +50,7 @@ class Described:
 def describe_tflite(ctx: RunContext, path: Path, variant: str, accuracy: dict | None,
                     extra: dict | None = None) -> Described:
     from edgecls.converters.tflite_inspect import inspect_tflite
+    from edgecls.converters.tflite_metadata import INFO_KEY, resolve_model_info
 
     info = inspect_tflite(Path(path).read_bytes())
     sidecar = build_sidecar(
@@ -62,6 +63,8 @@ def describe_tflite(ctx: RunContext, path: Path, variant: str, accuracy: dict | 
         source_run=ctx.run_dir.resolve(), accuracy=accuracy,
         extra={"tflite": {k: info[k] for k in ("ops", "float_ops", "xnnpack_partitions")}, **(extra or {})},
     )
+    # The standard TFLite metadata's name, description, version, author and licence (edgecls.converters.tflite_metadata).
+    sidecar["tflite"][INFO_KEY] = resolve_model_info(sidecar, ctx.config.metadata)
     return Described(sidecar, info["input"]["dtype"] in ("uint8", "int8"), info["xnnpack_partitions"],
                      list(info["float_ops"]))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgecls.benchmarking.parity import pairs as parity_pairs
 from edgecls.devices.machine_probe import where_text
 from edgecls.errors import EdgeclsError, ModelFileError
 from edgecls.html_report.reading import Notes, as_float, image_data_uri, mapping, read_json
@@ -171,8 +172,19 @@ def bench_section(run: RunFolder, notes: Notes) -> dict | None:
             "images": ", ".join(str(n) for n in sorted(images)),
             # One machine for every row (the usual case) is said once instead of in a column.
             "machines": sorted({row["where"] for row in rows if row["where"]}),
+            "parity": [_parity_row(pair, run.path.resolve().name) for pair in parity_pairs(records)],
         }
     return None
+
+
+def _parity_row(pair: dict, run_name: str) -> dict:
+    """One pair of ``bench --parity`` (edgecls.benchmarking.parity), as the table shows it."""
+    def side(key: str) -> str:
+        found = mapping(pair, key)
+        return f"{str(found.get('name') or '?').removeprefix(f'{run_name}/')} ({found.get('runtime') or '?'})"
+
+    return {"a": side("a"), "b": side("b"), "images": pair.get("images"),
+            **{key: as_float(pair.get(key)) for key in ("agreement", "mean_abs_dp", "max_abs_dp", "top1_a", "top1_b")}}
 
 
 def _bench_candidates(run: RunFolder) -> list[Path]:
