@@ -434,16 +434,19 @@ def bench(models=(), *, data=None, runtime: str = "all", threads: int = 1, runs:
     ``json_out``, ``csv_out`` and ``png_out`` (default: beside the JSON or CSV) when given.
     Every record's ``where`` says where it was measured: ``on`` (``host`` or the device), the CPU
     model and its SIMD flags. ``parity_table`` (``--parity``) compares every two runtimes that ran
-    one model on the images (Keras, LiteRT, ONNX Runtime, and MediaPipe Tasks on each .tflite where
-    ``mediapipe`` is installed): top-1 agreement, mean and max |Δ probability| and each one's top-1,
-    as each record's ``parity`` list (``edgecls.benchmarking.parity``).
+    one model on the images (Keras, LiteRT, ONNX Runtime, MediaPipe Tasks on each .tflite when a Python
+    with MediaPipe is at hand, ``$EDGECLS_MEDIAPIPE_PYTHON``; with ``device``, the device's runtime too):
+    top-1 agreement, mean and max |Δ probability| and each one's top-1, as each record's ``parity``
+    list (``edgecls.benchmarking.parity``).
 
     With ``device`` (``ssh://[user@]host[:port]`` or an ssh alias) the .tflite models are timed
     on that device instead, through the system's ssh (``ssh_config``: a config file for ``ssh -F``;
     ``device_python``: the Python there, default ``python3``): each model and ``pi_infer.py`` are
     copied once into ``~/.cache/edgecls/device`` there (named by content hash), timed interleaved,
     and with ``data`` up to ``device_images`` test images are copied once and top-1 is measured
-    there. A remote command running longer than ``device_timeout`` seconds is killed there.
+    there. A remote command running longer than ``device_timeout`` seconds is killed there. With
+    ``device``, ``data`` and ``parity_table`` the models are benched on the host as well, and the
+    device's answers (its ai-edge-litert or tflite-runtime) join the parity table beside the host's.
 
     Example::
 
@@ -467,10 +470,22 @@ def bench(models=(), *, data=None, runtime: str = "all", threads: int = 1, runs:
             raise EdgeclsError("give a MODEL (a .tflite file or a run folder) to benchmark on the device")
         if runtime not in ("all", "tflite"):
             raise EdgeclsError(f"--device runs .tflite models (pi_infer.py), not --runtime {runtime}")
+        with_answers = parity_table and data is not None
         result = bench_on_device(targets, device=device, data=data, threads=threads, runs=runs, rounds=rounds,
                                  warmup=warmup, e2e_images=e2e_images, device_images=device_images,
-                                 python=device_python, ssh_config=ssh_config, timeout=device_timeout)
-        result.extend(record for path in _paths(imports) for record in read_device_records(path))
+                                 python=device_python, ssh_config=ssh_config, timeout=device_timeout,
+                                 answers=with_answers)
+        if with_answers:  # the device's answers beside the host's (and MediaPipe's) on the same images
+            from edgecls.benchmarking.harness import bench as run_bench
+
+            device_notes = result.notes
+            result = run_bench(targets, data=data, runtime=runtime, threads=threads, runs=runs, rounds=rounds,
+                               warmup=warmup, e2e_images=e2e_images, reference=reference, imports=_paths(imports),
+                               progress=bool(verbose) and sys.stderr.isatty(), parity=parity, parity_table=True,
+                               device_rows=list(result))
+            result.notes[:0] = device_notes
+        else:
+            result.extend(record for path in _paths(imports) for record in read_device_records(path))
     else:
         from edgecls.benchmarking.harness import bench as run_bench
 

@@ -183,3 +183,24 @@ def test_device_addresses(text, host, user, port):
 def test_what_is_not_a_device_is_a_one_line_error(text):
     with pytest.raises(DeviceError):
         parse_device(text)
+
+
+def test_bench_parity_with_a_device_pairs_its_answers_with_the_hosts(ssh_device, deploy_run, tmp_path, make_images):
+    data = make_images(tmp_path / "test", per_class=4)
+    models = [deploy_run / "exports" / "int8.tflite", deploy_run / "exports" / "float32.tflite"]
+    records = _device_bench(ssh_device, models, data, runtime="tflite", parity_table=True)
+    host = [r for r in records if r["source"] == "host"]
+    there = [r for r in records if r["source"] == "device"]
+    assert [r["model"] for r in host] == [r["model"] for r in there] == [str(m) for m in models]
+    assert all("answers" not in r for r in records)  # taken out of the rows once compared
+    from edgecls.benchmarking.parity import pairs
+
+    found = {(p["a"]["model"], p["a"]["runtime"], p["b"]["model"], p["b"]["runtime"].split(" on ")[-1]): p
+             for p in pairs(records)}
+    for model in map(str, models):  # the same file on the host's LiteRT and on the device: the same answers
+        same = found[(model, "tflite", model, "device")]
+        assert same["images"] == 12 and same["agreement"] == 1.0 and same["max_abs_dp"] < 1e-5
+        assert same["b"]["runtime"].startswith("ai_edge_litert") or same["b"]["runtime"].startswith("tflite_runtime")
+    int8, float32 = map(str, models)
+    assert (int8, "tflite", float32, "device") in found  # one model's two exports, across the two machines
+    assert there[1]["parity"] and host[0]["parity"] == []

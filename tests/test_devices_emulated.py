@@ -53,3 +53,21 @@ def test_bench_on_the_emulated_device_gives_the_hosts_top1(ssh_device, emulated_
         assert remote["where"]["machine"] == "aarch64" and remote["where"]["cpu"] == "Cortex-A72"
         assert remote["images"] == local["images"] == 12
         assert remote["accuracy"] == local["accuracy"] and remote["top5_accuracy"] == local["top5_accuracy"]
+
+
+def test_bench_parity_pairs_the_emulated_devices_runtime_with_the_hosts(ssh_device, emulated_python, deploy_run,
+                                                                          tmp_path, make_images):
+    from edgecls.benchmarking.parity import pairs
+
+    stack, python = emulated_python
+    data = make_images(tmp_path / "test", per_class=4)
+    model = deploy_run / "exports" / "int8.tflite"
+    records = edgecls.bench([model], data=data, runtime="tflite", device="device", device_python=str(python),
+                            ssh_config=ssh_device.config, parity_table=True, runs=3, rounds=1, warmup=1, e2e_images=1,
+                            verbose=0)
+    (pair,) = [p for p in pairs(records) if p["b"]["runtime"].endswith(" on device")]
+    backend = RUNTIME[stack].replace("-", "_")
+    assert pair["a"]["runtime"] == "tflite" and pair["b"]["runtime"].startswith(backend)
+    print(f"host LiteRT (x86) vs {pair['b']['runtime']} (emulated Cortex-A72), {model.name}: top-1 agreement "
+          f"{pair['agreement']:.4f} on {pair['images']} images, max |Δp| {pair['max_abs_dp']:.2e}")
+    assert pair["images"] == 12 and pair["agreement"] == 1.0

@@ -23,8 +23,10 @@ DEVICE_ONLY = ("numpy", "skipped")  # pi_infer's fields a host row has not (skip
 
 def bench_on_device(models, *, device, data=None, threads: int = 1, runs: int = 50, rounds: int = 5,
                     warmup: int = 10, e2e_images: int = 50, device_images: int = 500, python: str = "python3",
-                    ssh_config=None, timeout: float = TIME_MODELS_TIMEOUT_S) -> Records:
-    """Bench ``models`` on ``device``; a :class:`Records` of host-shaped rows, with notes on what was copied."""
+                    ssh_config=None, timeout: float = TIME_MODELS_TIMEOUT_S, answers: bool = False) -> Records:
+    """Bench ``models`` on ``device``; a :class:`Records` of host-shaped rows, with notes on what was copied.
+    ``answers`` (with ``data``): each row also holds every image's probabilities under ``answers``, for
+    ``bench --parity`` (which takes them out of the row)."""
     if threads < 1 or runs < 1 or rounds < 1 or warmup < 0 or e2e_images < 0 or device_images < 1:
         raise EdgeclsError("--threads, --runs, --rounds and --device-images must be at least 1; --warmup, "
                            "--e2e-images at least 0")
@@ -41,7 +43,7 @@ def bench_on_device(models, *, device, data=None, threads: int = 1, runs: int = 
         require_tflite(session.describe(), session.name, python)
         where = session.where()
         raw = session.time_models(files, images=images, threads=threads, runs=runs, rounds=rounds, warmup=warmup,
-                                  e2e_images=e2e_images, timeout=timeout)
+                                  e2e_images=e2e_images, timeout=timeout, answers=answers)
         copied = (f"copied {session.copied_files} file(s), {session.copied_bytes / 1e6:.1f} MB, to "
                   if session.copied_files else "nothing to copy: everything was already in ")
         notes.append(f"note: {copied}{session.cache()} on {session.name}")

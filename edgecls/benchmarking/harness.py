@@ -64,7 +64,7 @@ class _Data:
 
 def bench(models=(), *, data=None, runtime: str = "all", threads: int = 1, runs: int = 50, rounds: int = 5,
           warmup: int = 10, e2e_images: int = 50, reference=None, imports=(), progress: bool = True,
-          parity: bool | None = None, parity_table: bool = False) -> Records:
+          parity: bool | None = None, parity_table: bool = False, device_rows=()) -> Records:
     """Benchmark ``models`` (files or run folders) on ``data``; add device rows from ``imports``.
 
     One record per (model, runtime), device rows last; ``notes`` of the :class:`Records` are the
@@ -73,7 +73,8 @@ def bench(models=(), *, data=None, runtime: str = "all", threads: int = 1, runs:
     ``parity`` (default: on for ``runtime`` all/keras or when ``reference`` is given) adds each
     export's top-1 agreement with its Keras reference. ``parity_table`` (``--parity``) also compares
     every two runtimes that ran one model on the images, MediaPipe Tasks on each .tflite where it is
-    installed (edgecls.benchmarking.parity): each row's ``parity`` lists its pairs.
+    installed (edgecls.benchmarking.parity): each row's ``parity`` lists its pairs. ``device_rows``
+    (``bench_on_device(..., answers=True)``) join the rows, and their answers the table.
     """
     if threads < 1 or runs < 1 or rounds < 1 or warmup < 0 or e2e_images < 0:
         raise EdgeclsError("--threads, --runs and --rounds must be at least 1; --warmup, --e2e-images at least 0")
@@ -112,11 +113,16 @@ def bench(models=(), *, data=None, runtime: str = "all", threads: int = 1, runs:
                 answers[index] = _answers(target, record, scored, reference, index)
         if parity:
             _add_agreement(targets, host_rows, predictions, dataset, reference, threads, bar, notes)
+    device_rows = [dict(row) for row in device_rows]
+    device_answers = [row.pop("answers", None) for row in device_rows]
     if parity_table:
-        _add_parity(host_rows, [a for index in range(len(targets)) for a in answers.get(index, [])])
+        found = [a for index in range(len(targets)) for a in answers.get(index, [])]
+        found += [_device_answers(row, given, dataset, reference, len(host_rows) + number)
+                  for number, (row, given) in enumerate(zip(device_rows, device_answers)) if given]
+        _add_parity(host_rows + device_rows, found)
     if dataset is not None and dataset.skipped:
         notes.append(f"note: {dataset.skipped} file(s) in {data} are not usable images and were left out")
-    return Records(host_rows + records, notes=notes)
+    return Records(host_rows + device_rows + records, notes=notes)
 
 
 def find_test_images(data) -> _Data:
@@ -149,6 +155,20 @@ def _answers(target: Target, record: dict, scored, reference, index: int) -> lis
     source = target.path if target.is_reference else (reference_for(target.path, reference) or target.path)
     return [Answers(record["name"], runtime, record["model"], str(Path(source).resolve()), *found, owner=index)
             for runtime, *found in scored]
+
+
+def _device_answers(row: dict, given: dict, dataset: _Data, reference, owner: int) -> Answers:
+    """A device row's answers (pi_infer.py --bench --answers) in the data's class order, grouped as a host row's."""
+    class_of = dict(zip(dataset.paths, dataset.labels))
+    paths = [path for path in given["files"] if path in class_of]
+    probs = np.asarray([p for path, p in zip(given["files"], given["probs"]) if path in class_of], dtype=np.float64)
+    columns = [list(given["labels"]).index(c) for c in dataset.classes]
+    path = Path(row["model"])
+    source = reference_for(path, reference) or path
+    on = (row.get("where") or {}).get("on", "device")
+    return Answers(row["name"], f"{row.get('backend') or 'tflite'} on {on}", row["model"], str(Path(source).resolve()),
+                   paths, probs.reshape(len(paths), -1)[:, columns] if paths else probs.reshape(0, len(columns)),
+                   np.asarray([class_of[p] for p in paths]), owner=owner)
 
 
 def _add_parity(rows: list[dict], answers: list[Answers]) -> None:

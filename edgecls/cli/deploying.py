@@ -53,8 +53,9 @@ def bench(
                                              help="Keras model (or run folder) to measure top-1 agreement against."),
     parity: bool = typer.Option(False, "--parity",
                                 help="Compare every two runtimes that ran one model on the --data images (Keras, "
-                                     "LiteRT, ONNX Runtime, MediaPipe where installed): top-1 agreement, mean/max "
-                                     "|Δ probability|, each one's top-1."),
+                                     "LiteRT, ONNX Runtime, MediaPipe with $EDGECLS_MEDIAPIPE_PYTHON; with --device, the "
+                                     "device's runtime beside the host's): top-1 agreement, mean/max |Δ probability|, "
+                                     "each one's top-1."),
     json_out: Json = False,
     json_path: Path | None = typer.Option(None, "--json-out", help="Write the records as a JSON list to this file "
                                                                     "(formerly --json FILE)."),

@@ -86,7 +86,7 @@ def probabilities(model_path, images: np.ndarray, num_classes: int, *, logits: b
             lines = done.stderr.strip().splitlines()
             raise EdgeclsError(f"MediaPipe's ImageClassifier failed on {model_path}: "
                                f"{lines[-1] if lines else f'exit code {done.returncode}'}")
-        scores = np.load(answered).astype(np.float64)
+        scores = np.load(answered, allow_pickle=False).astype(np.float64)
     if logits:
         scores = np.exp(scores - scores.max(axis=1, keepdims=True))
         scores /= scores.sum(axis=1, keepdims=True)

@@ -16,7 +16,7 @@ def main(model: str, images_file: str, scores_file: str, num_classes: str) -> No
     from mediapipe.tasks.python import vision
     from mediapipe.tasks.python.core.base_options import BaseOptions
 
-    images = np.load(images_file)
+    images = np.load(images_file, allow_pickle=False)
     classes = int(num_classes)
     options = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=model), max_results=classes)
     scores = np.zeros((len(images), classes), dtype=np.float32)

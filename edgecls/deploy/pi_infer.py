@@ -417,11 +417,12 @@ def _device_name():
     return platform.processor() or None
 
 
-def bench(models, files, runs, rounds, warmup, e2e_images):
+def bench(models, files, runs, rounds, warmup, e2e_images, answers=False):
     """Latency of set_tensor + invoke + get_tensor alone on a prepared image, as edgecls bench measures it.
 
     Several models are timed interleaved, round by round (as edgecls times candidates), so drift
-    on the machine hits them alike; one record per model, in the order given.
+    on the machine hits them alike; one record per model, in the order given. ``answers``: each
+    record also holds every image's probabilities (``edgecls bench --parity`` compares them).
     """
     if isinstance(models, Model):
         models = [models]
@@ -450,7 +451,7 @@ def bench(models, files, runs, rounds, warmup, e2e_images):
                 model.invoke(one)
                 mine.append(clock() - t0)
             middles.append(float(np.median(mine[start:])) / 1e6)
-    return [_bench_record(model, found, mine, middles, warmup, e2e_images)
+    return [_bench_record(model, found, mine, middles, warmup, e2e_images, answers)
             for model, found, mine, middles in zip(models, loaded, samples, medians)]
 
 
@@ -468,15 +469,16 @@ def _end_to_end(model, kept, e2e_images):
     return pre, total
 
 
-def _bench_record(model, loaded, samples, medians, warmup, e2e_images):
+def _bench_record(model, loaded, samples, medians, warmup, e2e_images, answers=False):
     arrays, kept, bad = loaded
     pre, total = _end_to_end(model, kept, e2e_images)
-    accuracy, top5 = _folder_accuracy(model, arrays, kept)
+    probs = [model.probabilities(array) for array in arrays]
+    accuracy, top5 = _folder_accuracy(model, probs, kept)
     middle = float(np.median(medians))
     source_run = (model.sidecar or {}).get("source_run")
     name = os.path.basename(model.path)
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {
+    record = {
         "schema": "edgecls.bench/1",
         "model": model.path,
         "name": "%s/%s" % (os.path.basename(str(source_run).rstrip("/")), name) if source_run else name,
@@ -513,6 +515,10 @@ def _bench_record(model, loaded, samples, medians, warmup, e2e_images):
         "agreement": None,
         "reference": None,
     }
+    if answers:
+        record["answers"] = {"files": kept, "labels": model.labels,
+                             "probs": [[round(float(p), 7) for p in row] for row in probs]}
+    return record
 
 
 def _load_all(files, model):
@@ -526,15 +532,15 @@ def _load_all(files, model):
     return arrays, kept, bad
 
 
-def _folder_accuracy(model, arrays, files):
+def _folder_accuracy(model, probs, files):
     """Top-1/top-5 when every image sits in a folder named after its class; else (None, None)."""
     truths = [os.path.basename(os.path.dirname(os.path.abspath(f))) for f in files]
     if not files or any(t not in model.labels for t in truths):
         return None, None
     index = {label: i for i, label in enumerate(model.labels)}
     hits1 = hits5 = 0
-    for array, truth in zip(arrays, truths):
-        order = np.argsort(-model.probabilities(array), kind="stable")
+    for scores, truth in zip(probs, truths):
+        order = np.argsort(-scores, kind="stable")
         hits1 += int(order[0] == index[truth])
         hits5 += int(index[truth] in order[:5])
     top5 = hits5 / len(files) if model.num_classes > 5 else None
@@ -590,6 +596,8 @@ def parse_args(argv):
                         help="--bench output, read back with `edgecls bench --import FILE` (- : stdout)")
     parser.add_argument("--compare", action="append", default=[], metavar="MODEL",
                         help="--bench: another .tflite model timed interleaved with the first (repeatable)")
+    parser.add_argument("--answers", action="store_true",
+                        help="--bench: also record each image's probabilities (edgecls bench --parity)")
     args = parser.parse_args(argv)
     if args.model is None or _looks_like_input(args.model):
         # `python pi_infer.py photo.jpg` in a bundle: the first argument is an input, the model is ours.
@@ -600,8 +608,8 @@ def parse_args(argv):
         raise UserError("--top-k and --threads must be at least 1; --camera and --bench at least 0")
     if not args.inputs and not args.camera:
         raise UserError("give image files or folders, or --camera N")
-    if args.compare and not args.bench:
-        raise UserError("--compare needs --bench N")
+    if (args.compare or args.answers) and not args.bench:
+        raise UserError("--compare and --answers need --bench N")
     return args
 
 
@@ -641,7 +649,7 @@ def _run_bench(args, model, files):
     if not files:
         raise UserError("--bench needs image files or folders to time")
     models = [model] + [Model(path, threads=args.threads) for path in args.compare]
-    records = bench(models, files, args.bench, args.rounds, args.warmup, args.e2e_images)
+    records = bench(models, files, args.bench, args.rounds, args.warmup, args.e2e_images, answers=args.answers)
     if args.bench_json == "-":
         print(json.dumps(records))
     else:

@@ -102,13 +102,15 @@ class Device:
     # ------------------------------------------------------------------ timing
 
     def time_models(self, models, *, images=None, threads: int = 1, runs: int = 50, rounds: int = 5,
-                    warmup: int = 10, e2e_images: int = 50, timeout: float = TIME_MODELS_TIMEOUT_S) -> list[dict]:
+                    warmup: int = 10, e2e_images: int = 50, timeout: float = TIME_MODELS_TIMEOUT_S,
+                    answers: bool = False) -> list[dict]:
         """Time ``models`` (local .tflite paths) on the device, interleaved round by round, with ``pi_infer.py --bench``.
 
         ``images``: (local file, class name) pairs, copied once and used for top-1 (and the
         end-to-end timing); without them one fixed synthetic image is timed and accuracy is None.
         ``runs`` are per round, as in a local bench. Returns pi_infer's records in the order of
-        ``models``, with ``model`` set to the local path.
+        ``models``, with ``model`` set to the local path. ``answers`` (with ``images``): each record's
+        ``answers`` holds every image's probabilities, its ``files`` the local paths of ``images``.
         """
         models = [Path(m) for m in models]
         if not models:
@@ -124,6 +126,8 @@ class Device:
                 "--threads", str(threads), "--bench-json", "-"]
         for folder, model in zip(remote[1:], models[1:]):
             argv += ["--compare", f"{folder}/{model.name}"]
+        if answers and images:
+            argv.append("--answers")
         done = self.connection.run([self.python, *argv], timeout=timeout, what="pi_infer.py --bench")
         self._judge(done, "pi_infer.py --bench")
         records = _json(done.stdout, "pi_infer.py --bench", self.name)
@@ -132,6 +136,10 @@ class Device:
                               f"{len(models)} models")
         for record, model in zip(records, models):
             record["model"] = str(model)
+            if isinstance(record.get("answers"), dict):  # the device's copies by their local originals
+                local = {name: str(path) for name, path in image_files.items()}
+                record["answers"]["files"] = [local.get("/".join(Path(f).parts[-2:]), f)
+                                              for f in record["answers"]["files"]]
         return records
 
     # ------------------------------------------------------------------ plumbing
