@@ -208,6 +208,19 @@ def device_loop(r: dict) -> Iterator[tuple[str, str]]:
            f"the choice differs on {differ} of {len(r['runs'])} runs; " + "; ".join(parts))
 
 
+def parity_cifar10(r: dict) -> Iterator[tuple[str, str]]:
+    every = [p for run in r["runs"] for p in run["pairs"] + [q for d in run["devices"] for q in d["pairs"]]]
+    same = [p for p in every if p["a"]["model"] == p["b"]["model"] and p["a"]["runtime"] != p["b"]["runtime"]]
+    runtimes = sorted({side["runtime"] for p in every for side in (p["a"], p["b"])})
+    least = min(every, key=lambda p: p["agreement"])
+    text = (f"{len(every)} pairs over {len(r['runs'])} runs, {r['images_per_run']} test images each "
+            f"({', '.join(runtimes)}); one file in two runtimes: top-1 agreement ≥ "
+            f"{pct(min(p['agreement'] for p in same))}, max |Δp| {max(p['max_abs_dp'] for p in same):.1e}; "
+            f"least of any pair {pct(least['agreement'])} ({least['a']['model']} · {least['a']['runtime']} vs "
+            f"{least['b']['model']} · {least['b']['runtime']})") if same else f"{len(every)} pairs"
+    yield ("one parity table across runtimes (`bench --parity`, CIFAR-10)", text)
+
+
 def search_cifar10(r: dict) -> Iterator[tuple]:
     recipe, timed = r["recipe"], r["side_by_side"]
     base = timed["recipe int8"]["median_ms"]
@@ -251,6 +264,7 @@ SOURCES = (
     Source("soak.json", "soak.py", soak),
     Source("pi_emulation.json", "pi_emulation.py", pi_emulation),
     Source("device_loop.json", "device_loop.py", device_loop),
+    Source("parity_cifar10.json", "parity_cifar10.py", parity_cifar10),
     Source("search_cifar10/search_cifar10.json", "search_cifar10.py", search_cifar10),
     Source("demo.json", "demo.py", demo),
     Source("cifar10_mini/cifar10_mini.json", "cifar10_mini.py", cifar10_mini),

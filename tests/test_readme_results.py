@@ -82,6 +82,8 @@ RENDERERS = [
     ("tfdata_autotune.py", ["--render-only", "--out", "OUT"], "tfdata_autotune/tfdata_autotune.json",
      "tfdata_autotune/tfdata_autotune.md", "tfdata_autotune.json"),
     ("cifar10.py", ["--render-only", "--out", "OUT"], "cifar10/results.json", "cifar10/results.md", "results.json"),
+    ("parity_cifar10.py", ["--render-only", "--out", "OUT/parity_cifar10"], "parity_cifar10.json",
+     "parity_cifar10.md", "parity_cifar10.json"),
     ("airbench_reference.py", ["table", "--results", "OUT/airbench_reference.json"],
      "cifar10/airbench_reference.json", "cifar10/airbench_reference.md", "airbench_reference.json"),
 ]
