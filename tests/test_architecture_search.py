@@ -329,8 +329,12 @@ def test_a_resumed_search_counts_the_budget_the_earlier_sessions_spent(colours, 
     assert "time budget" in first.stop_reason and spent["training"] > 0
     again = run_search(colours, out, max_latency_ms=500, space=space, time_budget=8, resume=True, timing=FAST_TIMING,
                        optimize_options=FAST_OPTIMIZE, verbose=0)
-    assert again.stop_reason == "the time budget of 8 s was spent by the sessions before this --resume"
-    assert [t["number"] for t in again.trials] == [t["number"] for t in first.trials]  # nothing more was trained
+    # The first session stops when the next epoch would not fit, so it may leave a sliver of the 8 s unspent:
+    # then the resumed one spends that sliver and stops as any budget does.
+    if again.stop_reason != "the time budget of 8 s ran out":
+        assert again.stop_reason == "the time budget of 8 s was spent by the sessions before this --resume"
+        assert [t["number"] for t in again.trials] == [t["number"] for t in first.trials]  # nothing more trained
+    assert again.stop_reason.startswith("the time budget of 8 s")
     seconds = json.loads((out / "search.json").read_text())["seconds"]
     assert seconds["training"] >= spent["training"] and seconds["total"] > spent["total"]
     assert again.within_limits and again.chosen["trial"] == first.chosen["trial"]
